@@ -1,0 +1,46 @@
+# Set-up and entry points.  Every target creates .venv if missing, installs the
+# pinned dependencies and builds the C kernel; all are safe to re-run.
+#   make run    train the bundled MNIST pair under mpirun, write runs/mnist_model.h5
+#   make test   the whole test suite: serial tests, then MPI tests under mpirun
+#   make bench  the benchmarks under benchmarks/ (slow; installs the peers)
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+MPIRUN  := $(VENV)/bin/mpirun
+PYTHON3 ?= python3
+DATA    := h2odl_mpi/datasets
+KERNEL_SRC := $(wildcard csrc/*.c csrc/*.h) csrc/build_ffi.py setup.py
+
+.PHONY: all venv build run test test-serial test-mpi bench clean
+
+all: build
+
+$(VENV)/.deps: requirements.txt
+	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.deps
+
+$(VENV)/.built: $(VENV)/.deps $(KERNEL_SRC)
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(VENV)/.built
+
+run: build
+	mkdir -p runs
+	$(MPIRUN) -n 2 $(PY) -m h2odl_mpi train \
+	    --train $(DATA)/mnist/train.csv.gz --validation $(DATA)/mnist/test.csv.gz \
+	    --response C785 --hidden 200,200 --epochs 2 --threads 1 \
+	    --model-out runs/mnist_model.h5 --summary-json runs/mnist_summary.json
+
+test: build
+	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(MPIRUN) -n 2 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
+
+bench: build
+	$(PY) benchmarks/kernel_throughput.py
+
+clean:
+	rm -rf build *.egg-info h2odl_mpi/_kernel*.so h2odl_mpi/_kernel.c $(VENV)/.built

@@ -1,0 +1,37 @@
+"""User-facing errors and the collective check that keeps ranks from hanging.
+
+A UserError is bad input or a bad parameter: the CLI prints its message (which names the
+file, row, column or parameter) without a traceback and exits with status 2.  In an MPI job
+every rank must learn of an error raised on one rank before anyone enters the next
+collective: code that may fail on some ranks only calls `agree(comm, error)`, a small
+allgather outside any hot path, and every rank raises the same UserError.
+"""
+
+
+class UserError(Exception):
+    """Bad input or parameter; the message is meant for the user as it is."""
+
+
+def agree(comm, error=None):
+    """Collective over `comm`: raise the same UserError on every rank if any rank had one.
+
+    Each rank passes the exception it caught (or None).  A rank's non-UserError exception is
+    reported with its type name.  With comm None (no MPI) the error is simply re-raised.
+    """
+    if comm is None or comm.Get_size() == 1:
+        if error is not None:
+            raise error if isinstance(error, UserError) else UserError(_describe(error)) from error
+        return
+    mine = None if error is None else _describe(error)
+    messages = comm.allgather(mine)
+    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+    if failed:
+        rank, message = failed[0]
+        more = f" (and {len(failed) - 1} more rank(s) failed)" if len(failed) > 1 else ""
+        raise UserError(f"rank {rank}: {message}{more}")
+
+
+def _describe(error):
+    if isinstance(error, UserError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
