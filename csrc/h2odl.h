@@ -1,0 +1,184 @@
+/*
+ * h2odl.h -- the only interface of the h2odl_mpi C kernel.
+ *
+ * A fully connected network trained one row at a time with H2O Deep Learning's math,
+ * Hogwild!-parallel over OpenMP threads, plus forward-only scoring.  Python (kernel.py)
+ * owns every buffer and validates every argument; these functions never allocate, never
+ * print and never abort: they return H2O_OK or an H2O_E* code.
+ *
+ * THE MODEL BUFFER.  One contiguous float32 array holds everything the ranks average:
+ *   [ W_0 b_0 W_1 b_1 ... W_{L-1} b_{L-1} | optimizer state ]
+ * h2o_layout() gives every offset (in floats).  Weight layer l maps units[l] inputs to
+ * rows[l] = units[l+1] * channels(l) outputs ("rows"; channels = 2 for Maxout layers).
+ * W_l is stored OUTPUT-MAJOR (as H2O's dense rows): W_l[j * units[l] + i] is the weight from
+ * input i to output row j, so one unit's incoming weights are contiguous: its forward is one
+ * vectorised dot product, its update one contiguous sweep, and a unit with nothing to learn
+ * (inactive rectifier, dropped unit) is skipped whole.  Rows with few non-zero inputs
+ * (sparse data, one-hot categoricals) gather and scatter over those inputs only.  For
+ * Maxout, output unit u owns rows
+ * 2u and 2u+1 (its two channels).  Optimizer state, when present, follows all parameters:
+ *   ADADELTA:  for each layer  Edx2_W, Eg2_W (like W_l), Edx2_b, Eg2_b (like b_l)
+ *   momentum:  for each layer  V_W (like W_l), V_b (like b_l)   (only if a momentum != 0)
+ *
+ * THE MATH (H2O-3 Neurons.java semantics; e = -dLoss/d(output), "negative half gradient").
+ *   forward, hidden layer l (activation f, dropout ratio p_l):
+ *     net_j = b_j + sum_i W[j,i] a_i      (for Maxout: a_u = max(net_2u, net_2u+1))
+ *     Tanh a = tanh(net); Rectifier a = max(0, net); ExpRectifier a = net >= 0 ? net : exp(net) - 1
+ *     training: each unit dropped with probability p_l (a = 0, no rescaling);
+ *     scoring: a *= (1 - p_l).  Input dropout: each input zeroed with probability
+ *     input_dropout while training, no rescaling at scoring (as H2O).
+ *   output: SOFTMAX  y = softmax(net), e_k = w_row * (t_k - y_k)   (CrossEntropy)
+ *           LINEAR   y = net + offset (link space), e = w_row * neg_half_gradient(t, y):
+ *             QUADRATIC t - y; ABSOLUTE y > t ? -1 : 1; HUBER |t-y| <= d ? t-y : d*sign(t-y);
+ *             QUANTILE t > y ? alpha : alpha - 1; POISSON t - exp(y); GAMMA t*exp(-y) - 1;
+ *             TWEEDIE t*exp((1-p)y) - exp((2-p)y); BERNOULLI t - 1/(1+exp(-y)).
+ *           AUTOENCODER  the output layer has the hidden activation (no dropout),
+ *             target = the row's inputs before input dropout, e_k = w_row * (t_k - y_k) (Quadratic).
+ *   backward: g_j = e_j * f'(a_j) with f' = 1 - a^2 (Tanh), [a > 0] (Rectifier),
+ *     a > 0 ? 1 : a + 1 (ExpRectifier), 1 on the winning channel (Maxout); g = e at SOFTMAX
+ *     and LINEAR outputs; g = 0 for dropped units.  Error to the previous layer uses the
+ *     weights before this row's update: e_i = sum_j g_j W[j,i].
+ *   update of weight W[j,i] with a_i the input activation (fast_mode, H2O's default: skipped
+ *     when g_j == 0 or a_i == 0; without fast_mode only g_j == 0 is skipped):
+ *     grad = g_j a_i - l1 sign(W) - l2 W
+ *     ADADELTA: Eg2 = rho Eg2 + (1-rho) grad^2; r = sqrt((Edx2 + eps) / (Eg2 + eps));
+ *               Edx2 = rho Edx2 + (1-rho) r^2 grad^2; W += r grad
+ *     manual, layer rate  R = rate * rate_decay^l / (1 + rate_annealing * n) * (1 - m),
+ *       n = samples processed so far, m = momentum(n) ramping linearly from momentum_start to
+ *       momentum_stable over momentum_ramp samples:
+ *       Nesterov: V = m V + grad; W += R V.   plain: d = R grad; W += d + m V; V = d.
+ *   bias b_j (only if g_j != 0): gb = g_j - l1 sign(b) - l2 b; ADADELTA rate from the mean
+ *     of grad^2 over that unit's incoming weights (divided by fan-in, or by the number of
+ *     non-zero inputs for sparse rows), then the same rules with gb.
+ *   loss (H2O_PRED_LOSS, stats.loss_sum; the gradients above are its -d/dy):
+ *     CrossEntropy -log y_t; QUADRATIC (t-y)^2/2; ABSOLUTE |t-y|; HUBER r^2/2 if |r| <= d
+ *     else d(|r| - d/2); QUANTILE alpha r if r > 0 else (alpha-1) r (r = t-y); POISSON
+ *     exp(y) - t y; GAMMA t exp(-y) + y; TWEEDIE exp((2-p)y)/(2-p) - t exp((1-p)y)/(1-p);
+ *     BERNOULLI log(1 + exp(y)) - t y; AUTOENCODER sum_k (t_k - y_k)^2 / 2.
+ *   a unit whose activation is exactly 0 (dropped, or an inactive rectifier) passes no
+ *     error back (its g is 0), so its incoming and outgoing work is skipped.
+ *   max_w2: after a row's update, each updated row j (a unit, or a Maxout channel) whose
+ *     squared incoming weights sum above max_w2 has them scaled by sqrt(max_w2 / sum).
+ *
+ * HOGWILD!  h2o_train() splits its n rows into n_threads contiguous shares; all threads
+ * update the same buffer with plain float stores: no locks, no atomics.  n_threads = 1
+ * makes the result a pure function of (model, rows, order, seed): bit-reproducible.
+ * Dropout masks come from a counter-based generator keyed by (seed, sample number), so
+ * they do not depend on which thread takes a row.
+ */
+#ifndef H2ODL_H
+#define H2ODL_H
+
+#include <stdint.h>
+
+#define H2O_MAX_LAYERS 16 /* weight layers (hidden layers + 1) */
+
+/* return codes */
+#define H2O_OK 0
+#define H2O_EARG 1      /* an argument is out of its documented range */
+#define H2O_ENONFINITE 2 /* a non-finite output or loss was met (training stops early) */
+
+/* hidden activations */
+#define H2O_TANH 0
+#define H2O_RECTIFIER 1
+#define H2O_MAXOUT 2
+#define H2O_EXPRECTIFIER 3
+
+/* output layer kinds */
+#define H2O_OUT_SOFTMAX 0
+#define H2O_OUT_LINEAR 1
+#define H2O_OUT_AUTOENCODER 2
+
+/* losses of a LINEAR output (link-space gradients) */
+#define H2O_LOSS_QUADRATIC 0
+#define H2O_LOSS_ABSOLUTE 1
+#define H2O_LOSS_HUBER 2
+#define H2O_LOSS_QUANTILE 3
+#define H2O_LOSS_POISSON 4
+#define H2O_LOSS_GAMMA 5
+#define H2O_LOSS_TWEEDIE 6
+#define H2O_LOSS_BERNOULLI 7
+
+/* what h2o_predict writes per row */
+#define H2O_PRED_OUTPUT 0  /* class probabilities (n_out) or the value in response space (1) */
+#define H2O_PRED_RECON 1   /* autoencoder: mean squared reconstruction error (1) */
+#define H2O_PRED_HIDDEN 2  /* activations of hidden layer `layer` (units[layer + 1]) */
+#define H2O_PRED_LOSS 3    /* the row's loss (1): CE, or the loss of `loss`, or recon MSE */
+
+/* row formats */
+#define H2O_ROWS_DENSE 0 /* x[r * n_cols + c] */
+#define H2O_ROWS_CSR 1   /* row r: indices/values [indptr[r], indptr[r+1]), ascending */
+
+typedef struct {
+    int n_layers;                     /* weight layers = len(hidden) + 1, 1..H2O_MAX_LAYERS */
+    int units[H2O_MAX_LAYERS + 1];    /* units[0] inputs ... units[n_layers] outputs */
+    int activation;                   /* H2O_TANH ... for every hidden layer */
+    int output;                       /* H2O_OUT_* */
+    int loss;                         /* H2O_LOSS_* (LINEAR output only) */
+    float input_dropout;              /* [0, 1) */
+    float hidden_dropout[H2O_MAX_LAYERS]; /* per hidden layer, [0, 1) */
+    int adaptive_rate;                /* 1: ADADELTA, 0: manual rate + momentum */
+    float rho, epsilon;
+    float rate, rate_annealing, rate_decay;
+    float momentum_start, momentum_ramp, momentum_stable;
+    int nesterov;
+    float l1, l2, max_w2;             /* max_w2 = INFINITY disables */
+    float huber_delta, quantile_alpha, tweedie_power;
+    int fast_mode;
+} h2o_config;
+
+typedef struct {
+    int64_t w[H2O_MAX_LAYERS], b[H2O_MAX_LAYERS];           /* parameters */
+    int64_t ada_dx_w[H2O_MAX_LAYERS], ada_g_w[H2O_MAX_LAYERS]; /* -1 when absent */
+    int64_t ada_dx_b[H2O_MAX_LAYERS], ada_g_b[H2O_MAX_LAYERS];
+    int64_t mom_w[H2O_MAX_LAYERS], mom_b[H2O_MAX_LAYERS];   /* -1 when absent */
+    int rows[H2O_MAX_LAYERS];          /* outputs of weight layer l (units * channels) */
+    int64_t n_params;                  /* floats of weights and biases */
+    int64_t n_total;                   /* floats of the whole buffer */
+    int64_t workspace_per_thread;      /* floats of scratch one thread needs */
+} h2o_layout;
+
+typedef struct {
+    int kind;                          /* H2O_ROWS_* */
+    int64_t n_rows;
+    int n_cols;                        /* must equal units[0] */
+    const float *x;                    /* DENSE */
+    const int64_t *indptr;             /* CSR */
+    const int32_t *indices;
+    const float *values;
+    const float *y;        /* class index (SOFTMAX) or target; NaN skips the row; NULL for AE */
+    const float *weight;   /* observation weights, NULL = 1; rows of weight 0 are skipped */
+    const float *offset;   /* LINEAR output offsets (link space), NULL = 0 */
+} h2o_rows;
+
+typedef struct {
+    int64_t trained;      /* rows that updated the model */
+    int64_t skipped;      /* rows skipped: missing target or zero weight */
+    double loss_sum;      /* sum over trained rows of weight * loss (before the update) */
+    int nonfinite;        /* 1 if a non-finite output was met */
+} h2o_train_stats;
+
+/* Fill *out for cfg; H2O_EARG if cfg is malformed. */
+int h2o_layout_of(const h2o_config *cfg, h2o_layout *out);
+
+/* Train rows order[0..n) (indices into data) on n_threads threads, Hogwild!.
+ * samples_before: samples the model had processed before this call (annealing, momentum
+ * ramp, dropout stream).  workspace: n_threads * workspace_per_thread floats. */
+int h2o_train(const h2o_config *cfg, float *model, float *workspace, int n_threads,
+              const h2o_rows *data, const int64_t *order, int64_t n,
+              int64_t samples_before, uint64_t seed, h2o_train_stats *stats);
+
+/* Forward-only scoring of rows [0, data->n_rows) with the full network, in parallel.
+ * out has n_rows * width floats (width per H2O_PRED_*). */
+int h2o_predict(const h2o_config *cfg, const float *model, float *workspace, int n_threads,
+                const h2o_rows *data, int what, int layer, float *out);
+
+/* The row's gradient: grad (n_params floats) receives -dLoss/dparam for row `row`
+ * (no dropout, no regularisation, every term computed: for gradient checks). */
+int h2o_gradient(const h2o_config *cfg, const float *model, float *workspace,
+                 const h2o_rows *data, int64_t row, float *grad);
+
+/* The instruction-set variant the entry points run ("baseline", "avx2", "avx512"). */
+const char *h2o_isa(void);
+
+#endif

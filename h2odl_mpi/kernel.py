@@ -1,0 +1,372 @@
+"""Python side of the C kernel boundary (csrc/h2odl.h), bound with cffi.
+
+`Network` describes one architecture; it owns nothing but its layout and a reusable
+per-thread workspace.  The model itself is one contiguous float32 numpy array (weights,
+biases, optimizer state) that the trainer averages in place across ranks and the
+checkpoint writes without copies.  Every argument is validated here, with an error that
+names it, before C sees it: the C side never raises.
+"""
+from dataclasses import dataclass, field
+import math
+import os
+
+import numpy as np
+
+from h2odl_mpi._kernel import ffi, lib
+
+ACTIVATIONS = {"Tanh": lib.H2O_TANH, "Rectifier": lib.H2O_RECTIFIER,
+               "Maxout": lib.H2O_MAXOUT, "ExpRectifier": lib.H2O_EXPRECTIFIER}
+OUTPUTS = {"softmax": lib.H2O_OUT_SOFTMAX, "linear": lib.H2O_OUT_LINEAR,
+           "autoencoder": lib.H2O_OUT_AUTOENCODER}
+LOSSES = {"Quadratic": lib.H2O_LOSS_QUADRATIC, "Absolute": lib.H2O_LOSS_ABSOLUTE,
+          "Huber": lib.H2O_LOSS_HUBER, "Quantile": lib.H2O_LOSS_QUANTILE,
+          "poisson": lib.H2O_LOSS_POISSON, "gamma": lib.H2O_LOSS_GAMMA,
+          "tweedie": lib.H2O_LOSS_TWEEDIE, "bernoulli": lib.H2O_LOSS_BERNOULLI}
+PREDICTIONS = {"output": lib.H2O_PRED_OUTPUT, "recon": lib.H2O_PRED_RECON,
+               "hidden": lib.H2O_PRED_HIDDEN, "loss": lib.H2O_PRED_LOSS}
+WEIGHT_DISTRIBUTIONS = ("UniformAdaptive", "Uniform", "Normal")
+MAX_LAYERS = lib.H2O_MAX_LAYERS
+
+
+class KernelError(RuntimeError):
+    """The kernel refused its arguments or met a non-finite value."""
+
+
+@dataclass
+class NetConfig:
+    """Architecture and training math of one network (names follow H2O's parameters).
+
+    units: [inputs, hidden..., outputs]; activation: base name (Tanh, Rectifier, Maxout,
+    ExpRectifier); output: softmax | linear | autoencoder; loss: for linear outputs.
+    """
+    units: list
+    activation: str = "Rectifier"
+    output: str = "softmax"
+    loss: str = "Quadratic"
+    input_dropout_ratio: float = 0.0
+    hidden_dropout_ratios: list = field(default_factory=list)
+    adaptive_rate: bool = True
+    rho: float = 0.99
+    epsilon: float = 1e-8
+    rate: float = 0.005
+    rate_annealing: float = 1e-6
+    rate_decay: float = 1.0
+    momentum_start: float = 0.0
+    momentum_ramp: float = 1e6
+    momentum_stable: float = 0.0
+    nesterov_accelerated_gradient: bool = True
+    l1: float = 0.0
+    l2: float = 0.0
+    max_w2: float = math.inf
+    huber_delta: float = 1.0
+    quantile_alpha: float = 0.5
+    tweedie_power: float = 1.5
+    fast_mode: bool = True
+
+    def validate(self):
+        units = list(self.units)
+        if not (2 <= len(units) <= MAX_LAYERS + 1):
+            raise ValueError(f"units: need between 2 and {MAX_LAYERS + 1} layers, got {len(units)}")
+        for i, u in enumerate(units):
+            if int(u) != u or u < 1:
+                raise ValueError(f"units[{i}] must be a positive integer, got {u!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {sorted(OUTPUTS)}, got {self.output!r}")
+        if self.output == "linear":
+            if self.loss not in LOSSES:
+                raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+            if units[-1] != 1:
+                raise ValueError("a linear output has exactly one unit")
+        if self.output == "autoencoder" and units[-1] != units[0]:
+            raise ValueError("an autoencoder's output layer has as many units as inputs")
+        n_hidden = len(units) - 2
+        hd = list(self.hidden_dropout_ratios) or [0.0] * n_hidden
+        if len(hd) != n_hidden:
+            raise ValueError(f"hidden_dropout_ratios needs {n_hidden} values (one per hidden layer), got {len(hd)}")
+        for name, v in [("input_dropout_ratio", self.input_dropout_ratio)] + \
+                [(f"hidden_dropout_ratios[{i}]", r) for i, r in enumerate(hd)]:
+            if not (0.0 <= v < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {v}")
+        checks = [("rho", self.rho, 0.0, 1.0, True), ("epsilon", self.epsilon, 0.0, math.inf, True),
+                  ("rate", self.rate, 0.0, math.inf, True), ("rate_annealing", self.rate_annealing, 0.0, math.inf, False),
+                  ("rate_decay", self.rate_decay, 0.0, math.inf, True), ("momentum_start", self.momentum_start, 0.0, 1.0, False),
+                  ("momentum_stable", self.momentum_stable, 0.0, 1.0, False), ("momentum_ramp", self.momentum_ramp, 0.0, math.inf, False),
+                  ("l1", self.l1, 0.0, math.inf, False), ("l2", self.l2, 0.0, math.inf, False),
+                  ("huber_delta", self.huber_delta, 0.0, math.inf, True), ("quantile_alpha", self.quantile_alpha, 0.0, 1.0, False)]
+        for name, v, lo, hi, open_lo in checks:
+            if not (math.isfinite(v) and (v > lo if open_lo else v >= lo) and v <= hi):
+                raise ValueError(f"{name} out of range: {v}")
+        if not (self.max_w2 > 0):
+            raise ValueError(f"max_w2 must be > 0, got {self.max_w2}")
+        if not (1.0 < self.tweedie_power < 2.0) and self.loss == "tweedie" and self.output == "linear":
+            raise ValueError(f"tweedie_power must be in (1, 2), got {self.tweedie_power}")
+        return hd
+
+    def to_c(self):
+        """A filled `h2o_config` (validated)."""
+        hd = self.validate()
+        c = ffi.new("h2o_config *")
+        c.n_layers = len(self.units) - 1
+        for i, u in enumerate(self.units):
+            c.units[i] = int(u)
+        c.activation = ACTIVATIONS[self.activation]
+        c.output = OUTPUTS[self.output]
+        c.loss = LOSSES.get(self.loss, lib.H2O_LOSS_QUADRATIC)
+        c.input_dropout = self.input_dropout_ratio
+        for i, r in enumerate(hd):
+            c.hidden_dropout[i] = r
+        c.adaptive_rate = int(bool(self.adaptive_rate))
+        c.rho, c.epsilon = self.rho, self.epsilon
+        c.rate, c.rate_annealing, c.rate_decay = self.rate, self.rate_annealing, self.rate_decay
+        c.momentum_start, c.momentum_ramp, c.momentum_stable = (
+            self.momentum_start, self.momentum_ramp, self.momentum_stable)
+        c.nesterov = int(bool(self.nesterov_accelerated_gradient))
+        c.l1, c.l2, c.max_w2 = self.l1, self.l2, self.max_w2
+        c.huber_delta, c.quantile_alpha, c.tweedie_power = (
+            self.huber_delta, self.quantile_alpha, self.tweedie_power)
+        c.fast_mode = int(bool(self.fast_mode))
+        return c
+
+
+@dataclass
+class Rows:
+    """Rows for the kernel: dense float32 (n, n_cols) or CSR; targets, weights, offsets.
+
+    y holds class indices (softmax) or targets (linear), NaN marking a missing target;
+    it is None for autoencoders.  Arrays are converted to the kernel's dtypes once here.
+    """
+    n_rows: int
+    n_cols: int
+    x: np.ndarray = None
+    indptr: np.ndarray = None
+    indices: np.ndarray = None
+    values: np.ndarray = None
+    y: np.ndarray = None
+    weight: np.ndarray = None
+    offset: np.ndarray = None
+
+    @classmethod
+    def dense(cls, x, y=None, weight=None, offset=None):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"x must be a 2-d matrix, got shape {x.shape}")
+        r = cls(n_rows=x.shape[0], n_cols=x.shape[1], x=x)
+        r._set_columns(y, weight, offset)
+        return r
+
+    @classmethod
+    def csr(cls, indptr, indices, values, n_cols, y=None, weight=None, offset=None):
+        indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        indices = np.ascontiguousarray(indices, dtype=np.int32)
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        n = len(indptr) - 1
+        if n < 0 or indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != len(indices):
+            raise ValueError("indptr must start at 0, not decrease, and end at len(indices)")
+        if len(values) != len(indices):
+            raise ValueError("indices and values differ in length")
+        if len(indices) and (indices.min() < 0 or indices.max() >= n_cols):
+            raise ValueError(f"CSR column indices must be in [0, {n_cols})")
+        r = cls(n_rows=n, n_cols=int(n_cols), indptr=indptr, indices=indices, values=values)
+        r._set_columns(y, weight, offset)
+        return r
+
+    def _set_columns(self, y, weight, offset):
+        for name, v in (("y", y), ("weight", weight), ("offset", offset)):
+            if v is not None:
+                v = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+                if len(v) != self.n_rows:
+                    raise ValueError(f"{name} has {len(v)} values for {self.n_rows} rows")
+                if name == "weight" and (not np.all(np.isfinite(v)) or np.any(v < 0)):
+                    raise ValueError("weight must be finite and non-negative")
+            setattr(self, name, v)
+
+    def to_c(self, keep):
+        """A `h2o_rows` pointing into these arrays; `keep` collects the cffi buffers."""
+        d = ffi.new("h2o_rows *")
+        keep.append(d)
+        d.kind = lib.H2O_ROWS_DENSE if self.x is not None else lib.H2O_ROWS_CSR
+        d.n_rows, d.n_cols = self.n_rows, self.n_cols
+        for name, ctype in (("x", "float *"), ("indptr", "int64_t *"), ("indices", "int32_t *"),
+                            ("values", "float *"), ("y", "float *"), ("weight", "float *"),
+                            ("offset", "float *")):
+            arr = getattr(self, name)
+            setattr(d, name, ffi.NULL if arr is None else ffi.cast(ctype, arr.ctypes.data))
+        return d
+
+
+@dataclass
+class TrainStats:
+    trained: int
+    skipped: int
+    loss_sum: float
+    nonfinite: bool
+
+
+def available_cores():
+    """Cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Network:
+    """One architecture: layout of the model buffer, initialisation, train, predict."""
+
+    def __init__(self, config: NetConfig):
+        self.config = config
+        self._c = config.to_c()
+        self._layout = ffi.new("h2o_layout *")
+        if lib.h2o_layout_of(self._c, self._layout) != lib.H2O_OK:
+            raise ValueError(f"the kernel refused the network configuration {config}")
+        self.units = [int(u) for u in config.units]
+        self.n_layers = len(self.units) - 1
+        self.rows = [int(self._layout.rows[l]) for l in range(self.n_layers)]
+        self.n_params = int(self._layout.n_params)
+        self.n_total = int(self._layout.n_total)
+        self._ws = np.zeros(0, dtype=np.float32)
+
+    # ---- layout ---------------------------------------------------------------------
+    def segments(self):
+        """(name, layer, offset, shape) of every array in the model buffer, in order."""
+        lay, out = self._layout, []
+        for l in range(self.n_layers):
+            shape_w, shape_b = (self.units[l], self.rows[l]), (self.rows[l],)
+            out += [("weights", l, lay.w[l], shape_w), ("biases", l, lay.b[l], shape_b)]
+        for l in range(self.n_layers):
+            shape_w, shape_b = (self.units[l], self.rows[l]), (self.rows[l],)
+            for name, off, shape in (("ada_dx2_weights", lay.ada_dx_w[l], shape_w),
+                                     ("ada_g2_weights", lay.ada_g_w[l], shape_w),
+                                     ("ada_dx2_biases", lay.ada_dx_b[l], shape_b),
+                                     ("ada_g2_biases", lay.ada_g_b[l], shape_b),
+                                     ("momentum_weights", lay.mom_w[l], shape_w),
+                                     ("momentum_biases", lay.mom_b[l], shape_b)):
+                if off >= 0:
+                    out.append((name, l, int(off), shape))
+        return out
+
+    def view(self, model, name, layer):
+        """A view of one array (e.g. 'weights', 1) of the model buffer; weights are
+        input-major: shape (inputs, outputs)."""
+        for n, l, off, shape in self.segments():
+            if n == name and l == layer:
+                size = int(np.prod(shape))
+                return model[off:off + size].reshape(shape)
+        raise KeyError(f"no array {name!r} for layer {layer}")
+
+    def new_model(self, seed=0, distribution="UniformAdaptive", scale=1.0):
+        """A fresh model buffer: weights drawn from `seed`, biases and state zero."""
+        if distribution not in WEIGHT_DISTRIBUTIONS:
+            raise ValueError(f"initial_weight_distribution must be one of {WEIGHT_DISTRIBUTIONS}, got {distribution!r}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"initial_weight_scale must be > 0, got {scale}")
+        model = np.zeros(self.n_total, dtype=np.float32)
+        classification = self.config.output == "softmax"
+        for l in range(self.n_layers):
+            rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, 0xBAD5EED, l])
+            w = self.view(model, "weights", l)
+            if distribution == "UniformAdaptive":
+                lim = math.sqrt(6.0 / (self.units[l] + self.units[l + 1]))
+                if classification and l == self.n_layers - 1:
+                    lim *= 4.0
+                w[...] = rng.uniform(-lim, lim, size=w.shape)
+            elif distribution == "Uniform":
+                w[...] = rng.uniform(-scale, scale, size=w.shape)
+            else:
+                w[...] = rng.normal(0.0, scale, size=w.shape)
+        return model
+
+    def _check_model(self, model):
+        if not (isinstance(model, np.ndarray) and model.dtype == np.float32 and model.ndim == 1
+                and model.size == self.n_total and model.flags.c_contiguous):
+            raise ValueError(f"model must be a contiguous float32 vector of {self.n_total} values")
+
+    def _workspace(self, threads):
+        need = threads * int(self._layout.workspace_per_thread)
+        if self._ws.size < need:
+            self._ws = np.zeros(need, dtype=np.float32)
+        return ffi.cast("float *", self._ws.ctypes.data)
+
+    def _check_rows(self, rows, need_y):
+        if not isinstance(rows, Rows):
+            raise TypeError("rows must be a kernel.Rows")
+        if rows.n_cols != self.units[0]:
+            raise ValueError(f"rows have {rows.n_cols} columns, the network {self.units[0]} inputs")
+        if need_y and self.config.output != "autoencoder":
+            if rows.y is None:
+                raise ValueError("rows need targets y")
+            if self.config.output == "softmax":
+                y = rows.y[~np.isnan(rows.y)]
+                if len(y) and (y.min() < 0 or y.max() >= self.units[-1] or np.any(y != np.floor(y))):
+                    raise ValueError(f"class indices must be integers in [0, {self.units[-1]})")
+
+    @staticmethod
+    def _threads(threads):
+        threads = available_cores() if threads is None else int(threads)
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        return threads
+
+    # ---- entry points ---------------------------------------------------------------
+    def train(self, model, rows, order=None, samples_before=0, seed=0, threads=None):
+        """Train rows[order] once each (Hogwild! on `threads` threads) updating `model` in place."""
+        self._check_model(model)
+        self._check_rows(rows, need_y=True)
+        threads = self._threads(threads)
+        order = np.arange(rows.n_rows, dtype=np.int64) if order is None else \
+            np.ascontiguousarray(order, dtype=np.int64)
+        if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= rows.n_rows)):
+            raise ValueError(f"order must hold row indices in [0, {rows.n_rows})")
+        if samples_before < 0:
+            raise ValueError("samples_before must be >= 0")
+        keep = []
+        stats = ffi.new("h2o_train_stats *")
+        rc = lib.h2o_train(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads),
+                           threads, rows.to_c(keep), ffi.cast("int64_t *", order.ctypes.data),
+                           order.size, int(samples_before), int(seed) & 0xFFFFFFFFFFFFFFFF, stats)
+        if rc == lib.H2O_EARG:
+            raise KernelError("h2o_train refused its arguments")
+        return TrainStats(int(stats.trained), int(stats.skipped), float(stats.loss_sum),
+                          bool(stats.nonfinite))
+
+    def predict(self, model, rows, what="output", layer=None, threads=None):
+        """Forward-only scoring with the full network; returns float32 (n_rows, width)."""
+        self._check_model(model)
+        if what not in PREDICTIONS:
+            raise ValueError(f"what must be one of {sorted(PREDICTIONS)}, got {what!r}")
+        self._check_rows(rows, need_y=(what == "loss"))
+        threads = self._threads(threads)
+        if what == "output":
+            width = 1 if self.config.output == "linear" else self.units[-1]
+        elif what == "hidden":
+            if layer is None or not (0 <= layer < self.n_layers - 1):
+                raise ValueError(f"layer must be a hidden layer index in [0, {self.n_layers - 1})")
+            width = self.units[layer + 1]
+        else:
+            if what == "recon" and self.config.output != "autoencoder":
+                raise ValueError("reconstruction error needs an autoencoder")
+            width = 1
+        out = np.empty((rows.n_rows, width), dtype=np.float32)
+        keep = []
+        rc = lib.h2o_predict(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads),
+                             threads, rows.to_c(keep), PREDICTIONS[what],
+                             -1 if layer is None else int(layer), ffi.cast("float *", out.ctypes.data))
+        if rc != lib.H2O_OK:
+            raise KernelError("h2o_predict refused its arguments")
+        return out
+
+    def gradient(self, model, rows, row):
+        """-dLoss/dparams of one row (no dropout, no regularisation), n_params floats."""
+        self._check_model(model)
+        self._check_rows(rows, need_y=True)
+        if not (0 <= row < rows.n_rows):
+            raise ValueError(f"row must be in [0, {rows.n_rows})")
+        grad = np.zeros(self.n_params, dtype=np.float32)
+        keep = []
+        rc = lib.h2o_gradient(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(1),
+                              rows.to_c(keep), int(row), ffi.cast("float *", grad.ctypes.data))
+        if rc == lib.H2O_EARG:
+            raise KernelError("h2o_gradient refused its arguments (missing target?)")
+        return grad
