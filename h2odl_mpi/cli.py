@@ -1,0 +1,104 @@
+"""The command line: `python -m h2odl_mpi [train|predict|describe] ...`.
+
+Every H2O parameter is a flag with H2O's name (`--input_dropout_ratio 0.2`, dashes accepted
+too, booleans as true/false).  With no subcommand, `train` is meant.  Errors in the input
+or the parameters print one line naming the culprit and exit with status 2 on every rank;
+an unexpected failure on one rank aborts the whole MPI job instead of leaving the other
+ranks waiting in a collective.
+"""
+import argparse
+import sys
+import traceback
+
+from h2odl_mpi import params as P
+from h2odl_mpi.errors import UserError
+
+SUBCOMMANDS = ("train", "predict", "describe")
+
+
+def _add_param_flags(parser):
+    for name, (typ, default, _check, help_) in P.SPEC.items():
+        flags = [f"--{name}"]
+        if "_" in name:
+            flags.append(f"--{name.replace('_', '-')}")
+        shown = "" if default is None else f" (default {default})"
+        parser.add_argument(*flags, dest=name, default=None, metavar=typ.__name__.upper(),
+                            help=f"{help_}{shown}")
+    for name in P.NOT_YET:
+        parser.add_argument(f"--{name}", dest=name, default=None, help=argparse.SUPPRESS)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m h2odl_mpi", allow_abbrev=False,
+                                     description="H2O Deep Learning on MPI ranks with a Hogwild! C kernel")
+    sub = parser.add_subparsers(dest="command")
+    t = sub.add_parser("train", allow_abbrev=False, help="train a model (H2O parameter names)")
+    _add_param_flags(t)
+    pr = sub.add_parser("predict", allow_abbrev=False, help="score a data file with a saved model")
+    pr.add_argument("--model", required=True, help="model file (HDF5) written by train --model_out")
+    pr.add_argument("--data", required=True, help="data file to score")
+    pr.add_argument("--out", required=True, help="predictions CSV to write")
+    pr.add_argument("--threads", type=int, default=0, help="kernel threads (0: all cores)")
+    group = pr.add_mutually_exclusive_group()
+    group.add_argument("--anomaly", action="store_true", help="per-row reconstruction error")
+    group.add_argument("--deepfeatures", type=int, metavar="K", default=None,
+                       help="activations of hidden layer K (0-based)")
+    try:
+        from h2odl_mpi.frame import describe
+    except ImportError:
+        describe = None
+    if describe is not None:
+        d = sub.add_parser("describe", allow_abbrev=False, help="summarise a data file (column store)")
+        describe.add_arguments(d)
+    return parser
+
+
+def _train_params(ns):
+    raw = {}
+    for name in list(P.SPEC) + list(P.NOT_YET):
+        v = getattr(ns, name, None)
+        if v is None:
+            continue
+        raw[name] = P.parse_value(name, v) if name in P.SPEC else v
+    for name in ("train",):
+        if not raw.get(name):
+            raise UserError(f"--{name} is required")
+    return P.validate(raw)
+
+
+def _comm():
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
+        argv = ["train"] + argv
+    comm = None
+    try:
+        ns = build_parser().parse_args(argv)
+        comm = _comm()
+        if ns.command == "train":
+            from h2odl_mpi.trainer import train
+            train(_train_params(ns), comm)
+            return 0
+        if ns.command == "predict":
+            from h2odl_mpi.predict import predict_file
+            predict_file(ns.model, ns.data, ns.out, comm, threads=ns.threads or None,
+                         anomaly=ns.anomaly, deepfeatures=ns.deepfeatures)
+            return 0
+        from h2odl_mpi.frame import describe
+        return describe.run(ns)
+    except UserError as e:
+        if comm is None or comm.Get_rank() == 0:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except SystemExit:
+        raise
+    except BaseException:  # noqa: BLE001 - a failure on one rank must end every rank
+        traceback.print_exc()
+        sys.stderr.flush()
+        if comm is not None and comm.Get_size() > 1:
+            comm.Abort(1)
+        return 1

@@ -1,0 +1,184 @@
+"""H2O Deep Learning parameters: names, defaults and validation, in one place.
+
+Every parameter keeps H2O-3's name and default so an H2O user's parameter list carries over.
+`validate(params)` checks types and ranges and fills derived defaults (dropout ratios for
+the ...WithDropout activations, the loss for a distribution, the seed); its errors name the
+parameter.  The command line and the Python API both go through it.
+"""
+import math
+
+from h2odl_mpi.errors import UserError
+
+INF = math.inf
+
+ACTIVATIONS = ("Tanh", "TanhWithDropout", "Rectifier", "RectifierWithDropout", "Maxout",
+               "MaxoutWithDropout", "ExpRectifier", "ExpRectifierWithDropout")
+LOSSES = ("Automatic", "CrossEntropy", "Quadratic", "Absolute", "Huber", "Quantile")
+DISTRIBUTIONS = ("AUTO", "bernoulli", "multinomial", "gaussian", "poisson", "gamma", "tweedie",
+                 "laplace", "quantile", "huber")
+WEIGHT_DISTRIBUTIONS = ("UniformAdaptive", "Uniform", "Normal")
+STOPPING_METRICS = ("AUTO", "deviance", "logloss", "MSE", "RMSE", "MAE", "RMSLE", "AUC", "AUCPR",
+                    "misclassification", "mean_per_class_error")
+
+# name: (type, default, check, help).  check: a tuple of choices, or (lo, hi, lo_open, hi_open).
+SPEC = {
+    "train": (str, None, None, "training data file (H2O's training_frame)"),
+    "validation": (str, None, None, "validation data file (H2O's validation_frame)"),
+    "response": (str, None, None, "response column name (H2O's response_column)"),
+    "ignored_columns": (list, [], None, "columns to leave out, comma separated"),
+    "hidden": (list, [200, 200], None, "hidden layer sizes, comma separated"),
+    "epochs": (float, 10.0, (0.0, INF, True, False), "passes over the training data"),
+    "activation": (str, "Rectifier", ACTIVATIONS, "hidden activation"),
+    "input_dropout_ratio": (float, 0.0, (0.0, 1.0, False, True), "input dropout"),
+    "hidden_dropout_ratios": (list, None, None, "per hidden layer dropout (WithDropout activations; default 0.5)"),
+    "adaptive_rate": (bool, True, None, "ADADELTA"),
+    "rho": (float, 0.99, (0.0, 1.0, True, False), "ADADELTA decay"),
+    "epsilon": (float, 1e-8, (0.0, INF, True, False), "ADADELTA smoothing"),
+    "rate": (float, 0.005, (0.0, INF, True, False), "manual learning rate"),
+    "rate_annealing": (float, 1e-6, (0.0, INF, False, False), "rate / (1 + rate_annealing * samples)"),
+    "rate_decay": (float, 1.0, (0.0, INF, True, False), "per-layer rate factor"),
+    "momentum_start": (float, 0.0, (0.0, 1.0, False, True), "initial momentum"),
+    "momentum_ramp": (float, 1e6, (0.0, INF, False, False), "samples to ramp momentum"),
+    "momentum_stable": (float, 0.0, (0.0, 1.0, False, True), "final momentum"),
+    "nesterov_accelerated_gradient": (bool, True, None, "Nesterov momentum"),
+    "l1": (float, 0.0, (0.0, INF, False, False), "L1 regularisation"),
+    "l2": (float, 0.0, (0.0, INF, False, False), "L2 regularisation"),
+    "max_w2": (float, INF, (0.0, INF, True, False), "max sum of squared incoming weights"),
+    "initial_weight_distribution": (str, "UniformAdaptive", WEIGHT_DISTRIBUTIONS, "initial weights"),
+    "initial_weight_scale": (float, 1.0, (0.0, INF, True, False), "scale of Uniform/Normal init"),
+    "loss": (str, "Automatic", LOSSES, "loss function"),
+    "distribution": (str, "AUTO", DISTRIBUTIONS, "response distribution"),
+    "tweedie_power": (float, 1.5, (1.0, 2.0, True, True), "tweedie power"),
+    "quantile_alpha": (float, 0.5, (0.0, 1.0, False, False), "quantile"),
+    "huber_alpha": (float, 0.9, (0.0, 1.0, False, False), "Huber: quantile of |residual| used as delta"),
+    "seed": (int, -1, None, "random seed (-1: time-based)"),
+    "reproducible": (bool, False, None, "one thread, bit-reproducible for a seed"),
+    "train_samples_per_iteration": (int, -2, None, "rows per iteration: 0 epoch, -1 all local rows, -2 auto"),
+    "target_ratio_comm_to_comp": (float, 0.05, (0.0, INF, False, False), "auto-tuning target"),
+    "score_interval": (float, 5.0, (0.0, INF, False, False), "seconds between scorings"),
+    "score_training_samples": (int, 10000, (0, INF, False, False), "rows scored on training data (0 = all)"),
+    "score_validation_samples": (int, 0, (0, INF, False, False), "rows scored on validation data (0 = all)"),
+    "score_duty_cycle": (float, 0.1, (0.0, 1.0, False, False), "max fraction of time spent scoring"),
+    "standardize": (bool, True, None, "standardise numeric inputs"),
+    "ignore_const_cols": (bool, True, None, "drop constant columns"),
+    "fast_mode": (bool, True, None, "H2O's fast back-propagation approximation"),
+    "shuffle_training_data": (bool, False, None, "shuffle rows each iteration"),
+    "replicate_training_data": (bool, True, None, "every rank holds all training rows"),
+    "autoencoder": (bool, False, None, "train an autoencoder"),
+    "overwrite_with_best_model": (bool, True, None, "keep the best scored model"),
+    "quiet_mode": (bool, False, None, "no progress lines"),
+    "threads": (int, 0, (0, INF, False, False), "kernel threads per rank (0: the cores this process may use)"),
+    "model_out": (str, None, None, "write the final model to this HDF5 file"),
+    "summary_json": (str, None, None, "write a run summary (JSON) to this file"),
+}
+
+# H2O parameters this version knows but does not implement yet: setting them is an error,
+# not a silent no-op.
+NOT_YET = ("balance_classes", "class_sampling_factors", "max_after_balance_size", "nfolds",
+           "fold_column", "fold_assignment", "checkpoint", "pretrained_autoencoder",
+           "elastic_averaging", "categorical_encoding", "weights_column", "offset_column",
+           "missing_values_handling", "use_all_factor_levels", "max_categorical_features",
+           "sparse", "stopping_rounds", "stopping_metric", "stopping_tolerance",
+           "max_runtime_secs", "classification_stop", "regression_stop",
+           "score_validation_sampling", "export_weights_and_biases")
+
+
+def defaults():
+    """A dict of every parameter at H2O's default."""
+    return {k: (list(v[1]) if isinstance(v[1], list) else v[1]) for k, v in SPEC.items()}
+
+
+def parse_bool(name, text):
+    t = str(text).strip().lower()
+    if t in ("true", "1", "yes", "t"):
+        return True
+    if t in ("false", "0", "no", "f"):
+        return False
+    raise UserError(f"--{name}: expected true or false, got {text!r}")
+
+
+def parse_value(name, text):
+    """Parse a command-line string for parameter `name` into its type."""
+    typ = SPEC[name][0]
+    try:
+        if typ is bool:
+            return parse_bool(name, text)
+        if typ is int:
+            return int(float(text)) if float(text) == int(float(text)) else _bad_int(name, text)
+        if typ is float:
+            return float(text)
+        if typ is list:
+            items = [s for s in str(text).replace(" ", "").split(",") if s != ""]
+            if name == "hidden":
+                return [int(s) for s in items]
+            if name == "hidden_dropout_ratios":
+                return [float(s) for s in items]
+            return items
+        return str(text)
+    except ValueError:
+        raise UserError(f"--{name}: cannot read {text!r} as {typ.__name__}") from None
+
+
+def _bad_int(name, text):
+    raise UserError(f"--{name}: expected an integer, got {text!r}")
+
+
+def _check_range(name, value, check):
+    if isinstance(check, tuple) and len(check) == 4 and not isinstance(check[0], str):
+        lo, hi, lo_open, hi_open = check
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+        if not ok or (isinstance(value, float) and math.isnan(value)):
+            lb = "(" if lo_open else "["
+            rb = ")" if hi_open else "]"
+            raise UserError(f"{name} = {value} is out of range {lb}{lo}, {hi}{rb}")
+    elif isinstance(check, tuple) and value not in check:
+        raise UserError(f"{name} = {value!r} is not one of {', '.join(check)}")
+
+
+def validate(params):
+    """Check every parameter and fill the derived ones; returns a new dict."""
+    p = defaults()
+    for k, v in params.items():
+        if k in NOT_YET and v not in (None, False, [], ""):
+            raise UserError(f"parameter {k} is not supported by this version of h2odl_mpi yet")
+        if k not in SPEC:
+            raise UserError(f"unknown parameter {k!r}")
+        p[k] = v
+    for name, (typ, _default, check, _help) in SPEC.items():
+        v = p[name]
+        if v is None:
+            continue
+        if typ is float and isinstance(v, int) and not isinstance(v, bool):
+            v = p[name] = float(v)
+        if typ is int and isinstance(v, float) and v == int(v):
+            v = p[name] = int(v)
+        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            raise UserError(f"{name} must be of type {typ.__name__}, got {v!r}")
+        if check is not None:
+            _check_range(name, v, check)
+    if not p["hidden"] or any(h < 1 for h in p["hidden"]):
+        raise UserError(f"hidden must list positive layer sizes, got {p['hidden']}")
+    if len(p["hidden"]) > 15:
+        raise UserError(f"hidden: at most 15 hidden layers, got {len(p['hidden'])}")
+    n_hidden = len(p["hidden"])
+    dropout = p["activation"].endswith("WithDropout")
+    if p["hidden_dropout_ratios"] is None:
+        p["hidden_dropout_ratios"] = [0.5 if dropout else 0.0] * n_hidden
+    else:
+        hd = p["hidden_dropout_ratios"]
+        if not dropout and any(r != 0 for r in hd):
+            raise UserError("hidden_dropout_ratios needs an activation ...WithDropout "
+                            f"(activation is {p['activation']})")
+        if len(hd) != n_hidden:
+            raise UserError(f"hidden_dropout_ratios has {len(hd)} values for {n_hidden} hidden layers")
+        for r in hd:
+            if not 0.0 <= r < 1.0:
+                raise UserError(f"hidden_dropout_ratios value {r} is out of range [0, 1)")
+    if p["train_samples_per_iteration"] < -2:
+        raise UserError("train_samples_per_iteration must be -2, -1, 0 or a positive row count, "
+                        f"got {p['train_samples_per_iteration']}")
+    if not p["autoencoder"] and p["train"] is not None and not p["response"]:
+        raise UserError("response is required (the response column name) unless autoencoder is true")
+    if p["reproducible"]:
+        p["threads"] = 1
+    return p

@@ -1,0 +1,386 @@
+"""The training protocol: Hogwild! on each rank, model averaging across ranks, scoring.
+
+Each iteration every rank trains its share of train_samples_per_iteration (TSPI) rows with
+the kernel's threads, then one in-place Allreduce over the single float32 model buffer
+(weights, biases and optimizer state) divided by the number of ranks makes every rank hold
+the same average.  Every rank weighs equally: with replicated data each processes the same
+number of rows.  TSPI = -2 is tuned while running: the measured compute time per row and the
+measured Allreduce time of the model set the next iteration's TSPI so that communication
+takes about target_ratio_comm_to_comp of the time.  Rank 0 scores, logs and writes files.
+"""
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from h2odl_mpi import metrics
+from h2odl_mpi.dataset import DataInfo, read_table
+from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.kernel import NetConfig, Network, Rows, available_cores
+from h2odl_mpi.model_io import save_model
+
+
+def _mpi():
+    from mpi4py import MPI
+    return MPI
+
+
+def threads_per_rank(params, comm):
+    """--threads, else OMP_NUM_THREADS, else the batch system's cpus-per-task, else the
+    cores this process may use divided among the ranks on this node."""
+    if params.get("threads"):
+        return int(params["threads"])
+    for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK", "PBS_NUM_PPN", "NCPUS"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    local = 1
+    if comm is not None and comm.Get_size() > 1:
+        MPI = _mpi()
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        local = node.Get_size()
+        node.Free()
+    return max(1, available_cores() // local)
+
+
+def net_config(params, info):
+    """The kernel's NetConfig for validated params and a data description."""
+    act = params["activation"].replace("WithDropout", "")
+    units = [len(info.input_names)] + list(params["hidden"])
+    dist, loss = params["distribution"], params["loss"]
+    kw = {}
+    if info.autoencoder:
+        output, kloss = "autoencoder", "Quadratic"
+        units.append(units[0])
+    elif info.classification:
+        if loss not in ("Automatic", "CrossEntropy"):
+            raise UserError(f"loss {loss} with a categorical response is not supported: use CrossEntropy")
+        output, kloss = "softmax", "Quadratic"
+        units.append(info.n_classes)
+    else:
+        output = "linear"
+        units.append(1)
+        by_dist = {"poisson": "poisson", "gamma": "gamma", "tweedie": "tweedie", "bernoulli": "bernoulli",
+                   "laplace": "Absolute", "huber": "Huber", "quantile": "Quantile"}
+        kloss = by_dist.get(dist, "Quadratic" if loss in ("Automatic", "CrossEntropy") else loss)
+        if loss == "CrossEntropy":
+            raise UserError("loss CrossEntropy needs a categorical response")
+    return NetConfig(
+        units=units, activation=act, output=output, loss=kloss,
+        input_dropout_ratio=params["input_dropout_ratio"],
+        hidden_dropout_ratios=list(params["hidden_dropout_ratios"]),
+        adaptive_rate=params["adaptive_rate"], rho=params["rho"], epsilon=params["epsilon"],
+        rate=params["rate"], rate_annealing=params["rate_annealing"], rate_decay=params["rate_decay"],
+        momentum_start=params["momentum_start"], momentum_ramp=params["momentum_ramp"],
+        momentum_stable=params["momentum_stable"],
+        nesterov_accelerated_gradient=params["nesterov_accelerated_gradient"],
+        l1=params["l1"], l2=params["l2"], max_w2=params["max_w2"],
+        quantile_alpha=params["quantile_alpha"], tweedie_power=params["tweedie_power"],
+        fast_mode=params["fast_mode"], **kw)
+
+
+class Scorer:
+    """Metrics of a model on (a fixed sample of) a data set, as H2O reports them."""
+
+    def __init__(self, x, y, info, n_max, seed):
+        if n_max and len(x) > n_max:
+            pick = np.sort(np.random.default_rng(seed).choice(len(x), n_max, replace=False))
+            x = x[pick]
+            y = None if y is None else y[pick]
+        self.rows = Rows.dense(x, y)
+        self.y = y
+        self.info = info
+
+    def score(self, network, model, threads):
+        info = self.info
+        if info.autoencoder:
+            return metrics.autoencoder_metrics(network.predict(model, self.rows, "recon", threads=threads)[:, 0])
+        out = network.predict(model, self.rows, "output", threads=threads)
+        if info.classification:
+            return metrics.classification_metrics(out, self.y)
+        return metrics.regression_metrics(info.decode_response(out[:, 0].astype(np.float64)),
+                                          info.decode_response(self.y.astype(np.float64)))
+
+
+def _objective(m, info):
+    """Lower is better: logloss (classification), deviance/MSE otherwise."""
+    if not m:
+        return math.inf
+    return m["logloss"] if info.classification else m["mse"]
+
+
+class AutoTuner:
+    """TSPI = -2: pick the global rows per iteration so that t_comm / (t_comm + t_comp)
+    approaches the target, from times measured every iteration (smoothed)."""
+
+    def __init__(self, target, n_ranks, local_rows, total_rows, epochs, first_guess):
+        self.target = max(target, 1e-6)
+        self.lo = n_ranks  # at least one row per rank
+        self.hi = max(self.lo, 10 * n_ranks * local_rows)  # 10 x what -1 would do
+        self.hi = max(self.lo, min(self.hi, int(epochs * total_rows / 10) or self.lo))
+        self.value = int(min(max(first_guess, self.lo), self.hi))
+
+    def update(self, rows, t_comp, t_comm):
+        if rows <= 0 or t_comp <= 0:
+            return self.value
+        t_row = t_comp / rows  # seconds per global row, ranks in parallel
+        ideal = t_comm * (1.0 - self.target) / (self.target * t_row)
+        # geometric smoothing keeps one noisy measurement from swinging the value
+        new = math.exp(0.5 * math.log(max(ideal, 1.0)) + 0.5 * math.log(max(self.value, 1)))
+        self.value = int(min(max(new, self.lo), self.hi))
+        return self.value
+
+
+def _log(rank, params, msg):
+    if rank == 0 and not params.get("quiet_mode"):
+        print(msg, flush=True)
+
+
+def train(params, comm=None):
+    """Train with validated params over `comm` (an mpi4py communicator or None).
+
+    Returns the summary dict (also written to summary_json by rank 0)."""
+    rank = comm.Get_rank() if comm is not None else 0
+    size = comm.Get_size() if comm is not None else 1
+    t_start = time.time()
+
+    # ---- data (replicated: every rank reads the training file) ------------------------
+    err, train_cols, valid_cols = None, None, None
+    try:
+        train_cols = read_table(params["train"])
+        if params.get("validation"):
+            valid_cols = read_table(params["validation"])
+    except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
+        err = e
+    agree(comm, err)
+    info = DataInfo.fit(train_cols, params)
+    x, y = info.transform(train_cols, params["train"])
+    vx = vy = None
+    if valid_cols is not None:
+        vx, vy = info.transform(valid_cols, params["validation"])
+    del train_cols, valid_cols
+    rows = Rows.dense(x, y)
+    n_local = rows.n_rows
+    n_total = n_local  # replicated
+    cfg = net_config(params, info)
+    network = Network(cfg)
+    threads = threads_per_rank(params, comm)
+
+    seed = params["seed"]
+    if seed == -1:
+        seed = int(time.time() * 1e6) & 0x7FFFFFFF
+    if comm is not None:
+        seed = comm.bcast(seed, root=0)
+    model = network.new_model(seed, params["initial_weight_distribution"], params["initial_weight_scale"])
+    if comm is not None:
+        comm.Bcast(model, root=0)
+
+    _log(rank, params, f"h2odl_mpi: {size} rank(s) x {threads} thread(s); network "
+                       f"{'-'.join(map(str, network.units))} {params['activation']}; "
+                       f"{n_total:,} training rows, {len(info.input_names)} inputs"
+                       f"{', classes: ' + str(info.n_classes) if info.classification else ''}")
+
+    train_scorer = Scorer(x, y, info, params["score_training_samples"], seed + 1)
+    valid_scorer = Scorer(vx, vy, info, params["score_validation_samples"], seed + 2) if vx is not None else None
+
+    # ---- rows per iteration -----------------------------------------------------------
+    epochs = params["epochs"]
+    target_samples = int(math.ceil(epochs * n_total))
+    tspi_param = params["train_samples_per_iteration"]
+    tuner = None
+    t_comm_probe = _time_allreduce(comm, model) if size > 1 else 0.0
+    if tspi_param == 0:
+        tspi = n_total
+    elif tspi_param == -1:
+        tspi = size * n_local
+    elif tspi_param > 0:
+        tspi = tspi_param
+    elif size == 1:
+        tspi = n_total  # one rank: nothing to communicate, so an epoch per iteration
+    else:
+        # first guess from a measured kernel probe and the measured allreduce, then tuned
+        t_row = _probe_row_time(network, model, rows, threads, seed)
+        tgt = params["target_ratio_comm_to_comp"]
+        first = min(100_000 * size, int(t_comm_probe * (1 - tgt) / (max(tgt, 1e-6) * t_row / size)))
+        tuner = AutoTuner(tgt, size, n_local, n_total, epochs, first)
+        tspi = tuner.value
+
+    # ---- the loop ---------------------------------------------------------------------
+    MPI = _mpi() if comm is not None else None
+    samples, iteration = 0, 0
+    rng = np.random.default_rng([seed, rank])
+    t_comp_total = t_comm_total = t_score_total = 0.0
+    history, best, best_obj = [], None, math.inf
+    last_score = time.time()
+    tspi_used = []
+    nonfinite = False
+    train_metrics, valid_metrics = {}, {}
+    stats_buf = np.zeros(4, dtype=np.float64)  # compute s, comm s, non-finite, score now
+    while samples < target_samples:
+        iteration += 1
+        tspi_now = min(tspi, target_samples - samples)
+        mine = tspi_now // size + (1 if rank < tspi_now % size else 0)
+        if mine <= n_local:
+            order = rng.choice(n_local, size=mine, replace=False)
+            if not params["shuffle_training_data"]:
+                order.sort()
+        else:
+            order = rng.integers(0, n_local, size=mine)
+        t0 = time.perf_counter()
+        st = network.train(model, rows, order, samples_before=samples,
+                           seed=(seed * 1000003 + rank * 7919 + iteration) & 0x7FFFFFFFFFFFFFFF,
+                           threads=threads)
+        t_comp = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if comm is not None and size > 1:
+            comm.Allreduce(MPI.IN_PLACE, model, op=MPI.SUM)
+            model *= np.float32(1.0 / size)
+        t_comm = time.perf_counter() - t1
+        done = samples + tspi_now >= target_samples
+        now = time.time()
+        # rank 0's clock decides when to score; the decision travels with the stats
+        due = rank == 0 and (done or iteration == 1 or (
+            now - last_score >= params["score_interval"] and
+            t_score_total <= params["score_duty_cycle"] * max(now - t_start, 1e-9)))
+        stats_buf[:] = (t_comp, t_comm, float(st.nonfinite), float(due))
+        if comm is not None and size > 1:
+            comm.Allreduce(MPI.IN_PLACE, stats_buf, op=MPI.SUM)
+        t_comp_mean, t_comm_mean = stats_buf[0] / size, stats_buf[1] / size
+        samples += tspi_now  # rows processed, as H2O counts them (skipped rows included)
+        t_comp_total += t_comp_mean
+        t_comm_total += t_comm_mean
+        tspi_used.append(tspi_now)
+        if stats_buf[2] > 0 or not np.all(np.isfinite(model[:network.n_params])):
+            nonfinite = True
+            _log(rank, params, f"iteration {iteration}: non-finite weights or loss; stopping and "
+                               "keeping the last good model")
+            if best is not None:
+                model[:] = best
+            break
+        if tuner is not None:
+            tspi = tuner.update(tspi_now, t_comp_mean, t_comm_mean)
+        elapsed = time.time() - t_start
+        if stats_buf[3] > 0:
+            ts = time.perf_counter()
+            if rank == 0:
+                train_metrics = train_scorer.score(network, model, threads)
+                valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
+            if comm is not None and size > 1:
+                comm.Barrier()  # the other ranks wait here, not inside the next Allreduce
+            t_score_total += time.perf_counter() - ts
+            last_score = time.time()
+            if rank == 0:
+                row = {"iteration": iteration, "epochs": samples / n_total, "samples": samples,
+                       "duration_s": elapsed, "train_samples_per_iteration": tspi_now,
+                       "comm_fraction": t_comm_total / max(t_comm_total + t_comp_total, 1e-12)}
+                row.update({f"training_{k}": v for k, v in train_metrics.items()})
+                row.update({f"validation_{k}": v for k, v in valid_metrics.items()})
+                history.append(row)
+                obj = _objective(valid_metrics or train_metrics, info)
+                if params["overwrite_with_best_model"] and obj <= best_obj:
+                    best_obj, best = obj, model.copy()
+                _log(rank, params, _progress_line(row, info, samples, target_samples,
+                                                  t_comp_total + t_comm_total, elapsed))
+    # ---- the end --------------------------------------------------------------------
+    if rank == 0 and params["overwrite_with_best_model"] and best is not None and not nonfinite:
+        if _objective(valid_metrics or train_metrics, info) > best_obj:
+            model[:] = best
+            train_metrics = train_scorer.score(network, model, threads)
+            valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
+    if comm is not None and size > 1:
+        comm.Bcast(model, root=0)
+    train_time = t_comp_total + t_comm_total
+    summary = {
+        "training_samples": samples,
+        "training_time_s": train_time,
+        "samples_per_s": samples / train_time if train_time > 0 else 0.0,
+        "epochs": samples / n_total,
+        "iterations": iteration,
+        "n_ranks": size,
+        "threads_per_rank": threads,
+        "comm_fraction": t_comm_total / train_time if train_time > 0 else 0.0,
+        "train_samples_per_iteration": tspi_used,
+        "train_samples_per_iteration_param": tspi_param,
+        "scoring_time_s": t_score_total,
+        "wall_time_s": time.time() - t_start,
+        "seed": seed,
+        "network": network.units,
+        "nonfinite_stop": nonfinite,
+        "metrics": {"training": train_metrics, "validation": valid_metrics},
+    }
+    if rank == 0:
+        if params.get("model_out"):
+            save_model(params["model_out"], network, model, info, params,
+                       {"epochs": summary["epochs"], "training_samples": samples, "iterations": iteration},
+                       history)
+            _log(rank, params, f"model written to {params['model_out']}")
+        if params.get("summary_json"):
+            with open(params["summary_json"], "w") as f:
+                json.dump(summary, f, indent=2, default=float)
+        _log(rank, params, _final_lines(summary, info))
+    summary["model"] = model
+    summary["network_obj"] = network
+    summary["data_info"] = info
+    summary["scoring_history"] = history
+    return summary
+
+
+def _time_allreduce(comm, model, reps=3):
+    """Measured seconds of one in-place Allreduce of the model's size (best of reps)."""
+    MPI = _mpi()
+    buf = np.zeros_like(model)
+    best = math.inf
+    for _ in range(reps):
+        comm.Barrier()
+        t = time.perf_counter()
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        best = min(best, time.perf_counter() - t)
+    return comm.allreduce(best, op=MPI.MAX)
+
+
+def _probe_row_time(network, model, rows, threads, seed, n=200):
+    """Measured seconds per row of the kernel on a scratch copy of the model."""
+    scratch = model.copy()
+    n = min(n, rows.n_rows)
+    order = np.arange(n, dtype=np.int64)
+    t = time.perf_counter()
+    network.train(scratch, rows, order, seed=seed, threads=threads)
+    return (time.perf_counter() - t) / max(n, 1)
+
+
+def _fmt_metrics(m, info):
+    if not m:
+        return ""
+    if info.autoencoder:
+        return f"MSE {m['mse']:.5g}"
+    if info.classification:
+        s = f"err {m['classification_error']:.4f} logloss {m['logloss']:.4f}"
+        return s + (f" AUC {m['auc']:.4f}" if "auc" in m else "")
+    return f"RMSE {m['rmse']:.5g} R2 {m['r2']:.4f}"
+
+
+def _progress_line(row, info, samples, target, train_time, elapsed):
+    speed = samples / train_time if train_time > 0 else 0.0
+    left = (target - samples) / speed if speed > 0 else 0.0
+    parts = [f"iter {row['iteration']:4d}", f"epochs {row['epochs']:7.3f}", f"samples {samples:,}",
+             f"{speed:,.0f} samples/s", f"ETA {left:6.1f}s",
+             f"comm {100 * row['comm_fraction']:.1f}%", f"tspi {row['train_samples_per_iteration']:,}"]
+    tm = {k[len('training_'):]: v for k, v in row.items() if k.startswith("training_")}
+    vm = {k[len('validation_'):]: v for k, v in row.items() if k.startswith("validation_")}
+    parts.append("train " + _fmt_metrics(tm, info))
+    if vm:
+        parts.append("valid " + _fmt_metrics(vm, info))
+    return " | ".join(parts)
+
+
+def _final_lines(summary, info):
+    lines = [f"done: {summary['training_samples']:,} samples, {summary['epochs']:.3f} epochs, "
+             f"{summary['iterations']} iterations in {summary['training_time_s']:.2f}s "
+             f"({summary['samples_per_s']:,.0f} samples/s, comm {100 * summary['comm_fraction']:.1f}%)"]
+    for name in ("training", "validation"):
+        m = summary["metrics"][name]
+        if m:
+            lines.append(f"{name} metrics: " + ", ".join(f"{k} {v:.5g}" for k, v in m.items() if k != "nobs"))
+    return "\n".join(lines)
