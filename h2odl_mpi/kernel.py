@@ -233,10 +233,10 @@ class Network:
         """(name, layer, offset, shape) of every array in the model buffer, in order."""
         lay, out = self._layout, []
         for l in range(self.n_layers):
-            shape_w, shape_b = (self.units[l], self.rows[l]), (self.rows[l],)
+            shape_w, shape_b = (self.rows[l], self.units[l]), (self.rows[l],)
             out += [("weights", l, lay.w[l], shape_w), ("biases", l, lay.b[l], shape_b)]
         for l in range(self.n_layers):
-            shape_w, shape_b = (self.units[l], self.rows[l]), (self.rows[l],)
+            shape_w, shape_b = (self.rows[l], self.units[l]), (self.rows[l],)
             for name, off, shape in (("ada_dx2_weights", lay.ada_dx_w[l], shape_w),
                                      ("ada_g2_weights", lay.ada_g_w[l], shape_w),
                                      ("ada_dx2_biases", lay.ada_dx_b[l], shape_b),
@@ -249,7 +249,7 @@ class Network:
 
     def view(self, model, name, layer):
         """A view of one array (e.g. 'weights', 1) of the model buffer; weights are
-        input-major: shape (inputs, outputs)."""
+        output-major: shape (outputs, inputs), row j holding unit j's incoming weights."""
         for n, l, off, shape in self.segments():
             if n == name and l == layer:
                 size = int(np.prod(shape))

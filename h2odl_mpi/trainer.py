@@ -234,9 +234,7 @@ def train(params, comm=None):
                            threads=threads)
         t_comp = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if comm is not None and size > 1:
-            comm.Allreduce(MPI.IN_PLACE, model, op=MPI.SUM)
-            model *= np.float32(1.0 / size)
+        average_model(comm, model)
         t_comm = time.perf_counter() - t1
         done = samples + tspi_now >= target_samples
         now = time.time()
@@ -325,6 +323,17 @@ def train(params, comm=None):
     summary["data_info"] = info
     summary["scoring_history"] = history
     return summary
+
+
+def average_model(comm, model):
+    """In place: every rank's float32 buffer becomes the mean over the ranks of `comm`
+    (one Allreduce on the numpy buffer, no pickling).  Every rank ends bit-identical."""
+    if comm is None or comm.Get_size() == 1:
+        return model
+    MPI = _mpi()
+    comm.Allreduce(MPI.IN_PLACE, model, op=MPI.SUM)
+    model *= np.float32(1.0 / comm.Get_size())
+    return model
 
 
 def _time_allreduce(comm, model, reps=3):

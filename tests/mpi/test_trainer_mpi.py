@@ -1,0 +1,47 @@
+"""The distributed trainer under mpirun (pytest-mpi): model averaging and a whole run."""
+import json
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from h2odl_mpi.cli import main
+from h2odl_mpi.trainer import average_model
+
+comm = MPI.COMM_WORLD
+
+
+@pytest.mark.mpi(min_size=2)
+def test_average_is_bit_identical_and_the_mean():
+    rng = np.random.default_rng(100 + comm.rank)
+    mine = rng.normal(size=10_001).astype(np.float32)
+    everyone = np.array(comm.allgather(mine))
+    model = mine.copy()
+    average_model(comm, model)
+    ref = everyone.astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(model, ref, rtol=2e-6, atol=2e-7)
+    first = comm.bcast(model if comm.rank == 0 else None, root=0)
+    assert np.array_equal(first, model)  # bit-identical on every rank
+
+
+@pytest.mark.mpi(min_size=2)
+def test_cli_run_on_all_ranks(tmp_path_factory):
+    tmp = comm.bcast(str(tmp_path_factory.mktemp("run")) if comm.rank == 0 else None, root=0)
+    rng = np.random.default_rng(0)
+    if comm.rank == 0:
+        x = rng.normal(size=(400, 3))
+        y = x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=400)
+        with open(f"{tmp}/r.csv", "w") as f:
+            f.write("a,b,c,y\n")
+            f.writelines(f"{a:.6f},{b:.6f},{c:.6f},{t:.6f}\n" for (a, b, c), t in zip(x, y))
+    comm.Barrier()
+    rc = main(["train", "--train", f"{tmp}/r.csv", "--response", "y", "--hidden", "16",
+               "--epochs", "20", "--seed", "1", "--threads", "1", "--quiet_mode", "true",
+               "--summary_json", f"{tmp}/s.json", "--train_samples_per_iteration", "200"])
+    assert rc == 0
+    comm.Barrier()
+    s = json.load(open(f"{tmp}/s.json"))
+    assert s["n_ranks"] == comm.size and s["threads_per_rank"] == 1
+    assert s["training_samples"] == 8000 and s["iterations"] == 40
+    assert set(s["train_samples_per_iteration"]) == {200}
+    assert s["metrics"]["training"]["r2"] > 0.9
