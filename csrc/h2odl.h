@@ -38,8 +38,11 @@
  *     a > 0 ? 1 : a + 1 (ExpRectifier), 1 on the winning channel (Maxout); g = e at SOFTMAX
  *     and LINEAR outputs; g = 0 for dropped units.  Error to the previous layer uses the
  *     weights before this row's update: e_i = sum_j g_j W[j,i].
- *   update of weight W[j,i] with a_i the input activation (fast_mode, H2O's default: skipped
- *     when g_j == 0 or a_i == 0; without fast_mode only g_j == 0 is skipped):
+ *   update of weight W[j,i] with a_i the input activation.  fast_mode (H2O's default) skips
+ *     it when g_j == 0 or a_i == 0.  Without fast_mode every weight is updated, except that
+ *     rows with g_j == 0 are still skipped when there is nothing else to apply (manual rate,
+ *     no momentum, l1 == l2 == 0), as H2O's "shortcut" does; sparse (CSR) rows' first layer
+ *     always visits only the row's non-zero inputs:
  *     grad = g_j a_i - l1 sign(W) - l2 W
  *     ADADELTA: Eg2 = rho Eg2 + (1-rho) grad^2; r = sqrt((Edx2 + eps) / (Eg2 + eps));
  *               Edx2 = rho Edx2 + (1-rho) r^2 grad^2; W += r grad
@@ -47,7 +50,7 @@
  *       n = samples processed so far, m = momentum(n) ramping linearly from momentum_start to
  *       momentum_stable over momentum_ramp samples:
  *       Nesterov: V = m V + grad; W += R V.   plain: d = R grad; W += d + m V; V = d.
- *   bias b_j (only if g_j != 0): gb = g_j - l1 sign(b) - l2 b; ADADELTA rate from the mean
+ *   bias b_j (whenever row j is updated): gb = g_j - l1 sign(b) - l2 b; ADADELTA rate from the mean
  *     of grad^2 over that unit's incoming weights (divided by fan-in, or by the number of
  *     non-zero inputs for sparse rows), then the same rules with gb.
  *   loss (H2O_PRED_LOSS, stats.loss_sum; the gradients above are its -d/dy):
