@@ -3,6 +3,9 @@
  * A native build (-march=native) makes the baseline variant itself use the host's ISA. */
 #include "h2odl.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #define DECLARE_VARIANT(sfx)                                                                   \
     int h2o_layout_of_##sfx(const h2o_config *, h2o_layout *);                                \
     int h2o_train_##sfx(const h2o_config *, float *, float *, int, const h2o_rows *,          \
@@ -27,19 +30,32 @@ typedef struct {
     const char *name;
 } variant_t;
 
-static const variant_t *chosen(void) {
+/* The widest variant the CPU runs, or the one named by H2ODL_ISA (baseline, avx2, avx512)
+ * when the CPU can run it: tests use it to check every variant against the reference. */
+static const variant_t *pick(void) {
     static const variant_t base = {h2o_train_base, h2o_predict_base, h2o_gradient_base, "baseline"};
+    const char *want = getenv("H2ODL_ISA");
+    if (want && strcmp(want, "baseline") == 0) return &base;
 #if defined(__x86_64__) && defined(__GNUC__)
     static const variant_t avx2 = {h2o_train_avx2, h2o_predict_avx2, h2o_gradient_avx2, "avx2"};
     static const variant_t avx512 = {h2o_train_avx512, h2o_predict_avx512, h2o_gradient_avx512,
                                      "avx512"};
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        return &avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &avx2;
+    const int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const int has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
+                           __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    if (want && strcmp(want, "avx2") == 0 && has_avx2) return &avx2;
+    if (has_avx512) return &avx512;
+    if (has_avx2) return &avx2;
 #endif
     return &base;
+}
+
+static const variant_t *chosen(void) {
+    static const variant_t *v = NULL; /* first call comes from Python, single-threaded */
+    if (!v) v = pick();
+    return v;
 }
 
 const char *h2o_isa(void) { return chosen()->name; }

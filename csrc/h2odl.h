@@ -13,7 +13,7 @@
  * W_l is stored OUTPUT-MAJOR (as H2O's dense rows): W_l[j * units[l] + i] is the weight from
  * input i to output row j, so one unit's incoming weights are contiguous: its forward is one
  * vectorised dot product, its update one contiguous sweep, and a unit with nothing to learn
- * (inactive rectifier, dropped unit) is skipped whole.  Rows with few non-zero inputs
+ * (inactive rectifier, dropped unit) is skipped whole in fast mode.  Rows with few non-zero inputs
  * (sparse data, one-hot categoricals) gather and scatter over those inputs only.  For
  * Maxout, output unit u owns rows
  * 2u and 2u+1 (its two channels).  Optimizer state, when present, follows all parameters:
@@ -50,16 +50,21 @@
  *       n = samples processed so far, m = momentum(n) ramping linearly from momentum_start to
  *       momentum_stable over momentum_ramp samples:
  *       Nesterov: V = m V + grad; W += R V.   plain: d = R grad; W += d + m V; V = d.
- *   bias b_j (whenever row j is updated): gb = g_j - l1 sign(b) - l2 b; ADADELTA rate from the mean
- *     of grad^2 over that unit's incoming weights (divided by fan-in, or by the number of
- *     non-zero inputs for sparse rows), then the same rules with gb.
+ *   bias b_j (whenever row j is updated): gb = g_j - l1 sign(b) - l2 b.  ADADELTA: with
+ *     q = the sum of grad^2 over the weights of row j updated by this row, divided by the
+ *     fan-in (dense rows) or by the row's non-zero inputs after input dropout (CSR rows),
+ *     Eg2_b and Edx2_b follow the weight rules with q in place of grad^2, and b += r gb.
+ *     Manual rate: the weight rules with gb.
  *   loss (H2O_PRED_LOSS, stats.loss_sum; the gradients above are its -d/dy):
  *     CrossEntropy -log y_t; QUADRATIC (t-y)^2/2; ABSOLUTE |t-y|; HUBER r^2/2 if |r| <= d
  *     else d(|r| - d/2); QUANTILE alpha r if r > 0 else (alpha-1) r (r = t-y); POISSON
  *     exp(y) - t y; GAMMA t exp(-y) + y; TWEEDIE exp((2-p)y)/(2-p) - t exp((1-p)y)/(1-p);
  *     BERNOULLI log(1 + exp(y)) - t y; AUTOENCODER sum_k (t_k - y_k)^2 / 2.
  *   a unit whose activation is exactly 0 (dropped, or an inactive rectifier) passes no
- *     error back (its g is 0), so its incoming and outgoing work is skipped.
+ *     error back (its g is 0), so in fast mode its incoming and outgoing work is skipped.
+ *   momentum(n): momentum_ramp == 0 means momentum_start throughout (as H2O).
+ *   Maxout ties go to channel 0.  Scoring outputs are in response space: exp(y) for the log
+ *     link (poisson, gamma, tweedie), 1/(1+exp(-y)) for bernoulli.
  *   max_w2: after a row's update, each updated row j (a unit, or a Maxout channel) whose
  *     squared incoming weights sum above max_w2 has them scaled by sqrt(max_w2 / sum).
  *
@@ -106,7 +111,7 @@
 #define H2O_PRED_OUTPUT 0  /* class probabilities (n_out) or the value in response space (1) */
 #define H2O_PRED_RECON 1   /* autoencoder: mean squared reconstruction error (1) */
 #define H2O_PRED_HIDDEN 2  /* activations of hidden layer `layer` (units[layer + 1]) */
-#define H2O_PRED_LOSS 3    /* the row's loss (1): CE, or the loss of `loss`, or recon MSE */
+#define H2O_PRED_LOSS 3    /* the row's loss (1) as defined above, without the row weight */
 
 /* row formats */
 #define H2O_ROWS_DENSE 0 /* x[r * n_cols + c] */
@@ -176,8 +181,9 @@ int h2o_train(const h2o_config *cfg, float *model, float *workspace, int n_threa
 int h2o_predict(const h2o_config *cfg, const float *model, float *workspace, int n_threads,
                 const h2o_rows *data, int what, int layer, float *out);
 
-/* The row's gradient: grad (n_params floats) receives -dLoss/dparam for row `row`
- * (no dropout, no regularisation, every term computed: for gradient checks). */
+/* The row's gradient: grad (n_params floats) receives -w_row dLoss/dparam for row `row`
+ * of the network without dropout (ratios taken as 0, no scoring rescale), without
+ * regularisation, every term computed: for gradient checks. */
 int h2o_gradient(const h2o_config *cfg, const float *model, float *workspace,
                  const h2o_rows *data, int64_t row, float *grad);
 

@@ -1,0 +1,41 @@
+"""Every instruction-set variant of the kernel (baseline, AVX2, AVX-512) passes the
+reference checks: each runs in a subprocess with H2ODL_ISA naming it."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from h2odl_mpi._kernel import ffi, lib
+
+HERE = Path(__file__).parent
+
+
+def _runs(isa):
+    env = dict(os.environ, H2ODL_ISA=isa)
+    out = subprocess.run([sys.executable, "-c",
+                          "from h2odl_mpi._kernel import ffi, lib; print(ffi.string(lib.h2o_isa()).decode())"],
+                         env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip() == isa
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_variant_matches_reference(isa):
+    if not _runs(isa):
+        pytest.skip(f"this CPU cannot run the {isa} variant")
+    env = dict(os.environ, H2ODL_ISA=isa)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(HERE / "test_kernel_math.py"), "-k", "forward or update or gradient"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert " passed" in r.stdout
+
+
+def test_default_is_the_widest_supported():
+    name = ffi.string(lib.h2o_isa()).decode()
+    if os.environ.get("H2ODL_ISA"):
+        pytest.skip("H2ODL_ISA is set")
+    assert name in ("baseline", "avx2", "avx512")
+    if name == "baseline":
+        assert not _runs("avx2")
