@@ -214,7 +214,7 @@ def train(params, comm=None):
     t_comp_total = t_comm_total = t_score_total = 0.0
     history, best, best_obj = [], None, math.inf
     last_score = time.time()
-    tspi_used = []
+    tspi_used, local_used = [], []
     nonfinite = False
     train_metrics, valid_metrics = {}, {}
     stats_buf = np.zeros(4, dtype=np.float64)  # compute s, comm s, non-finite, score now
@@ -250,6 +250,7 @@ def train(params, comm=None):
         t_comp_total += t_comp_mean
         t_comm_total += t_comm_mean
         tspi_used.append(tspi_now)
+        local_used.append(mine)
         if stats_buf[2] > 0 or not np.all(np.isfinite(model[:network.n_params])):
             nonfinite = True
             _log(rank, params, f"iteration {iteration}: non-finite weights or loss; stopping and "
@@ -301,6 +302,7 @@ def train(params, comm=None):
         "comm_fraction": t_comm_total / train_time if train_time > 0 else 0.0,
         "train_samples_per_iteration": tspi_used,
         "train_samples_per_iteration_param": tspi_param,
+        "local_rows_per_iteration": local_used,  # this rank's share (rank 0's in the JSON)
         "scoring_time_s": t_score_total,
         "wall_time_s": time.time() - t_start,
         "seed": seed,

@@ -1,0 +1,103 @@
+"""train_samples_per_iteration modes across ranks, and failures that must not hang."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from h2odl_mpi import trainer
+from h2odl_mpi.cli import main
+from h2odl_mpi.errors import UserError
+from h2odl_mpi.params import validate
+
+comm = MPI.COMM_WORLD
+N = 300
+
+
+def _data(tmp):
+    if comm.rank == 0:
+        rng = np.random.default_rng(1)
+        x = rng.normal(size=(N, 3))
+        with open(f"{tmp}/d.csv", "w") as f:
+            f.write("a,b,c,y\n")
+            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a > 0)}\n" for a, b, c in x)
+    comm.Barrier()
+    return f"{tmp}/d.csv"
+
+
+@pytest.fixture
+def tmp(tmp_path_factory):
+    return comm.bcast(str(tmp_path_factory.mktemp("t")) if comm.rank == 0 else None, root=0)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("tspi, epochs, per_iter", [
+    (0, 2, [N, N]),                        # an epoch per iteration
+    (-1, 2, None),                         # every rank all its local rows
+    (100, 1, [100, 100, 100]),             # N rows in all per iteration
+    (7, 0.05, [7, 7, 1]),                  # the last iteration stops at the epochs asked
+])
+def test_rows_per_iteration(tmp, tspi, epochs, per_iter):
+    path = _data(tmp)
+    p = validate({"train": path, "response": "y", "hidden": [4], "epochs": epochs,
+                  "train_samples_per_iteration": tspi, "seed": 3, "threads": 1, "quiet_mode": True})
+    s = trainer.train(p, comm)
+    size = comm.size
+    if per_iter is None:  # -1: size * local rows per iteration (replicated data)
+        per_iter = [size * N] * int(np.ceil(epochs * N / (size * N)))
+        per_iter[-1] = int(np.ceil(epochs * N)) - size * N * (len(per_iter) - 1)
+    assert s["train_samples_per_iteration"] == per_iter
+    mine = s["local_rows_per_iteration"]
+    everyone = np.array(comm.allgather(mine))
+    assert everyone.sum(axis=0).tolist() == per_iter
+    assert everyone.max(axis=0).tolist() == [-(-t // size) for t in per_iter]  # shares differ by <= 1
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_bad_file_on_one_rank_stops_every_rank(tmp, monkeypatch):
+    path = _data(tmp)
+    real = trainer.read_table
+    if comm.rank == 1:
+        def broken(p):
+            raise UserError(f"{p}: line 17: cannot parse")
+        monkeypatch.setattr(trainer, "read_table", broken)
+    else:
+        monkeypatch.setattr(trainer, "read_table", real)
+    p = validate({"train": path, "response": "y", "hidden": [4], "epochs": 1, "quiet_mode": True})
+    with pytest.raises(UserError, match="rank 1: .*line 17"):
+        trainer.train(p, comm)
+
+
+CRASH = r"""
+import sys
+from mpi4py import MPI
+from h2odl_mpi import trainer
+from h2odl_mpi.cli import main
+real = trainer.average_model
+def crash(comm, model):
+    if comm.rank == 1:
+        raise RuntimeError("simulated node failure on rank 1")
+    return real(comm, model)
+trainer.average_model = crash
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.mpi(min_size=2)
+def test_an_unexpected_failure_takes_the_job_down(tmp):
+    path = _data(tmp)
+    if comm.rank == 0:
+        script = f"{tmp}/crash.py"
+        open(script, "w").write(CRASH)
+        mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "MPI", "HYDRA"))}
+        r = subprocess.run([mpirun, "-n", "2", sys.executable, script, "train", "--train", path,
+                            "--response", "y", "--hidden", "4", "--epochs", "50",
+                            "--train_samples_per_iteration", "10", "--quiet_mode", "true"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode != 0
+        assert "simulated node failure on rank 1" in r.stderr + r.stdout
+    comm.Barrier()
