@@ -1,7 +1,7 @@
 # Set-up and entry points.  Every target creates .venv if missing, installs the
 # pinned dependencies and builds the C kernel; all are safe to re-run.
 #   make run    train the bundled MNIST pair under mpirun, write runs/mnist_model.h5
-#   make test   the whole test suite: serial tests, then MPI tests under mpirun
+#   make test   the whole test suite: serial tests, then MPI tests under mpirun -n 2 and -n 3
 #   make bench  the benchmarks under benchmarks/ (slow; installs the peers)
 
 VENV    ?= .venv
@@ -38,9 +38,12 @@ run: build
 test: build
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	$(MPIRUN) -n 2 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
+	$(MPIRUN) -n 3 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
 
 bench: build
+	$(PY) -m pip install -q --disable-pip-version-check -r benchmarks/requirements.txt
 	$(PY) benchmarks/kernel_throughput.py
+	$(PY) benchmarks/ingest.py
 
 clean:
 	rm -rf build *.egg-info h2odl_mpi/_kernel*.so h2odl_mpi/_kernel.c $(VENV)/.built

@@ -43,13 +43,9 @@ def build_parser():
     group.add_argument("--anomaly", action="store_true", help="per-row reconstruction error")
     group.add_argument("--deepfeatures", type=int, metavar="K", default=None,
                        help="activations of hidden layer K (0-based)")
-    try:
-        from h2odl_mpi.frame import describe
-    except ImportError:
-        describe = None
-    if describe is not None:
-        d = sub.add_parser("describe", allow_abbrev=False, help="summarise a data file (column store)")
-        describe.add_arguments(d)
+    from h2odl_mpi.frame import describe
+    d = sub.add_parser("describe", allow_abbrev=False, help="summarise a data file (column store)")
+    describe.add_arguments(d)
     return parser
 
 

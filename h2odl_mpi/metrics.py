@@ -1,75 +1,396 @@
-"""Model metrics as H2O reports them, computed from predictions.
+"""Model metrics as H2O-3 reports them, combined exactly across MPI ranks.
 
-Classification: classification error, logloss, MSE and RMSE of (1 - p(actual class)),
-AUC for two classes.  Regression: MSE, RMSE, MAE, R2, mean residual deviance (Gaussian).
-Autoencoder: mean reconstruction MSE.  Rows with a missing response are left out, as H2O does.
+Every function takes this rank's rows and an optional mpi4py communicator (``comm=None`` or a
+1-rank communicator means serial).  All ranks of ``comm`` must call the function (collective),
+ranks with no rows included; every rank returns the same dict.
+
+How the ranks combine (no pickled objects, only numpy buffers):
+- Sums (weights, squared errors, logloss, the weighted confusion matrix, hit counts, deviance,
+  ...) form one fixed-size float64 vector per rank.  The vectors are ``Allgather``-ed and added in
+  rank order on every rank, so every rank gets bit-identical results whatever reduction
+  algorithm the MPI library picks (an ``Allreduce`` does not promise that); the vector is tiny.
+  The response variance for R2 is combined with Chan's pairwise formula (per-rank weight, mean
+  and sum of squared deviations), which is as accurate as a two-pass serial computation.
+- Exact AUC / AUCPR / the max-F1 threshold need all (score, label, weight) triples: they are
+  ``Gatherv``-ed to rank 0 of ``comm`` (one float64 buffer, counts from a small ``Allgather``),
+  computed there, and the three numbers are ``Bcast``.
+
+Definitions (rows with a missing response are left out, as H2O does; ``nobs`` counts rows,
+everything else is weighted by ``weights``):
+- logloss: weighted mean of -log(max(p_actual, 1e-15)) (H2O clips at 1e-15).
+- mse / rmse (classification): weighted mean of (1 - p_actual)^2, H2O's multinomial and binomial
+  MSE (for 2 classes this is the Brier score).
+- confusion_matrix: K x K, rows = actual, columns = predicted, weighted counts (ints without
+  weights).  Prediction is the argmax of the probabilities (first class on ties), except for 2
+  classes with ``binomial_threshold="max_f1"`` (the default, as H2O): class 1 when p1 >= t, t the
+  score that maximises F1 = 2TP / (2TP + FP + FN) over all distinct scores (the highest such
+  score on ties).  ``binomial_threshold="argmax"`` gives class 1 when p1 > p0.  Without both
+  classes present, max_f1 falls back to argmax.  The threshold used is reported as ``threshold``.
+  classification_error = 1 - trace / total, mean_per_class_error = mean over the classes present
+  among the actuals of (1 - diagonal / row total) (scikit-learn's 1 - balanced accuracy).
+- hit_ratios (more than 2 classes): entry k-1 = weighted fraction of rows whose actual class is
+  among the k most probable, k = 1..min(max_hit_ratio_k, K); the actual class's rank is the count
+  of classes with a strictly higher probability (ties count in the row's favour).
+- auc (2 classes): exact area under the weighted ROC curve, tied scores get half credit
+  (= scikit-learn's roc_auc_score).  H2O approximates it with a 400-bin histogram.
+- aucpr (2 classes): average precision, sum_n (R_n - R_{n-1}) P_n over distinct score thresholds
+  (= scikit-learn's average_precision_score).  H2O's AUCPR is a trapezoid over its 400 bins,
+  which interpolates linearly in PR space (optimistic); the step sum is the unbiased choice.
+- Without both classes present, auc and aucpr are NaN.
+- Regression: mse, rmse, mae; rmsle = sqrt(mean (log1p(pred) - log1p(y))^2), NaN if any pred
+  or y < -1 (H2O); r2 = 1 - mse / var(y), var with the weighted population denominator over all
+  ranks (scikit-learn's r2_score; H2O divides by the sample variance, n - 1); mean residual
+  deviance per distribution as H2O's Distribution.deviance: gaussian (y-f)^2, poisson
+  2(y log(y/f) - y + f) (2f at y = 0), gamma 2(-log(y/f) + (y-f)/f), tweedie
+  2(y^(2-p)/((1-p)(2-p)) - y f^(1-p)/(1-p) + f^(2-p)/(2-p)), laplace |y-f|, quantile pinball
+  (alpha (y-f) if y > f else (1-alpha)(f-y)), huber ((y-f)^2 if |y-f| <= delta else
+  2 delta (|y-f| - delta)).
+- Autoencoder: mse = mean over rows of the per-row reconstruction MSE.
+
+If no rows have a response on any rank, the functions return {} (as before).
 """
+import math
+
 import numpy as np
 
+_P_MIN = 1e-15  # H2O's clip for logloss
 
-def classification_metrics(prob, y, weights=None):
-    """prob: (n, K) class probabilities; y: class indices (NaN = missing)."""
-    ok = ~np.isnan(y)
-    prob, y = prob[ok].astype(np.float64), y[ok].astype(np.int64)
-    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)[ok]
-    if len(y) == 0:
-        return {}
-    wsum = w.sum()
-    p_true = prob[np.arange(len(y)), y]
-    err = 1.0 - p_true
-    mse = float((w * err * err).sum() / wsum)
-    out = {
-        "classification_error": float((w * (prob.argmax(1) != y)).sum() / wsum),
-        "logloss": float((w * -np.log(np.clip(p_true, 1e-15, 1.0))).sum() / wsum),
-        "mse": mse,
-        "rmse": float(np.sqrt(mse)),
-        "nobs": int(len(y)),
-    }
-    if prob.shape[1] == 2:
-        out["auc"] = auc(prob[:, 1], y, w)
+
+# ---------------------------------------------------------------------------------------------
+# collectives
+# ---------------------------------------------------------------------------------------------
+
+def _size(comm):
+    return 1 if comm is None else comm.Get_size()
+
+
+def _gather_rows(comm, vec):
+    """Allgather a fixed-size float64 vector: returns (size, len) array, same on every rank."""
+    vec = np.ascontiguousarray(vec, dtype=np.float64)
+    if _size(comm) == 1:
+        return vec[None, :]
+    out = np.empty((comm.Get_size(), vec.size), dtype=np.float64)
+    comm.Allgather(vec, out)
     return out
 
 
+def _sum_rows(rows):
+    """Sum per-rank rows in rank order (deterministic: the same bits on every rank)."""
+    total = rows[0].copy()
+    for r in rows[1:]:
+        total += r
+    return total
+
+
+def _gather_triples_to_root(comm, triples):
+    """Gatherv an (n, 3) float64 array to rank 0; returns the concatenation there, else None."""
+    triples = np.ascontiguousarray(triples, dtype=np.float64).reshape(-1, 3)
+    if _size(comm) == 1:
+        return triples
+    from mpi4py import MPI
+    counts = np.empty(comm.Get_size(), dtype=np.int64)
+    comm.Allgather(np.array([triples.shape[0]], dtype=np.int64), counts)
+    counts3 = counts * 3
+    if comm.Get_rank() == 0:
+        recv = np.empty((int(counts.sum()), 3), dtype=np.float64)
+        displs = np.concatenate([[0], np.cumsum(counts3)[:-1]])
+        comm.Gatherv(triples, [recv, counts3.tolist(), displs.tolist(), MPI.DOUBLE], root=0)
+        return recv
+    comm.Gatherv(triples, None, root=0)
+    return None
+
+
+def _bcast(comm, arr):
+    if _size(comm) > 1:
+        comm.Bcast(arr, root=0)
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# exact ranking metrics on the full (score, label, weight) set
+# ---------------------------------------------------------------------------------------------
+
+def _grouped_desc(score, y, w):
+    """Weighted positives and negatives per distinct score, highest score first."""
+    order = np.argsort(-score, kind="mergesort")
+    s = score[order]
+    pos = np.where(y[order] == 1, w[order], 0.0)
+    neg = np.where(y[order] == 1, 0.0, w[order])
+    if len(s) == 0:
+        return s, pos, neg
+    start = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+    return s[start], np.add.reduceat(pos, start), np.add.reduceat(neg, start)
+
+
 def auc(score, y, w=None):
-    """Area under the ROC curve (ties counted half), weighted."""
-    w = np.ones(len(y)) if w is None else w
-    order = np.argsort(score, kind="mergesort")
-    s, yy, ww = score[order], y[order], w[order]
-    pos_w = ww * (yy == 1)
-    neg_w = ww * (yy == 0)
-    P, N = pos_w.sum(), neg_w.sum()
-    if P == 0 or N == 0:
+    """Exact area under the weighted ROC curve; tied scores count half (= sklearn)."""
+    score = np.asarray(score, dtype=np.float64)
+    y = np.asarray(y)
+    w = np.ones(len(score)) if w is None else np.asarray(w, dtype=np.float64)
+    _, pos, neg = _grouped_desc(score, y, w)
+    P, N = pos.sum(), neg.sum()
+    if not (P > 0 and N > 0):
         return float("nan")
-    # group ties: for each distinct score, negatives below + half the tied negatives
-    uniq, start = np.unique(s, return_index=True)
-    neg_groups = np.add.reduceat(neg_w, start)
-    pos_groups = np.add.reduceat(pos_w, start)
-    neg_below = np.concatenate([[0.0], np.cumsum(neg_groups)[:-1]])
-    return float(((neg_below + 0.5 * neg_groups) * pos_groups).sum() / (P * N))
+    # descending thresholds: positives at this score beat all negatives with lower scores
+    neg_below = N - np.cumsum(neg)
+    return float(((neg_below + 0.5 * neg) * pos).sum() / (P * N))
 
 
-def regression_metrics(pred, y, weights=None):
-    """pred, y in the response's own units."""
-    ok = np.isfinite(y)
-    pred, y = pred[ok].astype(np.float64), y[ok].astype(np.float64)
-    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)[ok]
-    if len(y) == 0:
+def average_precision(score, y, w=None):
+    """sum_n (R_n - R_{n-1}) P_n over distinct thresholds (= sklearn average_precision_score)."""
+    score = np.asarray(score, dtype=np.float64)
+    y = np.asarray(y)
+    w = np.ones(len(score)) if w is None else np.asarray(w, dtype=np.float64)
+    _, pos, neg = _grouped_desc(score, y, w)
+    P = pos.sum()
+    if not (P > 0 and neg.sum() > 0):
+        return float("nan")
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    denom = tp + fp
+    precision = np.divide(tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float((pos / P * precision).sum())
+
+
+def max_f1_threshold(score, y, w=None):
+    """Score t maximising F1 of the rule `positive iff score >= t` (highest t on ties), or NaN."""
+    score = np.asarray(score, dtype=np.float64)
+    y = np.asarray(y)
+    w = np.ones(len(score)) if w is None else np.asarray(w, dtype=np.float64)
+    s, pos, neg = _grouped_desc(score, y, w)
+    P = pos.sum()
+    if not (P > 0 and neg.sum() > 0):
+        return float("nan")
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    f1 = 2 * tp / (2 * tp + fp + (P - tp))
+    return float(s[int(np.argmax(f1))])  # argmax: first = highest score among equal F1
+
+
+# ---------------------------------------------------------------------------------------------
+# classification
+# ---------------------------------------------------------------------------------------------
+
+def _prep(y, weights, n):
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(y) != n:
+        raise ValueError(f"{n} predictions but {len(y)} responses")
+    ok = ~np.isnan(y)
+    if weights is None:
+        w = np.ones(int(ok.sum()))
+    else:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if len(w) != n:
+            raise ValueError(f"{n} predictions but {len(w)} weights")
+        w = w[ok]
+    return ok, y[ok], w
+
+
+def classification_metrics(prob, y, weights=None, comm=None, max_hit_ratio_k=10,
+                           binomial_threshold="max_f1"):
+    """prob: (n, K) class probabilities of this rank's rows; y: class indices (NaN = missing).
+
+    Collective over `comm`: every rank calls it (with a (0, K) array if it has no rows) and gets
+    the same dict.  See the module docstring for the definitions."""
+    if binomial_threshold not in ("max_f1", "argmax"):
+        raise ValueError(f"binomial_threshold must be 'max_f1' or 'argmax', not {binomial_threshold!r}")
+    prob = np.asarray(prob, dtype=np.float64)
+    if prob.ndim != 2:
+        raise ValueError("prob must be a 2-D (rows, classes) array")
+    K = prob.shape[1]
+    ok, yv, w = _prep(y, weights, prob.shape[0])
+    prob = prob[ok]
+    yi = yv.astype(np.int64)
+    n = len(yi)
+
+    # every rank must agree on K (a mismatch raises on every rank, never a hang)
+    ks = _gather_rows(comm, np.array([K, n], dtype=np.float64))
+    if np.any(ks[:, 0] != K):
+        raise ValueError(f"ranks disagree on the number of classes: {sorted(set(ks[:, 0].astype(int)))}")
+    bad = int(n > 0 and (yi.min() < 0 or yi.max() >= K))
+
+    p_true = prob[np.arange(n), np.clip(yi, 0, K - 1)] if n else np.zeros(0)
+    hk = min(int(max_hit_ratio_k), K) if K > 2 else 0
+
+    # --- 2 classes: exact AUC, AUCPR and the max-F1 threshold on rank 0 ----------------------
+    binom = np.full(3, np.nan)
+    if K == 2:
+        full = _gather_triples_to_root(comm, np.column_stack([prob[:, 1], yi, w]) if n
+                                       else np.zeros((0, 3)))
+        if full is not None:
+            try:
+                s, lab, ww = full[:, 0], full[:, 1], full[:, 2]
+                binom[:] = (auc(s, lab, ww), average_precision(s, lab, ww),
+                            max_f1_threshold(s, lab, ww))
+            except Exception:  # noqa: BLE001 - never leave the other ranks in Bcast
+                binom[:] = np.nan
+        _bcast(comm, binom)
+
+    # --- predicted classes ---------------------------------------------------------------
+    threshold = float("nan")
+    if K == 2 and binomial_threshold == "max_f1" and not math.isnan(binom[2]):
+        threshold = float(binom[2])
+        pred = (prob[:, 1] >= threshold).astype(np.int64)
+    else:
+        pred = prob.argmax(1) if n else np.zeros(0, dtype=np.int64)
+        if K == 2:
+            threshold = 0.5
+
+    # --- per-rank sufficient statistics: one fixed-size vector ---------------------------
+    # [wsum, nobs, bad, sum w*logloss, sum w*(1-p)^2, CM (K*K), hits by rank (hk)]
+    stats = np.zeros(5 + K * K + hk)
+    if n:
+        stats[0] = w.sum()
+        stats[1] = n
+        stats[2] = bad
+        stats[3] = (w * -np.log(np.maximum(p_true, _P_MIN))).sum()
+        e = 1.0 - p_true
+        stats[4] = (w * e * e).sum()
+        if not bad:
+            cm = np.zeros(K * K)
+            np.add.at(cm, yi * K + pred, w)
+            stats[5:5 + K * K] = cm
+            if hk:
+                rank_of_true = (prob > p_true[:, None]).sum(1)
+                hits = np.zeros(hk)
+                inside = rank_of_true < hk
+                np.add.at(hits, rank_of_true[inside], w[inside])
+                stats[5 + K * K:] = hits
+    tot = _sum_rows(_gather_rows(comm, stats))
+    if tot[2] > 0:
+        raise ValueError(f"class index outside 0..{K - 1} in the response")
+    if tot[1] == 0:
         return {}
-    wsum = w.sum()
-    r = y - pred
-    mse = float((w * r * r).sum() / wsum)
-    ybar = (w * y).sum() / wsum
-    var = float((w * (y - ybar) ** 2).sum() / wsum)
+    wsum = tot[0]
+    cm = tot[5:5 + K * K].reshape(K, K)
+    mse = tot[4] / wsum
+    row = cm.sum(1)
+    present = row > 0
+    per_class_err = 1.0 - np.diag(cm)[present] / row[present]
+    out = {
+        "classification_error": float(1.0 - np.trace(cm) / wsum),
+        "logloss": float(tot[3] / wsum),
+        "mse": float(mse),
+        "rmse": float(math.sqrt(mse)),
+        "mean_per_class_error": float(per_class_err.mean()),
+        "confusion_matrix": (cm.astype(np.int64).tolist() if weights is None else cm.tolist()),
+        "nobs": int(tot[1]),
+    }
+    if K == 2:
+        out["auc"] = float(binom[0])
+        out["aucpr"] = float(binom[1])
+        out["threshold"] = threshold
+    if hk:
+        out["hit_ratios"] = (np.cumsum(tot[5 + K * K:]) / wsum).tolist()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# regression
+# ---------------------------------------------------------------------------------------------
+
+def _deviance(y, f, distribution, tweedie_power, quantile_alpha, huber_delta):
+    d = distribution.lower()
+    r = y - f
+    if d in ("gaussian", "auto"):
+        return r * r
+    if d == "laplace":
+        return np.abs(r)
+    if d == "poisson":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ylog = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / f), 0.0)
+        return 2.0 * (ylog - y + f)
+    if d == "gamma":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 2.0 * (-np.log(y / f) + (y - f) / f)
+    if d == "tweedie":
+        p = float(tweedie_power)
+        if p in (1.0, 2.0):  # the limits are poisson and gamma
+            return _deviance(y, f, "poisson" if p == 1.0 else "gamma", p, quantile_alpha, huber_delta)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 2.0 * (np.power(y, 2 - p) / ((1 - p) * (2 - p))
+                          - y * np.power(f, 1 - p) / (1 - p) + np.power(f, 2 - p) / (2 - p))
+    if d == "quantile":
+        a = float(quantile_alpha)
+        return np.where(y > f, a * r, (1 - a) * -r)
+    if d == "huber":
+        if huber_delta is None:
+            raise ValueError("distribution 'huber' needs huber_delta")
+        dl = float(huber_delta)
+        ar = np.abs(r)
+        return np.where(ar <= dl, r * r, 2.0 * dl * (ar - dl))
+    raise ValueError(f"unknown distribution {distribution!r}")
+
+
+def regression_metrics(pred, y, weights=None, comm=None, distribution="gaussian",
+                       tweedie_power=1.5, quantile_alpha=0.5, huber_delta=None):
+    """pred, y in the response's own units (NaN y = missing).  Collective over `comm`."""
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+    ok, yv, w = _prep(y, weights, len(pred))
+    f = pred[ok]
+    n = len(yv)
+    dev = _deviance(yv, f, distribution, tweedie_power, quantile_alpha, huber_delta) if n else np.zeros(0)
+    # [wsum, nobs, sum w r^2, sum w |r|, sum w sqlogerr, n(<-1), sum w dev, mean_y, M2_y]
+    stats = np.zeros(9)
+    if n:
+        r = yv - f
+        wsum = w.sum()
+        stats[0] = wsum
+        stats[1] = n
+        stats[2] = (w * r * r).sum()
+        stats[3] = (w * np.abs(r)).sum()
+        badlog = (f < -1) | (yv < -1)
+        stats[5] = badlog.sum()
+        if not stats[5]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                le = np.log1p(f) - np.log1p(yv)
+            stats[4] = (w * le * le).sum()
+        stats[6] = (w * dev).sum()
+        if wsum > 0:
+            mu = (w * yv).sum() / wsum
+            stats[7] = mu
+            stats[8] = (w * (yv - mu) ** 2).sum()
+    rows = _gather_rows(comm, stats)
+    tot = _sum_rows(rows)
+    if tot[1] == 0:
+        return {}
+    # Chan et al.: combine (weight, mean, M2) pairwise in rank order
+    W, mu, m2 = 0.0, 0.0, 0.0
+    for rw in rows:
+        wb = rw[0]
+        if wb <= 0:
+            continue
+        delta = rw[7] - mu
+        Wn = W + wb
+        mu += delta * wb / Wn
+        m2 += rw[8] + delta * delta * W * wb / Wn
+        W = Wn
+    wsum = tot[0]
+    mse = tot[2] / wsum
+    var = m2 / wsum if wsum > 0 else float("nan")
     return {
-        "mse": mse,
-        "rmse": float(np.sqrt(mse)),
-        "mae": float((w * np.abs(r)).sum() / wsum),
+        "mse": float(mse),
+        "rmse": float(math.sqrt(mse)),
+        "mae": float(tot[3] / wsum),
+        "rmsle": float("nan") if tot[5] > 0 else float(math.sqrt(tot[4] / wsum)),
         "r2": float(1.0 - mse / var) if var > 0 else float("nan"),
-        "mean_residual_deviance": mse,
-        "nobs": int(len(y)),
+        "mean_residual_deviance": float(tot[6] / wsum),
+        "nobs": int(tot[1]),
     }
 
 
-def autoencoder_metrics(recon_mse):
-    m = float(np.mean(recon_mse)) if len(recon_mse) else float("nan")
-    return {"mse": m, "rmse": float(np.sqrt(m)), "nobs": int(len(recon_mse))}
+# ---------------------------------------------------------------------------------------------
+# autoencoder
+# ---------------------------------------------------------------------------------------------
+
+def autoencoder_metrics(recon_mse, comm=None):
+    """recon_mse: per-row reconstruction MSE of this rank's rows.  Collective over `comm`."""
+    e = np.asarray(recon_mse, dtype=np.float64).reshape(-1)
+    tot = _sum_rows(_gather_rows(comm, np.array([e.sum(), len(e)], dtype=np.float64)))
+    if tot[1] == 0:
+        return {"mse": float("nan"), "rmse": float("nan"), "nobs": 0}
+    m = tot[0] / tot[1]
+    return {"mse": float(m), "rmse": float(math.sqrt(m)), "nobs": int(tot[1])}
+
+
+def scalar_metrics(m):
+    """The scalar entries of a metrics dict (for progress lines, CSV history, ...)."""
+    return {k: v for k, v in m.items() if isinstance(v, (int, float))}

@@ -59,6 +59,12 @@ SPEC = {
     "score_training_samples": (int, 10000, (0, INF, False, False), "rows scored on training data (0 = all)"),
     "score_validation_samples": (int, 0, (0, INF, False, False), "rows scored on validation data (0 = all)"),
     "score_duty_cycle": (float, 0.1, (0.0, 1.0, False, False), "max fraction of time spent scoring"),
+    "stopping_rounds": (int, 5, (0, INF, False, False), "early stopping: moving-average window (0 disables)"),
+    "stopping_metric": (str, "AUTO", STOPPING_METRICS, "early stopping metric"),
+    "stopping_tolerance": (float, 0.0, (0.0, INF, False, False), "early stopping: relative improvement needed"),
+    "max_runtime_secs": (float, 0.0, (0.0, INF, False, False), "stop after this many seconds (0: no limit)"),
+    "classification_stop": (float, 0.0, (-1.0, 1.0, False, False), "stop when training error <= this (-1 disables)"),
+    "regression_stop": (float, 1e-6, (-1.0, INF, False, False), "stop when training MSE <= this (-1 disables)"),
     "standardize": (bool, True, None, "standardise numeric inputs"),
     "ignore_const_cols": (bool, True, None, "drop constant columns"),
     "fast_mode": (bool, True, None, "H2O's fast back-propagation approximation"),
@@ -70,6 +76,7 @@ SPEC = {
     "threads": (int, 0, (0, INF, False, False), "kernel threads per rank (0: the cores this process may use)"),
     "model_out": (str, None, None, "write the final model to this HDF5 file"),
     "summary_json": (str, None, None, "write a run summary (JSON) to this file"),
+    "scoring_history": (str, None, None, "write the scoring history (CSV) to this file"),
 }
 
 # H2O parameters this version knows but does not implement yet: setting them is an error,
@@ -78,9 +85,7 @@ NOT_YET = ("balance_classes", "class_sampling_factors", "max_after_balance_size"
            "fold_column", "fold_assignment", "checkpoint", "pretrained_autoencoder",
            "elastic_averaging", "categorical_encoding", "weights_column", "offset_column",
            "missing_values_handling", "use_all_factor_levels", "max_categorical_features",
-           "sparse", "stopping_rounds", "stopping_metric", "stopping_tolerance",
-           "max_runtime_secs", "classification_stop", "regression_stop",
-           "score_validation_sampling", "export_weights_and_biases")
+           "sparse", "score_validation_sampling", "export_weights_and_biases")
 
 
 def defaults():

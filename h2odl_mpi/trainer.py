@@ -8,6 +8,7 @@ number of rows.  TSPI = -2 is tuned while running: the measured compute time per
 measured Allreduce time of the model set the next iteration's TSPI so that communication
 takes about target_ratio_comm_to_comp of the time.  Rank 0 scores, logs and writes files.
 """
+import csv
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from h2odl_mpi.dataset import DataInfo, read_table
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.kernel import NetConfig, Network, Rows, available_cores
 from h2odl_mpi.model_io import save_model
+from h2odl_mpi.stopping import EarlyStopping, best_is_better
 
 
 def _mpi():
@@ -82,33 +84,37 @@ def net_config(params, info):
 
 
 class Scorer:
-    """Metrics of a model on (a fixed sample of) a data set, as H2O reports them."""
+    """Metrics of a model on a fixed sample of a data set, as H2O reports them.  The sample
+    is the same on every rank; each rank scores its slice of it and the metrics are
+    combined exactly over `comm`, so every rank holds the same numbers."""
 
-    def __init__(self, x, y, info, n_max, seed):
+    def __init__(self, x, y, info, params, n_max, seed, comm=None):
         if n_max and len(x) > n_max:
             pick = np.sort(np.random.default_rng(seed).choice(len(x), n_max, replace=False))
             x = x[pick]
             y = None if y is None else y[pick]
+        rank = comm.Get_rank() if comm is not None else 0
+        size = comm.Get_size() if comm is not None else 1
+        x = x[rank::size]
+        y = None if y is None else y[rank::size]
         self.rows = Rows.dense(x, y)
-        self.y = y
-        self.info = info
+        self.y, self.info, self.params, self.comm = y, info, params, comm
 
     def score(self, network, model, threads):
-        info = self.info
+        info, comm = self.info, self.comm
         if info.autoencoder:
-            return metrics.autoencoder_metrics(network.predict(model, self.rows, "recon", threads=threads)[:, 0])
+            recon = network.predict(model, self.rows, "recon", threads=threads)[:, 0]
+            return metrics.autoencoder_metrics(recon, comm=comm)
         out = network.predict(model, self.rows, "output", threads=threads)
         if info.classification:
-            return metrics.classification_metrics(out, self.y)
-        return metrics.regression_metrics(info.decode_response(out[:, 0].astype(np.float64)),
-                                          info.decode_response(self.y.astype(np.float64)))
-
-
-def _objective(m, info):
-    """Lower is better: logloss (classification), deviance/MSE otherwise."""
-    if not m:
-        return math.inf
-    return m["logloss"] if info.classification else m["mse"]
+            return metrics.classification_metrics(out, self.y, comm=comm)
+        p = self.params
+        dist = p["distribution"] if p["distribution"] not in ("AUTO", "bernoulli") else "gaussian"
+        return metrics.regression_metrics(
+            info.decode_response(out[:, 0].astype(np.float64)),
+            info.decode_response(self.y.astype(np.float64)), comm=comm, distribution=dist,
+            tweedie_power=p["tweedie_power"], quantile_alpha=p["quantile_alpha"],
+            huber_delta=network.config.huber_delta * info.response_sd)
 
 
 class AutoTuner:
@@ -182,8 +188,9 @@ def train(params, comm=None):
                        f"{n_total:,} training rows, {len(info.input_names)} inputs"
                        f"{', classes: ' + str(info.n_classes) if info.classification else ''}")
 
-    train_scorer = Scorer(x, y, info, params["score_training_samples"], seed + 1)
-    valid_scorer = Scorer(vx, vy, info, params["score_validation_samples"], seed + 2) if vx is not None else None
+    train_scorer = Scorer(x, y, info, params, params["score_training_samples"], seed + 1, comm)
+    valid_scorer = (Scorer(vx, vy, info, params, params["score_validation_samples"], seed + 2, comm)
+                    if vx is not None else None)
 
     # ---- rows per iteration -----------------------------------------------------------
     epochs = params["epochs"]
@@ -212,12 +219,16 @@ def train(params, comm=None):
     samples, iteration = 0, 0
     rng = np.random.default_rng([seed, rank])
     t_comp_total = t_comm_total = t_score_total = 0.0
-    history, best, best_obj = [], None, math.inf
+    history, best, best_value = [], None, None
     last_score = time.time()
     tspi_used, local_used = [], []
     nonfinite = False
     train_metrics, valid_metrics = {}, {}
-    stats_buf = np.zeros(4, dtype=np.float64)  # compute s, comm s, non-finite, score now
+    stats_buf = np.zeros(5, dtype=np.float64)  # compute s, comm s, non-finite, score now, time up
+    stopper = EarlyStopping(params["stopping_rounds"], params["stopping_metric"],
+                            params["stopping_tolerance"], classification=info.classification,
+                            autoencoder=info.autoencoder)
+    stop_reason = None
     while samples < target_samples:
         iteration += 1
         tspi_now = min(tspi, target_samples - samples)
@@ -242,7 +253,9 @@ def train(params, comm=None):
         due = rank == 0 and (done or iteration == 1 or (
             now - last_score >= params["score_interval"] and
             t_score_total <= params["score_duty_cycle"] * max(now - t_start, 1e-9)))
-        stats_buf[:] = (t_comp, t_comm, float(st.nonfinite), float(due))
+        time_up = rank == 0 and params["max_runtime_secs"] > 0 and \
+            now - t_start >= params["max_runtime_secs"]
+        stats_buf[:] = (t_comp, t_comm, float(st.nonfinite), float(due or time_up), float(time_up))
         if comm is not None and size > 1:
             comm.Allreduce(MPI.IN_PLACE, stats_buf, op=MPI.SUM)
         t_comp_mean, t_comm_mean = stats_buf[0] / size, stats_buf[1] / size
@@ -261,35 +274,36 @@ def train(params, comm=None):
         if tuner is not None:
             tspi = tuner.update(tspi_now, t_comp_mean, t_comm_mean)
         elapsed = time.time() - t_start
-        if stats_buf[3] > 0:
+        if stats_buf[3] > 0:  # every rank scores its slice; metrics are combined exactly
             ts = time.perf_counter()
-            if rank == 0:
-                train_metrics = train_scorer.score(network, model, threads)
-                valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
-            if comm is not None and size > 1:
-                comm.Barrier()  # the other ranks wait here, not inside the next Allreduce
+            train_metrics = train_scorer.score(network, model, threads)
+            valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
             t_score_total += time.perf_counter() - ts
             last_score = time.time()
-            if rank == 0:
-                row = {"iteration": iteration, "epochs": samples / n_total, "samples": samples,
-                       "duration_s": elapsed, "train_samples_per_iteration": tspi_now,
-                       "comm_fraction": t_comm_total / max(t_comm_total + t_comp_total, 1e-12)}
-                row.update({f"training_{k}": v for k, v in train_metrics.items()})
-                row.update({f"validation_{k}": v for k, v in valid_metrics.items()})
-                history.append(row)
-                obj = _objective(valid_metrics or train_metrics, info)
-                if params["overwrite_with_best_model"] and obj <= best_obj:
-                    best_obj, best = obj, model.copy()
-                _log(rank, params, _progress_line(row, info, samples, target_samples,
-                                                  t_comp_total + t_comm_total, elapsed))
+            current = stopper.value(valid_metrics or train_metrics)
+            if params["overwrite_with_best_model"] and (best_value is None or not best_is_better(best_value, current, stopper.metric_name)):
+                best_value, best = current, model.copy()
+            stop_reason = _stop_reason(params, info, stopper, train_metrics, valid_metrics)
+            row = {"iteration": iteration, "epochs": samples / n_total, "samples": samples,
+                   "duration_s": elapsed, "train_samples_per_iteration": tspi_now,
+                   "comm_fraction": t_comm_total / max(t_comm_total + t_comp_total, 1e-12)}
+            row.update({f"training_{k}": v for k, v in metrics.scalar_metrics(train_metrics).items()})
+            row.update({f"validation_{k}": v for k, v in metrics.scalar_metrics(valid_metrics).items()})
+            history.append(row)
+            _log(rank, params, _progress_line(row, info, samples, target_samples,
+                                              t_comp_total + t_comm_total, elapsed))
+        if stats_buf[4] > 0:
+            stop_reason = stop_reason or f"max_runtime_secs={params['max_runtime_secs']} reached"
+        if stop_reason:
+            _log(rank, params, f"stopping early: {stop_reason}")
+            break
     # ---- the end --------------------------------------------------------------------
-    if rank == 0 and params["overwrite_with_best_model"] and best is not None and not nonfinite:
-        if _objective(valid_metrics or train_metrics, info) > best_obj:
+    if params["overwrite_with_best_model"] and best is not None and not nonfinite:
+        current = stopper.value(valid_metrics or train_metrics)
+        if best_is_better(best_value, current, stopper.metric_name):  # same on every rank
             model[:] = best
             train_metrics = train_scorer.score(network, model, threads)
             valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
-    if comm is not None and size > 1:
-        comm.Bcast(model, root=0)
     train_time = t_comp_total + t_comm_total
     summary = {
         "training_samples": samples,
@@ -308,6 +322,7 @@ def train(params, comm=None):
         "seed": seed,
         "network": network.units,
         "nonfinite_stop": nonfinite,
+        "stop_reason": stop_reason or ("non-finite values" if nonfinite else "epochs reached"),
         "metrics": {"training": train_metrics, "validation": valid_metrics},
     }
     if rank == 0:
@@ -316,6 +331,8 @@ def train(params, comm=None):
                        {"epochs": summary["epochs"], "training_samples": samples, "iterations": iteration},
                        history)
             _log(rank, params, f"model written to {params['model_out']}")
+        if params.get("scoring_history") and history:
+            _write_history(params["scoring_history"], history)
         if params.get("summary_json"):
             with open(params["summary_json"], "w") as f:
                 json.dump(summary, f, indent=2, default=float)
@@ -336,6 +353,21 @@ def average_model(comm, model):
     comm.Allreduce(MPI.IN_PLACE, model, op=MPI.SUM)
     model *= np.float32(1.0 / comm.Get_size())
     return model
+
+
+def _stop_reason(params, info, stopper, train_m, valid_m):
+    """Why training should stop after this scoring event (rank 0), or None."""
+    if not info.autoencoder and train_m:
+        if info.classification and params["classification_stop"] >= 0 and \
+                train_m["classification_error"] <= params["classification_stop"]:
+            return f"training classification error {train_m['classification_error']:.4g} <= classification_stop"
+        if not info.classification and params["regression_stop"] >= 0 and \
+                train_m["mse"] <= params["regression_stop"]:
+            return f"training MSE {train_m['mse']:.4g} <= regression_stop"
+    if stopper.add(valid_m or train_m):
+        return (f"{stopper.metric_name} did not improve by stopping_tolerance="
+                f"{params['stopping_tolerance']} over the last {params['stopping_rounds']} scoring events")
+    return None
 
 
 def _time_allreduce(comm, model, reps=3):
@@ -359,6 +391,17 @@ def _probe_row_time(network, model, rows, threads, seed, n=200):
     t = time.perf_counter()
     network.train(scratch, rows, order, seed=seed, threads=threads)
     return (time.perf_counter() - t) / max(n, 1)
+
+
+def _write_history(path, history):
+    keys = []
+    for row in history:
+        keys += [k for k in row if k not in keys and not isinstance(row[k], (list, dict))]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(history)
+    return keys
 
 
 def _fmt_metrics(m, info):
@@ -393,5 +436,6 @@ def _final_lines(summary, info):
     for name in ("training", "validation"):
         m = summary["metrics"][name]
         if m:
-            lines.append(f"{name} metrics: " + ", ".join(f"{k} {v:.5g}" for k, v in m.items() if k != "nobs"))
+            lines.append(f"{name} metrics: " + ", ".join(
+                f"{k} {v:.5g}" for k, v in metrics.scalar_metrics(m).items() if k != "nobs"))
     return "\n".join(lines)
