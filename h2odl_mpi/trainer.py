@@ -170,6 +170,7 @@ def train(params, comm=None):
     rows = Rows.dense(x, y)
     n_local = rows.n_rows
     n_total = n_local  # replicated
+    local_counts = comm.allgather(n_local) if comm is not None else [n_local]
     cfg = net_config(params, info)
     network = Network(cfg)
     threads = threads_per_rank(params, comm)
@@ -232,7 +233,8 @@ def train(params, comm=None):
     while samples < target_samples:
         iteration += 1
         tspi_now = min(tspi, target_samples - samples)
-        mine = tspi_now // size + (1 if rank < tspi_now % size else 0)
+        shares = row_shares(tspi_now, local_counts)
+        mine = int(shares[rank])
         if mine <= n_local:
             order = rng.choice(n_local, size=mine, replace=False)
             if not params["shuffle_training_data"]:
@@ -245,7 +247,7 @@ def train(params, comm=None):
                            threads=threads)
         t_comp = time.perf_counter() - t0
         t1 = time.perf_counter()
-        average_model(comm, model)
+        average_model(comm, model, weight=float(mine), total=float(tspi_now))
         t_comm = time.perf_counter() - t1
         done = samples + tspi_now >= target_samples
         now = time.time()
@@ -344,15 +346,46 @@ def train(params, comm=None):
     return summary
 
 
-def average_model(comm, model):
-    """In place: every rank's float32 buffer becomes the mean over the ranks of `comm`
-    (one Allreduce on the numpy buffer, no pickling).  Every rank ends bit-identical."""
+def average_model(comm, model, weight=1.0, total=None):
+    """In place: every rank's float32 buffer becomes the weighted mean over the ranks of
+    `comm`, sum_r weight_r * model_r / total (total = the sum of the weights, which every
+    rank knows; default: equal weights).  A rank that trained no rows passes weight 0.
+
+    A Reduce_scatter followed by an Allgatherv on the numpy buffer (no pickling): each
+    element is summed once, on one rank, so every rank ends bit-identical by construction
+    (MPI does not promise that of Allreduce), at Allreduce's bandwidth cost."""
     if comm is None or comm.Get_size() == 1:
         return model
     MPI = _mpi()
-    comm.Allreduce(MPI.IN_PLACE, model, op=MPI.SUM)
-    model *= np.float32(1.0 / comm.Get_size())
+    size, rank = comm.Get_size(), comm.Get_rank()
+    total = size if total is None else total
+    if weight != 1.0:
+        model *= np.float32(weight)
+    n = model.size
+    counts = np.full(size, n // size, dtype=np.int64)
+    counts[: n % size] += 1
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    part = np.empty(int(counts[rank]), dtype=np.float32)
+    comm.Reduce_scatter([model, MPI.FLOAT], [part, MPI.FLOAT], recvcounts=counts.tolist(), op=MPI.SUM)
+    part *= np.float32(1.0 / total)
+    comm.Allgatherv([part, MPI.FLOAT], [model, (counts.tolist(), displs.tolist()), MPI.FLOAT])
     return model
+
+
+def row_shares(tspi, local_counts):
+    """Rows each rank trains this iteration: tspi split in proportion to the ranks' local
+    row counts (largest remainder, so the shares add up to tspi exactly; equal shares with
+    replicated data, 0 for a rank without rows)."""
+    counts = np.asarray(local_counts, dtype=np.float64)
+    if counts.sum() == 0:
+        return np.zeros(len(counts), dtype=np.int64)
+    exact = tspi * counts / counts.sum()
+    shares = np.floor(exact).astype(np.int64)
+    rest = int(tspi - shares.sum())
+    if rest:
+        order = np.lexsort((np.arange(len(counts)), -(exact - shares)))
+        shares[order[:rest]] += 1
+    return shares
 
 
 def _stop_reason(params, info, stopper, train_m, valid_m):

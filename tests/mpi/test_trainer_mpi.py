@@ -45,3 +45,26 @@ def test_cli_run_on_all_ranks(tmp_path_factory):
     assert s["training_samples"] == 8000 and s["iterations"] == 40
     assert set(s["train_samples_per_iteration"]) == {200}
     assert s["metrics"]["training"]["r2"] > 0.9
+
+
+@pytest.mark.mpi(min_size=2)
+def test_weighted_average_and_a_rank_without_rows():
+    rng = np.random.default_rng(7 + comm.rank)
+    mine = rng.normal(size=1003).astype(np.float32)
+    weight = 0.0 if comm.rank == 1 else float(comm.rank + 1)  # rank 1 trained no rows
+    weights = np.array(comm.allgather(weight))
+    everyone = np.array(comm.allgather(mine)).astype(np.float64)
+    model = mine.copy()
+    average_model(comm, model, weight=weight, total=float(weights.sum()))
+    ref = (weights[:, None] * everyone).sum(axis=0) / weights.sum()
+    np.testing.assert_allclose(model, ref, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(comm.bcast(model if comm.rank == 0 else None, root=0), model)
+
+
+def test_row_shares_add_up_and_follow_local_rows():
+    from h2odl_mpi.trainer import row_shares
+    assert row_shares(10, [5, 5, 5]).tolist() == [4, 3, 3]
+    assert row_shares(9, [100, 0, 50]).tolist() == [6, 0, 3]
+    assert row_shares(7, [0, 0]).tolist() == [0, 0]
+    for tspi in (1, 17, 1000):
+        assert row_shares(tspi, [3, 1, 4, 1, 5]).sum() == tspi

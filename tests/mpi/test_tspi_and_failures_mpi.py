@@ -1,6 +1,7 @@
 """train_samples_per_iteration modes across ranks, and failures that must not hang."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -77,10 +78,10 @@ from mpi4py import MPI
 from h2odl_mpi import trainer
 from h2odl_mpi.cli import main
 real = trainer.average_model
-def crash(comm, model):
+def crash(comm, model, *args, **kwargs):
     if comm.rank == 1:
         raise RuntimeError("simulated node failure on rank 1")
-    return real(comm, model)
+    return real(comm, model, *args, **kwargs)
 trainer.average_model = crash
 sys.exit(main(sys.argv[1:]))
 """
@@ -94,10 +95,18 @@ def test_an_unexpected_failure_takes_the_job_down(tmp):
         open(script, "w").write(CRASH)
         mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "MPI", "HYDRA"))}
-        r = subprocess.run([mpirun, "-n", "2", sys.executable, script, "train", "--train", path,
-                            "--response", "y", "--hidden", "4", "--epochs", "50",
-                            "--train_samples_per_iteration", "10", "--quiet_mode", "true"],
-                           capture_output=True, text=True, timeout=60, env=env)
-        assert r.returncode != 0
-        assert "simulated node failure on rank 1" in r.stderr + r.stdout
+        cmd = [mpirun, "-n", "2", sys.executable, script, "train", "--train", path,
+               "--response", "y", "--hidden", "4", "--epochs", "50",
+               "--train_samples_per_iteration", "10", "--quiet_mode", "true"]
+        # its own process group, so that a hang is killed whole (ranks hold the pipes)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail("the job hung after one rank failed")
+        assert proc.returncode != 0
+        assert "simulated node failure on rank 1" in err + out
     comm.Barrier()
