@@ -58,6 +58,7 @@ SPEC = {
     "score_interval": (float, 5.0, (0.0, INF, False, False), "seconds between scorings"),
     "score_training_samples": (int, 10000, (0, INF, False, False), "rows scored on training data (0 = all)"),
     "score_validation_samples": (int, 0, (0, INF, False, False), "rows scored on validation data (0 = all)"),
+    "score_validation_sampling": (str, "Uniform", ("Uniform", "Stratified"), "how validation rows are sampled for scoring"),
     "score_duty_cycle": (float, 0.1, (0.0, 1.0, False, False), "max fraction of time spent scoring"),
     "stopping_rounds": (int, 5, (0, INF, False, False), "early stopping: moving-average window (0 disables)"),
     "stopping_metric": (str, "AUTO", STOPPING_METRICS, "early stopping metric"),
@@ -85,7 +86,7 @@ NOT_YET = ("balance_classes", "class_sampling_factors", "max_after_balance_size"
            "fold_column", "fold_assignment", "checkpoint", "pretrained_autoencoder",
            "elastic_averaging", "categorical_encoding", "weights_column", "offset_column",
            "missing_values_handling", "use_all_factor_levels", "max_categorical_features",
-           "sparse", "score_validation_sampling", "export_weights_and_biases")
+           "sparse", "export_weights_and_biases")
 
 
 def defaults():

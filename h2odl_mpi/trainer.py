@@ -83,14 +83,27 @@ def net_config(params, info):
         fast_mode=params["fast_mode"], **kw)
 
 
+def sample_rows(n, k, seed, classes=None):
+    """k of n row indices without replacement, sorted; with `classes` (class index per row,
+    NaN = missing) each class keeps its share of the rows (H2O's Stratified sampling)."""
+    rng = np.random.default_rng(seed)
+    if classes is None:
+        return np.sort(rng.choice(n, k, replace=False))
+    labels = np.where(np.isnan(classes), -1, classes).astype(np.int64)
+    values, counts = np.unique(labels, return_counts=True)
+    want = row_shares(k, counts)
+    picks = [rng.choice(np.flatnonzero(labels == v), int(w), replace=False) for v, w in zip(values, want)]
+    return np.sort(np.concatenate(picks))
+
+
 class Scorer:
     """Metrics of a model on a fixed sample of a data set, as H2O reports them.  The sample
     is the same on every rank; each rank scores its slice of it and the metrics are
     combined exactly over `comm`, so every rank holds the same numbers."""
 
-    def __init__(self, x, y, info, params, n_max, seed, comm=None):
+    def __init__(self, x, y, info, params, n_max, seed, comm=None, stratified=False):
         if n_max and len(x) > n_max:
-            pick = np.sort(np.random.default_rng(seed).choice(len(x), n_max, replace=False))
+            pick = sample_rows(len(x), n_max, seed, y if stratified and info.classification else None)
             x = x[pick]
             y = None if y is None else y[pick]
         rank = comm.Get_rank() if comm is not None else 0
@@ -190,7 +203,8 @@ def train(params, comm=None):
                        f"{', classes: ' + str(info.n_classes) if info.classification else ''}")
 
     train_scorer = Scorer(x, y, info, params, params["score_training_samples"], seed + 1, comm)
-    valid_scorer = (Scorer(vx, vy, info, params, params["score_validation_samples"], seed + 2, comm)
+    valid_scorer = (Scorer(vx, vy, info, params, params["score_validation_samples"], seed + 2, comm,
+                           stratified=params["score_validation_sampling"] == "Stratified")
                     if vx is not None else None)
 
     # ---- rows per iteration -----------------------------------------------------------
@@ -209,7 +223,8 @@ def train(params, comm=None):
         tspi = n_total  # one rank: nothing to communicate, so an epoch per iteration
     else:
         # first guess from a measured kernel probe and the measured allreduce, then tuned
-        t_row = _probe_row_time(network, model, rows, threads, seed)
+        # the slowest rank's measured time per row: every rank must start from the same value
+        t_row = comm.allreduce(_probe_row_time(network, model, rows, threads, seed), op=_mpi().MAX)
         tgt = params["target_ratio_comm_to_comp"]
         first = min(100_000 * size, int(t_comm_probe * (1 - tgt) / (max(tgt, 1e-6) * t_row / size)))
         tuner = AutoTuner(tgt, size, n_local, n_total, epochs, first)
@@ -225,7 +240,10 @@ def train(params, comm=None):
     tspi_used, local_used = [], []
     nonfinite = False
     train_metrics, valid_metrics = {}, {}
-    stats_buf = np.zeros(5, dtype=np.float64)  # compute s, comm s, non-finite, score now, time up
+    # per-iteration statistics: compute s, comm s, non-finite, score now, time up.  Every
+    # decision taken from them (TSPI, scoring, stopping) must be identical on all ranks.
+    stats_buf = np.zeros(5, dtype=np.float64)
+    stats_all = np.zeros((size, 5), dtype=np.float64)
     stopper = EarlyStopping(params["stopping_rounds"], params["stopping_metric"],
                             params["stopping_tolerance"], classification=info.classification,
                             autoencoder=info.autoencoder)
@@ -258,8 +276,7 @@ def train(params, comm=None):
         time_up = rank == 0 and params["max_runtime_secs"] > 0 and \
             now - t_start >= params["max_runtime_secs"]
         stats_buf[:] = (t_comp, t_comm, float(st.nonfinite), float(due or time_up), float(time_up))
-        if comm is not None and size > 1:
-            comm.Allreduce(MPI.IN_PLACE, stats_buf, op=MPI.SUM)
+        stats_buf = agreed_sum(comm, stats_buf, stats_all)
         t_comp_mean, t_comm_mean = stats_buf[0] / size, stats_buf[1] / size
         samples += tspi_now  # rows processed, as H2O counts them (skipped rows included)
         t_comp_total += t_comp_mean
@@ -282,8 +299,8 @@ def train(params, comm=None):
             valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
             t_score_total += time.perf_counter() - ts
             last_score = time.time()
-            current = stopper.value(valid_metrics or train_metrics)
-            if params["overwrite_with_best_model"] and (best_value is None or not best_is_better(best_value, current, stopper.metric_name)):
+            current = _best_model_value(valid_metrics or train_metrics, info)
+            if params["overwrite_with_best_model"] and (best_value is None or not best_is_better(best_value, current, _BEST_BY[info.kind])):
                 best_value, best = current, model.copy()
             stop_reason = _stop_reason(params, info, stopper, train_metrics, valid_metrics)
             row = {"iteration": iteration, "epochs": samples / n_total, "samples": samples,
@@ -301,8 +318,8 @@ def train(params, comm=None):
             break
     # ---- the end --------------------------------------------------------------------
     if params["overwrite_with_best_model"] and best is not None and not nonfinite:
-        current = stopper.value(valid_metrics or train_metrics)
-        if best_is_better(best_value, current, stopper.metric_name):  # same on every rank
+        current = _best_model_value(valid_metrics or train_metrics, info)
+        if best_is_better(best_value, current, _BEST_BY[info.kind]):  # same on every rank
             model[:] = best
             train_metrics = train_scorer.score(network, model, threads)
             valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
@@ -372,6 +389,19 @@ def average_model(comm, model, weight=1.0, total=None):
     return model
 
 
+def agreed_sum(comm, local, scratch):
+    """Column sums of every rank's small float64 vector, bit-identical on every rank
+    (an Allgather, then the same sum in rank order everywhere; Allreduce does not promise
+    identical bits, and decisions such as the next TSPI must agree exactly)."""
+    if comm is None or comm.Get_size() == 1:
+        return local
+    comm.Allgather(local, scratch)
+    total = scratch[0].copy()
+    for r in range(1, scratch.shape[0]):
+        total += scratch[r]
+    return total
+
+
 def row_shares(tspi, local_counts):
     """Rows each rank trains this iteration: tspi split in proportion to the ranks' local
     row counts (largest remainder, so the shares add up to tspi exactly; equal shares with
@@ -386,6 +416,17 @@ def row_shares(tspi, local_counts):
         order = np.lexsort((np.arange(len(counts)), -(exact - shares)))
         shares[order[:rest]] += 1
     return shares
+
+
+# overwrite_with_best_model keeps the model with the lowest classification error
+# (classifiers), deviance (regression) or reconstruction MSE (autoencoders), as H2O does
+_BEST_BY = {"classification": "misclassification", "regression": "deviance", "autoencoder": "MSE"}
+
+
+def _best_model_value(m, info):
+    key = {"classification": "classification_error", "regression": "mean_residual_deviance",
+           "autoencoder": "mse"}[info.kind]
+    return (m or {}).get(key, math.nan)
 
 
 def _stop_reason(params, info, stopper, train_m, valid_m):
