@@ -55,10 +55,12 @@ def allreduce_probe(out_path, reps=15):
 
 
 def fit_latency_bandwidth(rows):
-    """Least squares for t = a * ceil(log2 P) + b * 2 (P-1)/P * bytes."""
+    """Least squares for t = a * ceil(log2 P) + b * 2 (P-1)/P * bytes, in relative error
+    (each measurement divided by itself) so the small messages that set the latency count
+    as much as the large ones that set the bandwidth."""
     A = np.array([[math.ceil(math.log2(r["ranks"])), 2 * (r["ranks"] - 1) / r["ranks"] * r["bytes"]] for r in rows])
     t = np.array([r["seconds"] for r in rows])
-    (a, b), *_ = np.linalg.lstsq(A, t, rcond=None)
+    (a, b), *_ = np.linalg.lstsq(A / t[:, None], np.ones_like(t), rcond=None)
     return max(a, 1e-7), max(b, 1e-13)
 
 

@@ -136,16 +136,25 @@ def auc(score, y, w=None):
     return float(((neg_below + 0.5 * neg) * pos).sum() / (P * N))
 
 
-def average_precision(score, y, w=None):
-    """sum_n (R_n - R_{n-1}) P_n over distinct thresholds (= sklearn average_precision_score)."""
+def _cumulative_counts(score, y, w):
+    """Distinct scores (descending) with the cumulative weighted true and false positives
+    of `positive iff score >= t`, and the total positive weight; None with one class only."""
     score = np.asarray(score, dtype=np.float64)
     y = np.asarray(y)
     w = np.ones(len(score)) if w is None else np.asarray(w, dtype=np.float64)
-    _, pos, neg = _grouped_desc(score, y, w)
+    s, pos, neg = _grouped_desc(score, y, w)
     P = pos.sum()
     if not (P > 0 and neg.sum() > 0):
+        return None
+    return s, pos, np.cumsum(pos), np.cumsum(neg), P
+
+
+def average_precision(score, y, w=None):
+    """sum_n (R_n - R_{n-1}) P_n over distinct thresholds (= sklearn average_precision_score)."""
+    c = _cumulative_counts(score, y, w)
+    if c is None:
         return float("nan")
-    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    _, pos, tp, fp, P = c
     denom = tp + fp
     precision = np.divide(tp, denom, out=np.zeros_like(tp), where=denom > 0)
     return float((pos / P * precision).sum())
@@ -153,14 +162,10 @@ def average_precision(score, y, w=None):
 
 def max_f1_threshold(score, y, w=None):
     """Score t maximising F1 of the rule `positive iff score >= t` (highest t on ties), or NaN."""
-    score = np.asarray(score, dtype=np.float64)
-    y = np.asarray(y)
-    w = np.ones(len(score)) if w is None else np.asarray(w, dtype=np.float64)
-    s, pos, neg = _grouped_desc(score, y, w)
-    P = pos.sum()
-    if not (P > 0 and neg.sum() > 0):
+    c = _cumulative_counts(score, y, w)
+    if c is None:
         return float("nan")
-    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    s, _, tp, fp, P = c
     f1 = 2 * tp / (2 * tp + fp + (P - tp))
     return float(s[int(np.argmax(f1))])  # argmax: first = highest score among equal F1
 
