@@ -132,7 +132,7 @@ def _torch_row(name, spec, res):
         return {"net": name, "system": "PyTorch Hogwild! 2 processes", "error": res["error"]}
     return {"net": name, "system": "PyTorch Hogwild! 2 processes", "threads": 2,
             "samples_per_s": res.get("samples_per_s"), "rows": res.get("rows_trained"),
-            "test_error": res.get("test_classification_error") if spec["epochs"] is not None else None}
+            "test_error": (res.get("test") or {}).get("classification_error") if spec["epochs"] is not None else None}
 
 
 def main(argv=None):
