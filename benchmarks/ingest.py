@@ -7,19 +7,23 @@ run on this machine:
   in-memory size of the same frame.  H2O-3 is measured here when the `h2o` package and Java
   are installed (benchmarks/requirements.txt); otherwise only the number the issue quotes for
   MNIST (4,644,735 bytes) is used and the others are reported as not measured.
-* parse speed per rank (one core: pyarrow threads off) in MB/s of decompressed text, for
-  Frame.read (parse plus compression) and, in the same run, pyarrow.csv.read_csv and
-  pandas.read_csv on the same file; best of --repeat runs.
+* parse speed per rank (one core: both Frame.read and pyarrow.csv.read_csv run with
+  use_threads=False; pandas' C parser is single-threaded) in MB/s of decompressed text,
+  for Frame.read (parse plus compression) and, in the same run, pyarrow.csv.read_csv and
+  pandas.read_csv on the same file (each reading the .gz itself).  The three are run in
+  turn, --repeat rounds, and each one's best round counts (the machine may be shared:
+  the load average before and after is written too).
 * peak memory during ingest, in a fresh process per data set: Python/numpy allocations
   (tracemalloc) plus Arrow's memory pool, sampled together every millisecond, against the
-  target 2 x compressed size + one read buffer (one block of text, estimated from the rows
-  of the largest chunk, and its parsed float64 values).  The two separate peaks are
-  written to the CSV too.  The growth of the process's peak RSS is
-  reported too (it includes allocator slack and freed-but-kept pages).
+  target 2 x compressed size + one read buffer.  The read buffer is measured, not
+  estimated: the largest block of text the reader held plus that block's rows as float64
+  (Frame.ingest: max_block_bytes, max_block_rows).  The two separate peaks are written to
+  the CSV too.  The growth of the process's peak RSS is reported too (it includes
+  allocator slack and freed-but-kept pages).
 
 Prints a table and writes benchmarks/results/ingest.csv.
 
-    .venv/bin/python benchmarks/ingest.py [--repeat 3] [--no-h2o]
+    .venv/bin/python benchmarks/ingest.py [--repeat 7] [--no-h2o]
 """
 import argparse
 import csv
@@ -56,26 +60,25 @@ def text_bytes(path):
         return len(fh.read())
 
 
-def best_time(work, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def measure_speed(path, repeat):
+    """Best wall time of each reader over `repeat` rounds, the readers taking turns."""
     import pandas as pd
     import pyarrow.csv as pacsv
     from h2odl_mpi.frame import Frame
 
     frame = Frame.read(path, use_threads=False)          # warm-up: imports, page cache
-    ours = best_time(lambda: Frame.read(path, use_threads=False), repeat)
-    arrow = best_time(lambda: pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False)),
-                      repeat)
-    pandas = best_time(lambda: pd.read_csv(path, encoding="latin-1", low_memory=False), repeat)
-    return frame, ours, arrow, pandas
+    readers = {
+        "ours": lambda: Frame.read(path, use_threads=False),
+        "arrow": lambda: pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False)),
+        "pandas": lambda: pd.read_csv(path, encoding="latin-1", low_memory=False),
+    }
+    best = dict.fromkeys(readers, float("inf"))
+    for _ in range(repeat):
+        for name, work in readers.items():
+            start = time.perf_counter()
+            work()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return frame, best["ours"], best["arrow"], best["pandas"]
 
 
 def memory_probe(path):
@@ -84,8 +87,6 @@ def memory_probe(path):
 
     import pyarrow as pa
     from h2odl_mpi.frame import Frame
-    from h2odl_mpi.frame.csv_format import sniff_csv
-    from h2odl_mpi.frame.sources import resolve_inputs
 
     import pandas  # noqa: F401  (pyarrow imports it lazily; keep that out of the measurement)
     Frame.read(DATA / "ecg" / "ecg_discord_test.csv")   # load lazily-imported code first
@@ -111,12 +112,10 @@ def memory_probe(path):
     tracemalloc.stop()
     arrow_peak = pool.max_memory() - arrow_before
     rss_growth = _peak_rss() - rss_before if rss_before is not None else None
-    dialect = sniff_csv(resolve_inputs(path))
-    largest = max(c.n_rows for c in frame.columns[0].chunks)   # rows of the largest block
-    block_text = int(min(largest * dialect.bytes_per_row * 1.25, text_bytes(path)))
-    read_buffer = block_text + 8 * largest * len(dialect.names)
+    ingest = frame.ingest          # what the reader held: its largest text block and rows
+    read_buffer = ingest["max_block_bytes"] + 8 * ingest["max_block_rows"] * frame.n_columns
     print(json.dumps(dict(python_peak=python_peak, arrow_peak=arrow_peak, rss_growth=rss_growth,
-                          sampled_peak=together[0],
+                          sampled_peak=together[0], blocks=ingest["blocks"],
                           compressed=frame.compressed_bytes, read_buffer=read_buffer)))
 
 
@@ -176,7 +175,8 @@ def measure_h2o(paths):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="rounds of the speed comparison; each reader's best counts")
     parser.add_argument("--no-h2o", action="store_true", help="do not start H2O-3 to measure it")
     parser.add_argument("--memory-probe", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -194,7 +194,9 @@ def main(argv=None):
 
     rows = []
     for name, path in DATASETS.items():
+        load_before = os.getloadavg()[0]
         frame, ours, arrow, pandas = measure_speed(path, args.repeat)
+        load_after = os.getloadavg()[0]
         memory = measure_memory(path)
         megabytes = text_bytes(path) / 1e6
         float64 = 8 * frame.n_rows * frame.n_columns
@@ -217,7 +219,10 @@ def main(argv=None):
             "peak_bytes": peak, "peak_python_bytes": memory["python_peak"],
             "peak_arrow_bytes": memory["arrow_peak"], "rss_growth_bytes": memory["rss_growth"],
             "read_buffer_bytes": memory["read_buffer"], "peak_bound_bytes": bound,
-            "peak_within_bound": peak <= bound,
+            "peak_within_bound": peak <= bound, "blocks": memory["blocks"],
+            "threads": "1 (use_threads=False, both)",
+            "load_before": round(load_before, 2), "load_after": round(load_after, 2),
+            "cores": os.cpu_count(), "repeat": args.repeat,
         })
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -231,7 +236,8 @@ def main(argv=None):
 
 def print_table(rows, h2o_ran):
     mb = 1e6
-    print(f"ingest benchmark, {os.cpu_count()} cores; speeds per rank (one core), best of runs")
+    print(f"ingest benchmark, {os.cpu_count()} cores; speeds per rank (one core), best of runs; "
+          f"load average {rows[0]['load_before']}..{rows[-1]['load_after']}")
     print(f"{'dataset':12} {'rows':>7} {'cols':>5} {'compressed':>11} {'x float64':>9} "
           f"{'H2O-3 bytes':>12} {'x H2O-3':>8} {'ours MB/s':>9} {'pyarrow':>8} {'pandas':>7} "
           f"{'x pyarrow':>9} {'peak MB':>8} {'bound MB':>9}")

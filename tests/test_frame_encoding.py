@@ -179,3 +179,61 @@ def test_compaction_merges_small_chunks_exactly():
     assert [c.n_rows for c in merged] == [2000, 2000, 1000]
     assert same_bits(np.concatenate([c.decode() for c in merged]), values)
     assert sum(c.nbytes for c in merged) < sum(c.nbytes for c in small)
+
+
+def _same_chunk(a, b):
+    """Equal descriptors (NaN values compare equal) and byte-identical typed buffers."""
+    da, db = a.descriptor(), b.descriptor()
+    for field in DESCRIPTOR_DTYPE.names:
+        x, y = da[field], db[field]
+        if field in ("value", "fill"):
+            if not (np.isnan(x) and np.isnan(y)) and np.float64(x).view(np.uint64) != np.float64(y).view(np.uint64):
+                return False
+        elif x != y:
+            return False
+    for name in ("data", "index", "bitmap"):
+        x, y = getattr(a, name), getattr(b, name)
+        if (x is None) != (y is None):
+            return False
+        if x is not None and (x.dtype != y.dtype or x.tobytes() != y.tobytes()
+                              or not x.flags.c_contiguous):
+            return False
+    return True
+
+
+def _random_column(rng, n):
+    kind = rng.integers(0, 12)
+    values = [lambda: rng.integers(-5, 5, n).astype(float),
+              lambda: rng.integers(0, 2, n).astype(float),
+              lambda: np.round(rng.uniform(-100, 100, n), int(rng.integers(0, 6))),
+              lambda: rng.normal(size=n),
+              lambda: rng.normal(size=n).astype(np.float32).astype(float),
+              lambda: rng.integers(-2**40, 2**40, n).astype(float),
+              lambda: np.full(n, rng.choice([0.0, -0.0, 1.0, np.inf, np.nan, 3.25])),
+              lambda: rng.integers(1000, 1200, n).astype(float),
+              lambda: rng.choice([0.0, -0.0, 1.0, 2.5, np.inf, -np.inf, np.nan, 1e300, 5e-324], n),
+              lambda: rng.integers(0, 256, n).astype(float),
+              lambda: rng.integers(-2**31, 2**31, n).astype(float),
+              lambda: rng.choice([0.1, 0.2, 0.3, 1 / 3], n)][kind]()
+    if rng.random() < 0.4:
+        values = np.where(rng.random(n) < rng.choice([0.01, 0.3, 0.9, 0.99]), 0.0, values)
+    if rng.random() < 0.3:
+        values = np.where(rng.random(n) < rng.choice([0.01, 0.3, 0.9, 1.0]), np.nan, values)
+    if rng.random() < 0.05:
+        values[rng.integers(0, n)] = -0.0
+    return values
+
+
+def test_vectorised_encoder_makes_the_reference_choice():
+    """encode_block (all columns at once) gives exactly the chunk of the one-column
+    specification, reference_encode: same descriptor, same bytes."""
+    from h2odl_mpi.frame.encoding import reference_encode
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        n = int(rng.choice([1, 2, 7, 33, 100, 1000, 3001]))
+        block = np.column_stack([_random_column(rng, n) for _ in range(int(rng.integers(1, 10)))])
+        for j, chunk in enumerate(encode_block(block)):
+            reference = reference_encode(block[:, j])
+            assert _same_chunk(chunk, reference), (trial, j, chunk.label, reference.label)
+    for name, (values, _) in CASES.items():
+        assert _same_chunk(encode(values), reference_encode(values)), name

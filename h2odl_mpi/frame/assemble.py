@@ -9,8 +9,7 @@ import numpy as np
 
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.frame.collective import allgather, allreduce
-from h2odl_mpi.frame.column import (CATEGORICAL, NUMERIC, UNDECIDED, Column, compact_chunks,
-                                    compact_columns)
+from h2odl_mpi.frame.column import CATEGORICAL, NUMERIC, UNDECIDED, Column, compact_columns
 
 DEFAULT_CHUNK_ROWS = 1 << 16
 
@@ -50,19 +49,18 @@ def global_domains(comm, builder, max_levels=None):
 
 def build_columns(builder, domains, chunk_rows=DEFAULT_CHUNK_ROWS):
     """The rank's Columns: global categorical codes, small chunks merged."""
-    numeric = [j for j, kind in enumerate(builder.kinds) if kind == NUMERIC]
     columns = [None] * len(builder.names)
-    for s in range(0, len(numeric), 256):    # bounded batches: old chunks freed as we go
-        batch = numeric[s:s + 256]
-        for j, chunks in zip(batch, compact_columns([builder.chunks[j] for j in batch], chunk_rows)):
-            columns[j] = Column(builder.names[j], NUMERIC, chunks)
-            builder.chunks[j] = None
-    for j, kind in enumerate(builder.kinds):
-        if kind == CATEGORICAL:
-            transform = _recode(builder.levels[j], domains[j])
-            columns[j] = Column(builder.names[j], CATEGORICAL,
-                                compact_chunks(builder.chunks[j], chunk_rows, transform),
-                                domain=domains[j])
+    transforms = {j: _recode(builder.levels[j], domains[j])
+                  for j, kind in enumerate(builder.kinds) if kind == CATEGORICAL}
+    order = [j for j, kind in enumerate(builder.kinds) if kind in (NUMERIC, CATEGORICAL)]
+    for s in range(0, len(order), 256):    # bounded batches: old chunks freed as we go
+        batch = order[s:s + 256]
+        merged = compact_columns([builder.chunks[j] for j in batch], chunk_rows,
+                                 transforms=[transforms.get(j) for j in batch])
+        for j, chunks in zip(batch, merged):
+            kind = builder.kinds[j]
+            columns[j] = Column(builder.names[j], kind, chunks,
+                                domain=domains[j] if kind == CATEGORICAL else None)
             builder.chunks[j] = None
     return columns
 

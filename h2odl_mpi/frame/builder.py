@@ -1,13 +1,17 @@
 """Accumulate a rank's rows into encoded chunks, block by block, as the readers deliver them.
 
 A block is encoded as soon as it arrives, so a rank never holds more than one block of
-uncompressed values.  Numeric columns are encoded in slabs of columns (vectorised statistics
-over many columns at once); categorical columns are mapped to rank-local level codes, in
-order of first appearance, and encoded like integers.  The local codes are replaced by
-global ones once the ranks agree on the domains (see assemble.py).  An undecided column
-(only NA so far) arrives as text; the first block holding a value decides its kind: numeric
-if every value is a number, else categorical.  Until then its chunks are all-NA constants,
-valid for either kind, which is what lets `adopt` change such a column's kind in place.
+uncompressed values.  Its columns are copied, a slab of columns at a time, into one (k, n)
+float64 array (categorical columns as rank-local level codes), which `encode_rows` encodes
+with vectorised statistics over all k columns; each Arrow column is released as soon as it
+has been copied, so the parsed block and its float64 copy are never both held whole.
+Categorical columns get rank-local level codes in order of first appearance, found with
+Arrow's hash kernels (no Python work per value or per known level); the local codes are
+replaced by global ones once the ranks agree on the domains (see assemble.py).  An undecided
+column (only NA so far) arrives as text; the first block holding a value decides its kind:
+numeric if every value is a number, else categorical.  Until then its chunks are all-NA
+constants, valid for either kind, which is what lets `adopt` change such a column's kind in
+place.
 """
 import numpy as np
 import pyarrow as pa
@@ -15,9 +19,10 @@ import pyarrow.compute as pc
 
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.frame.column import CATEGORICAL, NUMERIC, UNDECIDED
-from h2odl_mpi.frame.encoding import Chunk, Encoding, encode, encode_block
+from h2odl_mpi.frame.encoding import Chunk, Encoding, encode, encode_rows
 
-SLAB_VALUES = 1 << 16     # values per slab of numeric columns encoded together
+SLAB_VALUES = 1 << 17     # values per slab of columns encoded together (1 MiB of float64)
+WIDE_COLUMNS = 256
 
 
 def level_text(raw):
@@ -26,6 +31,28 @@ def level_text(raw):
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _level_texts(binary):
+    """The levels of an Arrow binary array as text (level_text of each)."""
+    try:
+        return pc.cast(binary, pa.string()).to_pylist()   # all valid UTF-8: one kernel
+    except pa.ArrowInvalid:
+        return [level_text(level) for level in binary.to_pylist()]
+
+
+def slab_columns(n_rows, n_columns, slab_values=SLAB_VALUES):
+    """Columns per slab for blocks of `n_rows` rows.  Wide blocks (many columns, few rows)
+    take slabs twice as large: the encoder's fixed cost per slab is then paid half as often,
+    and their compressed size leaves room for the larger temporaries."""
+    if n_columns >= WIDE_COLUMNS:
+        slab_values *= 2
+    return max(1, min(n_columns, slab_values // max(n_rows, 1)))
+
+
+def copy_float64(chunked, out):
+    """Copy a float64 (chunked) Arrow array into `out`, NaN where it is null."""
+    out[:] = chunked.to_numpy()
 
 
 class ChunkBuilder:
@@ -37,35 +64,45 @@ class ChunkBuilder:
         self.max_levels = max_levels
         self.chunks = [[] for _ in self.names]
         self.levels = [[] for _ in self.kinds]
-        self._level_codes = [{} for _ in self.kinds]
+        self._known = [None for _ in self.kinds]   # levels seen so far, as an Arrow binary array
         self.n_rows = 0
+        self.blocks = 0                            # blocks added, and the largest one's rows
+        self.max_block_rows = 0
 
     # ------------------------------------------------------------------- dense (CSV, Parquet)
     def add_table(self, table):
         """Append a pyarrow Table whose columns match `names`: numeric columns as float64,
-        categorical ones as dictionary or string arrays."""
+        categorical ones as dictionary or string arrays.  The table's buffers are released
+        column by column while it is encoded (the caller must hold no other reference)."""
         n = table.num_rows
         if n == 0:
             return
-        columns = {j: table.column(j) for j in range(len(self.kinds))}
+        columns = list(table.columns)
+        del table
         for j, kind in enumerate(self.kinds):
             if kind == UNDECIDED:
                 columns[j] = self._decide(j, columns[j])
-        numeric = [j for j, k in enumerate(self.kinds) if k == NUMERIC]
-        slab = max(1, SLAB_VALUES // n)
-        for s in range(0, len(numeric), slab):
-            group = numeric[s:s + slab]
-            block = np.empty((n, len(group)), dtype=np.float64, order="F")
+        encoded = [j for j, k in enumerate(self.kinds) if k in (NUMERIC, CATEGORICAL)]
+        per_slab = slab_columns(n, len(encoded))
+        slab = np.empty((min(per_slab, len(encoded)), n), dtype=np.float64)
+        for s in range(0, len(encoded), per_slab):
+            group = encoded[s:s + per_slab]
+            values = slab[:len(group)]
             for i, j in enumerate(group):
-                block[:, i] = columns[j].to_numpy(zero_copy_only=False)
-            for j, chunk in zip(group, encode_block(block)):
+                if self.kinds[j] == NUMERIC:
+                    copy_float64(columns[j], values[i])
+                else:
+                    self._local_codes(j, columns[j], values[i])
+                columns[j] = None                  # release the parsed column
+            for j, chunk in zip(group, encode_rows(values)):
                 self.chunks[j].append(chunk)
+        del slab
         for j, kind in enumerate(self.kinds):
-            if kind == CATEGORICAL:
-                self.chunks[j].append(encode(self._local_codes(j, columns[j])))
-            elif kind == UNDECIDED:
+            if kind == UNDECIDED:
                 self.chunks[j].append(Chunk(Encoding.CONST, n, value=np.nan))
         self.n_rows += n
+        self.blocks += 1
+        self.max_block_rows = max(self.max_block_rows, n)
 
     def _decide(self, j, column):
         """Kind of an undecided column from a block of its text; the column, converted."""
@@ -91,30 +128,38 @@ class ChunkBuilder:
             return True
         return False
 
-    def _local_codes(self, j, chunked):
-        codes = np.empty(len(chunked), dtype=np.float64)
+    def _local_codes(self, j, chunked, out):
+        """Write column j's rank-local level codes (NaN for NA) into `out`.
+
+        Each Arrow chunk's dictionary is looked up in the levels seen so far (hash kernel);
+        levels not seen yet get the next codes, in dictionary (first appearance) order."""
         position = 0
-        index, levels = self._level_codes[j], self.levels[j]
+        levels = self.levels[j]
         for array in chunked.chunks:
             if not pa.types.is_dictionary(array.type):
                 array = array.dictionary_encode()
-            mapping = np.empty(len(array.dictionary) + 1, dtype=np.float64)
-            for i, level in enumerate(array.dictionary.to_pylist()):
-                if isinstance(level, bytes):
-                    level = level_text(level)
-                code = index.get(level)
-                if code is None:
-                    code = index[level] = len(levels)
-                    levels.append(level)
-                mapping[i] = code
-            mapping[-1] = np.nan                       # position -1: NA
-            positions = array.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-            codes[position:position + len(array)] = mapping[positions]
+            dictionary = array.dictionary
+            if not pa.types.is_binary(dictionary.type):
+                dictionary = pc.cast(dictionary, pa.binary())
+            known = self._known[j]
+            if known is None:
+                found = np.full(len(dictionary), -1, dtype=np.int64)
+            else:
+                found = pc.index_in(dictionary, value_set=known).to_numpy(zero_copy_only=False)
+                found = np.where(np.isnan(found), -1, found).astype(np.int64) \
+                    if found.dtype.kind == "f" else found.astype(np.int64)
+            new = np.flatnonzero(found < 0)
+            if new.size:
+                found[new] = len(levels) + np.arange(new.size)
+                fresh = dictionary.take(pa.array(new))
+                levels.extend(_level_texts(fresh))
+                self._known[j] = fresh if known is None else pa.concat_arrays([known, fresh])
+            codes = pc.take(pa.array(found.astype(np.float64)), array.indices)
+            out[position:position + len(array)] = codes.to_numpy(zero_copy_only=False)
             position += len(array)
         if self.max_levels is not None and len(levels) > self.max_levels:
             raise UserError(f"column {self.names[j]!r} has more than {self.max_levels} "
                             f"categorical levels (raise max_levels to read it)")
-        return codes
 
     # --------------------------------------------------------------------- sparse (SVMLight)
     def add_columns(self, n, columns):
@@ -130,13 +175,15 @@ class ChunkBuilder:
             if j not in columns:
                 self.chunks[j].append(Chunk(Encoding.CONST, n, value=0.0))
         self.n_rows += n
+        self.blocks += 1
+        self.max_block_rows = max(self.max_block_rows, n)
 
     def _ensure_column(self, j):
         while len(self.chunks) <= j:
             self.names.append(None)
             self.kinds.append(NUMERIC)
             self.levels.append(None)
-            self._level_codes.append(None)
+            self._known.append(None)
             self.chunks.append([Chunk(Encoding.CONST, self.n_rows, value=0.0)] if self.n_rows else [])
 
     def pad_columns(self, width):

@@ -9,9 +9,9 @@ from collections import Counter
 
 import numpy as np
 
-from h2odl_mpi.frame.encoding import DESCRIPTOR_DTYPE, Chunk, Encoding, encode, encode_block
+from h2odl_mpi.frame.encoding import DESCRIPTOR_DTYPE, Chunk, Encoding, encode, encode_rows
 
-SLAB_VALUES = 1 << 16    # values decoded at a time when merging chunks of many columns
+SLAB_VALUES = 1 << 17    # values decoded at a time when merging chunks of many columns
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 UNDECIDED = "undecided"   # while ingesting: only NA seen so far, either kind fits
@@ -101,10 +101,13 @@ def _groups(row_counts, target_rows, small_rows):
     return groups
 
 
-def compact_columns(chunk_lists, target_rows, small_rows=None):
-    """compact_chunks for many numeric columns; columns cut into the same chunk rows (all
-    columns of a CSV or Parquet read) are merged together, a slab of columns at a time, so
-    the encoder's statistics are vectorised over columns."""
+def compact_columns(chunk_lists, target_rows, small_rows=None, transforms=None):
+    """compact_chunks for many columns; columns cut into the same chunk rows (all columns of
+    a CSV or Parquet read) are merged together, a slab of columns at a time, so the
+    encoder's statistics are vectorised over columns.  `transforms[j]`, if given, maps
+    column j's decoded values (local to global categorical codes) and forces all of its
+    chunks to be re-encoded."""
+    transforms = transforms or [None] * len(chunk_lists)
     by_layout = {}
     for j, chunks in enumerate(chunk_lists):
         by_layout.setdefault(tuple(c.n_rows for c in chunks), []).append(j)
@@ -115,20 +118,25 @@ def compact_columns(chunk_lists, target_rows, small_rows=None):
         for group in _groups(layout, target_rows, small_rows or max(1, target_rows // 64)):
             rows = sum(layout[i] for i in group)
             if len(group) == 1 or rows == 0:
+                redo = [j for j in members if transforms[j] is not None] if rows else []
                 for j in members:
-                    result[j].extend(chunk_lists[j][i] for i in group)
-                continue
-            slab = max(1, SLAB_VALUES // rows)
-            for s in range(0, len(members), slab):
-                columns = members[s:s + slab]
-                block = np.empty((rows, len(columns)), dtype=np.float64, order="F")
+                    if transforms[j] is None or not rows:
+                        result[j].extend(chunk_lists[j][i] for i in group)
+            else:
+                redo = members
+            slab = max(1, SLAB_VALUES // max(rows, 1))
+            for s in range(0, len(redo), slab):
+                columns = redo[s:s + slab]
+                block = np.empty((len(columns), rows), dtype=np.float64)
                 for position, j in enumerate(columns):
                     row = 0
                     for i in group:
                         chunk = chunk_lists[j][i]
-                        chunk.decode(out=block[row:row + chunk.n_rows, position])
+                        chunk.decode(out=block[position, row:row + chunk.n_rows])
                         row += chunk.n_rows
-                for j, chunk in zip(columns, encode_block(block)):
+                    if transforms[j] is not None:
+                        block[position] = transforms[j](block[position])
+                for j, chunk in zip(columns, encode_rows(block)):
                     result[j].append(chunk)
     return result
 

@@ -15,6 +15,7 @@ categorical and parses again); a row with the wrong number of fields raises a Us
 names the file and line.
 """
 import csv
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from h2odl_mpi.frame.sources import read_head
 NA_STRINGS = ("", "NA", "NaN", "nan", "N/A", "?")
 SEPARATOR_CANDIDATES = (",", "\t", ";", "|", " ")
 SAMPLE_BYTES = 1 << 16
+KIND_SAMPLE_BYTES = 1 << 14   # data lines of the sample that guess the column kinds
+ARROW_MIN_PIECE, ARROW_MAX_PIECE = 1 << 16, 1 << 20   # bytes Arrow parses at a time
 CATEGORY_TYPE = pa.dictionary(pa.int32(), pa.binary())   # levels need not be UTF-8
 _CONVERSION_ERROR = re.compile(
     r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to \w+: invalid value '(.*)'", re.S)
@@ -84,14 +87,51 @@ def sniff_csv(inputs, sep=None, header=None, na_strings=NA_STRINGS, quote_char='
         header = _looks_like_header(rows, na)
     names = _column_names(rows[0], width) if header else [f"C{j + 1}" for j in range(width)]
     data_rows = rows[1:] if header else rows
-    kinds = []
-    for j in range(width):
-        values = [r[j] for r in data_rows if j < len(r) and r[j].strip() not in na]
-        kinds.append(UNDECIDED if not values else
-                     NUMERIC if all(_is_number(v) for v in values) else CATEGORICAL)
+    # Kinds are a first guess (a column guessed numeric that holds text later becomes
+    # categorical when a block is parsed), so the first KIND_SAMPLE_BYTES of data lines do.
+    body = sample.split(b"\n", 1)[1] if header and b"\n" in sample else (b"" if header else sample)
+    if len(body) > KIND_SAMPLE_BYTES:
+        end = body.find(b"\n", KIND_SAMPLE_BYTES)
+        body = body if end < 0 else body[:end + 1]
+    body_text = body.decode("utf-8", errors="replace")
+    data_rows = data_rows[:sum(1 for ln in body_text.splitlines() if ln.strip())]
+    if _all_numbers(body_text, sep, width, na_strings, quote_char):
+        kinds = [NUMERIC] * width        # every field of every sampled row is a number
+    else:
+        if all(len(r) == width for r in data_rows):
+            columns = [set(c) for c in zip(*data_rows)] if data_rows else [set()] * width
+        else:
+            columns = [{r[j] for r in data_rows if j < len(r)} for j in range(width)]
+        kinds = []
+        for distinct in columns:        # each distinct value once
+            values = [v for v in distinct if v.strip() not in na]
+            kinds.append(UNDECIDED if not values else
+                         NUMERIC if all(_is_number(v) for v in values) else CATEGORICAL)
     bytes_per_row = len(sample) / max(len(lines), 1)
     return CsvDialect(sep, bool(header), names, kinds, tuple(na_strings), quote_char,
                       quoted_newlines, bytes_per_row)
+
+
+# A number as Python's float() reads it (a subset of its syntax: no underscores, no other
+# whitespace).  Atomic groups and possessive quantifiers: a failing match never backtracks.
+_NUMBER = (r"(?>[+-]?+(?:\d++(?:\.\d*+)?+(?:[eE][+-]?+\d++)?+|\.\d++(?:[eE][+-]?+\d++)?+"
+           r"|(?i:inf(?:inity)?+)))")
+_PADDED_NUMBER = r"(?>[ \t]*+" + _NUMBER + r"[ \t]*+)"
+
+
+def _all_numbers(body, sep, width, na_strings, quote_char):
+    """True if the sample's data lines (blank lines aside) all have `width` fields and every
+    field is a number that Python's float() reads (a conservative subset of its syntax), and
+    no NA string looks like such a number.  One regular expression over the whole text: the
+    common case of a numeric file costs no work per value."""
+    if not body.strip() or (quote_char and quote_char in body):
+        return False
+    number = re.compile(_PADDED_NUMBER)
+    if any(number.fullmatch(na) for na in na_strings):
+        return False
+    field = _NUMBER if sep in " \t" else _PADDED_NUMBER
+    line = f"{field}(?:{re.escape(sep)}{field}){{{width - 1}}}" if width > 1 else field
+    return re.fullmatch(f"(?:(?:{line})?+\\r?+\\n)*+(?:{line})?+", body) is not None
 
 
 def _detect_separator(lines, quote_char):
@@ -126,8 +166,7 @@ def _looks_like_header(rows, na):
     if not rest:
         return True
     for j, name in enumerate(first):
-        column = [r[j].strip() for r in rest if j < len(r)]
-        if any(_is_number(v) for v in column):
+        if any(_is_number(r[j].strip()) for r in rest if j < len(r)):
             return True
     return all(name not in {r[j].strip() for r in rest if j < len(r)} for j, name in enumerate(first))
 
@@ -144,6 +183,20 @@ def _column_names(fields, width):
     return names
 
 
+@functools.lru_cache(maxsize=16)
+def _block_options(names, kinds, na_strings, use_threads, piece):
+    """Read and convert options for blocks (built once per column-kind layout: with many
+    columns, building them costs as much as parsing a small block)."""
+    read_options = pacsv.ReadOptions(column_names=list(names), use_threads=use_threads,
+                                     block_size=piece)
+    convert_options = pacsv.ConvertOptions(
+        column_types={name: (pa.float64() if kind == NUMERIC else CATEGORY_TYPE)   # undecided: text
+                      for name, kind in zip(names, kinds)},
+        null_values=list(na_strings), strings_can_be_null=True,
+        quoted_strings_can_be_null=True)
+    return read_options, convert_options
+
+
 def parse_csv_block(block, dialect, kinds, use_threads=True, memory_pool=None):
     """Parse one TextBlock into a pyarrow Table with one column per dialect name."""
     invalid = []
@@ -152,16 +205,16 @@ def parse_csv_block(block, dialect, kinds, use_threads=True, memory_pool=None):
         invalid.append(row)
         return "error"
 
-    read_options = pacsv.ReadOptions(column_names=dialect.names, use_threads=use_threads)
+    # Arrow parses a block in pieces of block_size bytes (its temporaries are about twice a
+    # piece): a quarter of the block, so that they stay small against the block itself.
+    piece = min(max(len(block.data) // 4, ARROW_MIN_PIECE), ARROW_MAX_PIECE)
+    read_options, convert_options = _block_options(tuple(dialect.names), tuple(kinds),
+                                                   tuple(dialect.na_strings), bool(use_threads),
+                                                   piece)
     parse_options = pacsv.ParseOptions(delimiter=dialect.sep,
                                        quote_char=dialect.quote_char or False,
                                        newlines_in_values=dialect.quoted_newlines,
                                        invalid_row_handler=on_invalid_row)
-    convert_options = pacsv.ConvertOptions(
-        column_types={name: (pa.float64() if kind == NUMERIC else CATEGORY_TYPE)   # undecided: text
-                      for name, kind in zip(dialect.names, kinds)},
-        null_values=list(dialect.na_strings), strings_can_be_null=True,
-        quoted_strings_can_be_null=True)
     try:
         return pacsv.read_csv(pa.py_buffer(block.data), read_options=read_options,
                               parse_options=parse_options, convert_options=convert_options,

@@ -30,6 +30,7 @@ class Frame:
 
     def __init__(self, columns, comm=None, replicated=False):
         """Wrap this rank's Columns (collective: agrees on the global row count and size)."""
+        self.ingest = getattr(columns, "ingest", None)   # this rank's read: blocks, sizes
         self._columns = list(columns)
         self._by_name = {c.name: c for c in self._columns}
         self.comm = comm

@@ -113,11 +113,12 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
     auto_block_bytes = int(min(max(rows * dialect.bytes_per_row, MIN_BLOCK_BYTES), MAX_BLOCK_BYTES))
     if block_bytes is None:
         # At least about 4 blocks per rank, so that small inputs are not parsed as one
-        # whole-file block (compressed inputs are assumed to expand 4:1).
-        expected = sum(f.size * (1 if f.splittable else 4) for f in inputs)
+        # whole-file block (InputFile.text_size estimates the text of compressed inputs).
+        expected = sum(f.text_size() for f in inputs)
         block_bytes = min(auto_block_bytes, max(MIN_BLOCK_BYTES, expected // (4 * size)))
     use_threads = (size == 1) if use_threads is None else use_threads
     data_comm = _collective(comm, replicate)
+    stats = IngestStats()
 
     def read_shard(kinds):
         while True:
@@ -128,7 +129,6 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
                 with contextlib.closing(blocks):
                     for block in blocks:
                         builder.add_table(parse_block(builder, block))
-                        block.data = None            # free the text before the next block
                 return builder
             except NotNumeric as err:   # text in a column that holds numbers: read again
                 kinds = list(builder.kinds)
@@ -137,10 +137,14 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
     def parse_block(builder, block):
         while True:
             try:
-                return parse_csv_block(block, dialect, builder.kinds, use_threads, memory_pool)
+                table = parse_csv_block(block, dialect, builder.kinds, use_threads, memory_pool)
             except NotNumeric as err:   # only NA so far in that column: categorical in place
                 if not builder.adopt(err.column, CATEGORICAL):
                     raise
+                continue
+            stats.text(block)
+            block.data = None            # free the text before encoding the block
+            return table
 
     builder = _locally(comm, lambda: read_shard(list(dialect.kinds)))
     while True:
@@ -152,12 +156,31 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
             builder = _locally(comm, lambda: read_shard(kinds))
         else:
             agree(comm, None)
-    return _finish(builder, comm, data_comm, chunk_rows, max_levels)
+    return _finish(builder, comm, data_comm, chunk_rows, max_levels, stats)
 
 
-def _finish(builder, comm, data_comm, chunk_rows, max_levels):
+class IngestStats:
+    """The largest text block one rank's read held (bytes); with the builder's largest block
+    (rows) it gives one read buffer: that text plus the block's values as float64."""
+
+    def __init__(self):
+        self.max_block_bytes = 0
+
+    def text(self, block):
+        self.max_block_bytes = max(self.max_block_bytes, len(block.data))
+
+
+class Columns(list):
+    """A rank's Columns, with `ingest`: a dict of IngestStats and block sizes."""
+    ingest = None
+
+
+def _finish(builder, comm, data_comm, chunk_rows, max_levels, stats=None):
     domains = _locally(comm, lambda: global_domains(data_comm, builder, max_levels))
-    return _locally(comm, lambda: build_columns(builder, domains, chunk_rows))
+    columns = Columns(_locally(comm, lambda: build_columns(builder, domains, chunk_rows)))
+    columns.ingest = {"blocks": builder.blocks, "max_block_rows": builder.max_block_rows,
+                      "max_block_bytes": stats.max_block_bytes if stats else None}
+    return columns
 
 
 # -------------------------------------------------------------------------------- SVMLight
@@ -189,7 +212,7 @@ def read_svmlight(inputs, comm=None, replicate=False, block_bytes=1 << 22,
     zero_based = width > 1 and bool(allreduce(data_comm, seen, "max")[0])
     builder.names = ["target"] + [f"C{s - 1}" for s in range(1, width)]
     if width > 1 and not zero_based:
-        for attr in ("names", "kinds", "levels", "chunks"):
+        for attr in ("names", "kinds", "levels", "_known", "chunks"):
             del getattr(builder, attr)[1]
     return _finish(builder, comm, data_comm, chunk_rows, None)
 

@@ -113,6 +113,13 @@ def iter_blocks(shard, block_bytes, header, quote_char='"', quoted_newlines=Fals
         for f, start, stop in shard.ranges:
             yield from _range_blocks(f, start, stop, block_bytes, header, cutter)
         return
+    if shard.stride == 1:     # every block of every input: plain files are read as ranges
+        for f in shard.inputs:
+            if f.splittable:
+                yield from _range_blocks(f, 0, f.size, block_bytes, header, cutter)
+            else:
+                yield from _stream_blocks(f, block_bytes, header, cutter)
+        return
     counter = 0
     for f in shard.inputs:
         for block in _stream_blocks(f, block_bytes, header, cutter):
@@ -158,7 +165,7 @@ def _range_blocks(f, start, stop, block_bytes, header, cutter):
             return
         fh.seek(start)
         yield from _cut_blocks(fh, f, stop - start, block_bytes, header and start == 0, cutter,
-                               position=start, at_start=start == 0, lines_before=None)
+                               position=start, at_start=start == 0)
 
 
 def _record_start(fh, position, size):
@@ -180,50 +187,64 @@ def _record_start(fh, position, size):
 
 
 def _stream_blocks(f, block_bytes, header, cutter):
-    lines = [0]
+    progress = [0]
     try:
         with f.open() as stream:
             yield from _cut_blocks(stream, f, None, block_bytes, header, cutter, position=0,
-                                   at_start=True, lines_before=lines)
+                                   at_start=True, progress=progress)
     except DECOMPRESSION_ERRORS as err:
+        try:      # error path only: count the lines of the text passed (read it again)
+            lines = _count_lines_before(f, progress[0])
+        except DECOMPRESSION_ERRORS:
+            lines = "?"
         raise UserError(f"{f.name}: corrupt or truncated {f.compression} data after line "
-                        f"{lines[0]}: {err}") from err
+                        f"{lines}: {err}") from err
 
 
-def _cut_blocks(stream, f, remaining, block_bytes, header, cutter, position, at_start, lines_before):
+def _cut_blocks(stream, f, remaining, block_bytes, header, cutter, position, at_start,
+                progress=None):
     """Read `remaining` bytes (None: to the end) of `stream` as TextBlocks of whole records.
 
-    A block is a bytearray of about `block_bytes` filled in place, so one block of text is
-    held at a time; the consumer may drop `block.data` once parsed.  `lines_before`, a
-    one-element list, counts the lines passed (None: not counted, as in byte ranges).
+    A block is a bytearray of about `block_bytes`, allocated once and filled in place
+    (readinto), so one block of text is held at a time; the consumer may drop `block.data`
+    once parsed.  `progress`, a one-element list, is kept at the input offset of the text
+    not yet yielded.  Line numbers are not counted here: a block finds its first line only
+    when an error message asks for it.
     """
     carry = b""
     while True:
         target = block_bytes if len(carry) < block_bytes // 2 else len(carry) + block_bytes
-        buffer, eof = bytearray(carry), False
-        while len(buffer) < target:
-            want = min(_READ_PIECE, target - len(buffer))
-            if remaining is not None:
-                want = min(want, remaining)
-                if want <= 0:
+        if remaining is not None and remaining - (target - len(carry)) <= block_bytes // 4:
+            target = len(carry) + remaining  # a short tail joins this block
+        buffer = bytearray(target)
+        buffer[:len(carry)] = carry
+        filled, eof = len(carry), False
+        carry = None
+        with memoryview(buffer) as view:
+            while filled < target:
+                want = min(_READ_PIECE, target - filled)
+                if remaining is not None:
+                    want = min(want, remaining)
+                    if want <= 0:
+                        eof = True
+                        break
+                got = stream.readinto(view[filled:filled + want])
+                if not got:
+                    if remaining is not None:
+                        raise UserError(f"{f.name}: file shrank while being read")
                     eof = True
                     break
-            piece = stream.read(want)
-            if not piece:
+                filled += got
                 if remaining is not None:
-                    raise UserError(f"{f.name}: file shrank while being read")
-                eof = True
-                break
-            buffer += piece
-            if remaining is not None:
-                remaining -= len(piece)
+                    remaining -= got
+        if remaining is not None and remaining <= 0:
+            eof = True
+        del buffer[filled:]
         if at_start:
             if header and not eof and b"\n" not in buffer:
                 carry = bytes(buffer)        # a header longer than a block: read on
                 continue
             skip = _skip_preamble(buffer, True, header)
-            if lines_before is not None:
-                lines_before[0] += buffer.count(b"\n", 0, skip)
             del buffer[:skip]
             position, at_start = position + skip, False
         cut = len(buffer) if eof else cutter(buffer)
@@ -232,14 +253,15 @@ def _cut_blocks(stream, f, remaining, block_bytes, header, cutter, position, at_
             continue
         carry = bytes(buffer[cut:])
         del buffer[cut:]
+        if progress is not None:
+            progress[0] = position
         if buffer:
-            block = TextBlock(buffer, f, position,
-                              None if lines_before is None else lines_before[0] + 1)
+            block = TextBlock(buffer, f, position)
             position += cut
-            if lines_before is not None:
-                lines_before[0] += buffer.count(b"\n")
             buffer = None
             yield block
+        if progress is not None:
+            progress[0] = position
         if eof:
             return
 

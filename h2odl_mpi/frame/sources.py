@@ -39,6 +39,22 @@ class InputFile:
         """True if byte ranges of the file are byte ranges of the data (uncompressed)."""
         return self.compression == PLAIN
 
+    def text_size(self):
+        """Bytes of text once decompressed: exact for plain files and for a gzip file whose
+        trailer's size (modulo 2**32) is plausible, else 4 x the compressed size."""
+        if self.compression == PLAIN:
+            return self.size
+        if self.compression == GZIP and self.size >= 18:
+            try:
+                with open(self.path, "rb") as fh:
+                    fh.seek(-4, os.SEEK_END)
+                    stated = int.from_bytes(fh.read(4), "little")
+            except OSError:
+                stated = 0
+            if stated >= self.size:
+                return stated
+        return 4 * self.size
+
     def open(self):
         """A binary stream of the decompressed contents."""
         if self.compression == PLAIN:
