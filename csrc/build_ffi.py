@@ -3,7 +3,8 @@
 The C header csrc/h2odl.h is the whole boundary: its declarations are passed to cdef
 after the preprocessor-only lines are dropped.  Flags are portable by default
 (-O3, OpenMP; net.c is compiled for the baseline, AVX2 and AVX-512 and dispatch.c
-picks the widest the CPU has at run time);
+picks the widest the CPU has at run time; frame_rows.c, the column-store row decoder, is
+#included by net.c and compiled once more on its own for h2o_rows_expand and h2o_hash);
 H2ODL_NATIVE=1 adds -march=native for a build on the cluster's own nodes.
 """
 import os
@@ -44,7 +45,8 @@ ffibuilder.set_source(
     "h2odl_mpi._kernel",
     '#include "h2odl.h"',
     sources=[os.path.relpath(os.path.join(HERE, f))
-             for f in ("dispatch.c", "kernel_base.c", "kernel_avx2.c", "kernel_avx512.c")],
+             for f in ("dispatch.c", "kernel_base.c", "kernel_avx2.c", "kernel_avx512.c",
+                       "frame_rows.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=compile_args(),
     extra_link_args=["-fopenmp"],

@@ -116,6 +116,100 @@
 /* row formats */
 #define H2O_ROWS_DENSE 0 /* x[r * n_cols + c] */
 #define H2O_ROWS_CSR 1   /* row r: indices/values [indptr[r], indptr[r+1]), ascending */
+#define H2O_ROWS_FRAME 2 /* row r decoded from the compressed column store (h2o_frame below) */
+
+/* ---- FRAME rows: straight from the column store (csrc/frame_rows.c) ---------------------
+ * A row of a FRAME source is the concatenation of its columns' input units, decoded from
+ * the chunk encodings of docs/column_store.md and transformed (standardise, impute, one-hot,
+ * binary or label code) into the thread's workspace; only its non-zero units are written,
+ * in ascending order, and cleared again after the row.  A FRAME row is trained and scored
+ * exactly like the DENSE row holding the same values (h2o_rows_expand writes that row): same
+ * active-input list, same dropout draws, same fan-in, so results are bit-identical.
+ * Nothing is allocated.  Training and scoring decode the thread's next block_rows rows at
+ * once, column by column (one encoding branch per column and block, independent loads across
+ * rows), into the thread's block_val/block_unit slots; each row is then emitted into the
+ * workspace when its turn comes.  Each thread keeps the last chunk it used per column in
+ * `hint`; columns sharing one row_offsets array look the chunk up once per row.
+ *
+ * Per column kind (v: the decoded float64 value, NaN = NA; L: its training level, -1 when
+ * NA or when the frame's code is not a training level (unseen): L = level_map[code], or the
+ * code itself when level_map is NULL; f = first_level (1 drops level 0: H2O's
+ * use_all_factor_levels = false); all arithmetic in double, rounded to float at the end):
+ *   NUMERIC  unit input:  NA ? na_fill : (v - sub) * mul
+ *   ONEHOT   unit input + L - f = 1 (L >= f); NA/unseen: unit input + n_levels - f = 1;
+ *            L < f: no unit set
+ *   BINARY   units input + b, b < width: bit b of (L + 1) (0 for NA/unseen), then
+ *            (bit - bit_sub[b]) * bit_mul[b]
+ *   LABEL    unit input:  NA/unseen ? na_fill : (L - sub) * mul   (H2O's LabelEncoder)
+ *   HASHED   the ONEHOT unit u (NA/unseen included) of a layout where this column's units
+ *            start at cat_offset is hashed: unit input + h2o_hash(cat_offset + u, seed) % width
+ *            += 1 (H2O's max_categorical_features); HASHED columns come last and share
+ *            one region [input, input + width).
+ * Columns are given in ascending `input` order and never overlap, except HASHED ones. */
+typedef struct {             /* one chunk's descriptor: DESCRIPTOR_DTYPE (40 bytes) */
+    uint8_t encoding;        /* 0 CONST 1 BITS 2 INT 3 FLOAT32 4 FLOAT64 5 SPARSE 6 MASKED */
+    uint8_t value_encoding;  /* SPARSE/MASKED: encoding of the stored values */
+    uint8_t value_width;     /* bytes per stored value */
+    uint8_t index_width;     /* SPARSE: bytes per row index (2 or 4) */
+    int8_t scale;            /* INT: decimal scale, 0..10 */
+    uint8_t has_na;          /* INT: all-ones offset is NA; BITS: bitmap holds NA bits */
+    uint16_t reserved;
+    uint32_t n_rows;
+    uint32_t nnz;            /* SPARSE/MASKED: stored values */
+    int64_t base;            /* INT: offset origin */
+    double value;            /* CONST (and CONST stored values) */
+    double fill;             /* SPARSE/MASKED: value of rows not stored */
+} h2odl_chunk;
+
+#define H2O_FCOL_NUMERIC 0
+#define H2O_FCOL_ONEHOT 1
+#define H2O_FCOL_BINARY 2
+#define H2O_FCOL_HASHED 3
+#define H2O_FCOL_LABEL 4
+
+typedef struct {             /* a chunk as the decoder reads it: descriptor and buffers */
+    h2odl_chunk d;
+    const void *data;        /* NULL where absent */
+    const void *index;
+    const uint8_t *bitmap;
+    const uint32_t *rank;    /* MASKED: set bits before each 64-row word of the bitmap */
+} h2o_frame_chunk;           /* 72 bytes */
+
+typedef struct {
+    int kind;                        /* H2O_FCOL_* */
+    int input;                       /* first input unit written */
+    int width;                       /* units: 1, n_levels + 1 - first_level, bits, or slots */
+    int n_chunks;
+    const int64_t *row_offsets;      /* n_chunks + 1: first local row of each chunk; columns
+                                        with equal offsets share one array (one lookup) */
+    const h2o_frame_chunk *chunks;   /* chunk c at chunks[c * chunk_stride] (columns that
+                                        share offsets interleave their chunks) */
+    int64_t chunk_stride;
+    int slot;                        /* first of this column's slots in a decoded row */
+    const int32_t *level_map;        /* frame code -> training level (-1 unseen); NULL: same */
+    int32_t n_map;                   /* entries of level_map */
+    int32_t n_levels;                /* training levels */
+    int32_t first_level;             /* ONEHOT/HASHED: 0, or 1 to drop level 0 */
+    int32_t cat_offset;              /* HASHED: this column's first unit before hashing */
+    uint32_t hash_seed;              /* HASHED */
+    double sub, mul, na_fill;        /* NUMERIC, LABEL; na_fill is already transformed */
+    const double *bit_sub, *bit_mul; /* BINARY: width values each */
+} h2o_frame_col;
+
+#define H2O_FRAME_BLOCK_MAX 64 /* rows decoded at a time, at most */
+
+typedef struct {
+    int n_cols;                      /* source columns feeding the inputs */
+    const h2o_frame_col *cols;
+    int n_slots;                     /* decoded units per row: 1 per column, `width` for BINARY */
+    int hashed_slot;                 /* first slot of a HASHED column (n_slots if none) */
+    int threads;                     /* the scratch below exists for threads 0..threads-1; a
+                                        call with more threads is refused */
+    int block_rows;                  /* rows decoded at a time, 1..H2O_FRAME_BLOCK_MAX */
+    int32_t *hint;                   /* threads * n_cols: each thread's last chunk per column */
+    float *block_val;                /* threads * block_rows * n_slots: a block's decoded */
+    int32_t *block_unit;             /* values and their input units (-1: none) */
+} h2o_frame;
 
 typedef struct {
     int n_layers;                     /* weight layers = len(hidden) + 1, 1..H2O_MAX_LAYERS */
@@ -157,6 +251,7 @@ typedef struct {
     const float *y;        /* class index (SOFTMAX) or target; NaN skips the row; NULL for AE */
     const float *weight;   /* observation weights, NULL = 1; rows of weight 0 are skipped */
     const float *offset;   /* LINEAR output offsets (link space), NULL = 0 */
+    const h2o_frame *frame; /* FRAME */
 } h2o_rows;
 
 typedef struct {
@@ -186,6 +281,13 @@ int h2o_predict(const h2o_config *cfg, const float *model, float *workspace, int
  * regularisation, every term computed: for gradient checks. */
 int h2o_gradient(const h2o_config *cfg, const float *model, float *workspace,
                  const h2o_rows *data, int64_t row, float *grad);
+
+/* Write rows rows[0..n) of data as the dense float32 inputs the kernel sees (before input
+ * dropout): out[k * n_cols + c].  Any row format; single-threaded (FRAME: no chunk hint). */
+int h2o_rows_expand(const h2o_rows *data, const int64_t *rows, int64_t n, float *out);
+
+/* The hash of HASHED frame columns (murmur3's 32-bit finaliser of key * golden ^ seed). */
+uint32_t h2o_hash(uint32_t key, uint32_t seed);
 
 /* The instruction-set variant the entry points run ("baseline", "avx2", "avx512"). */
 const char *h2o_isa(void);

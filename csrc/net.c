@@ -22,6 +22,10 @@
 #include <omp.h>
 #endif
 
+/* the FRAME row source's decoder (static, inlined into this variant) */
+#define H2O_FRAME_ROWS_INCLUDED
+#include "frame_rows.c"
+
 #define ALIGN_FLOATS 16 /* 64-byte alignment of every workspace array */
 
 /* ------------------------------------------------------------------------------------ */
@@ -76,8 +80,9 @@ int H2O_SYM(h2o_layout_of)(const h2o_config *c, h2o_layout *out) {
         }
     }
     out->n_total = off;
-    /* workspace: x0, xt, in_idx; per layer net, g (rows) and act, err, keep, idx, amax (units) */
-    int64_t ws = 3 * round_up(c->units[0]);
+    /* workspace: x0, xt, in_idx, in_all; per layer net, g (rows) and act, err, keep, idx,
+     * amax (units) */
+    int64_t ws = 4 * round_up(c->units[0]);
     for (int l = 0; l < c->n_layers; l++)
         ws += 2 * round_up(out->rows[l]) + 5 * round_up(c->units[l + 1]);
     out->workspace_per_thread = ws;
@@ -92,6 +97,10 @@ typedef struct {
     float *xt;       /* inputs before dropout: the autoencoder target */
     int32_t *in_idx; /* active (non-zero) inputs */
     int n_in;
+    int32_t *in_all; /* FRAME rows: the inputs written before input dropout (cleared after) */
+    int n_all;
+    const float *blk_val;     /* FRAME rows: the row's decoded slots (set before load_row) */
+    const int32_t *blk_unit;
     float *net[H2O_MAX_LAYERS], *g[H2O_MAX_LAYERS];
     float *act[H2O_MAX_LAYERS], *err[H2O_MAX_LAYERS], *keep[H2O_MAX_LAYERS];
     int32_t *idx[H2O_MAX_LAYERS], *amax[H2O_MAX_LAYERS];
@@ -105,6 +114,10 @@ static ws_t ws_view(const h2o_config *c, const h2o_layout *lay, float *base) {
     w.xt = p; p += round_up(c->units[0]);
     w.in_idx = (int32_t *)p; p += round_up(c->units[0]);
     w.n_in = 0;
+    w.in_all = (int32_t *)p; p += round_up(c->units[0]);
+    w.n_all = 0;
+    w.blk_val = NULL;
+    w.blk_unit = NULL;
     for (int l = 0; l < c->n_layers; l++) {
         int64_t R = round_up(lay->rows[l]), U = round_up(c->units[l + 1]);
         w.net[l] = p; p += R;
@@ -205,7 +218,8 @@ static void softmax(const float *net, int K, float *y) {
     for (int k = 0; k < K; k++) y[k] *= inv;
 }
 
-/* Load row r into ws: x0 (after input dropout), xt (before), the active input list. */
+/* Load row r into ws: x0 (after input dropout), xt (before), the active input list.
+ * FRAME rows: the caller has decoded the row's block and pointed w->blk_val/blk_unit at it. */
 static void load_row(const h2o_config *c, const h2o_rows *d, int64_t r, ws_t *w, h2o_rng *rng,
                      int training, int need_target) {
     const int C = c->units[0];
@@ -220,6 +234,19 @@ static void load_row(const h2o_config *c, const h2o_rows *d, int64_t r, ws_t *w,
             w->x0[i] = v;
             if (v != 0.f) w->in_idx[n++] = i;
         }
+    } else if (d->kind == H2O_ROWS_FRAME) {
+        /* x0 and xt are all-zero between rows; the decoder writes the non-zero inputs into
+         * x0 and lists them ascending (as the DENSE loop visits them), then input dropout
+         * draws for each in that order, exactly as for the equal DENSE row */
+        const int m = frame_emit(d->frame, w->blk_val, w->blk_unit, w->x0, w->in_all);
+        w->n_all = m;
+        for (int k = 0; k < m; k++) {
+            const int i = w->in_all[k];
+            const float v = w->x0[i];
+            if (need_target) w->xt[i] = v;
+            if (p > 0.f && h2o_rng_uniform(rng) < p) w->x0[i] = 0.f;
+            else w->in_idx[n++] = i;
+        }
     } else { /* CSR: x0 and xt are all-zero between rows; scatter, cleared by unload_row */
         for (int64_t k = d->indptr[r]; k < d->indptr[r + 1]; k++) {
             const int i = d->indices[k];
@@ -233,6 +260,14 @@ static void load_row(const h2o_config *c, const h2o_rows *d, int64_t r, ws_t *w,
 }
 
 static void unload_row(const h2o_rows *d, int64_t r, ws_t *w) {
+    if (d->kind == H2O_ROWS_FRAME) {
+        for (int k = 0; k < w->n_all; k++) {
+            w->x0[w->in_all[k]] = 0.f;
+            w->xt[w->in_all[k]] = 0.f;
+        }
+        w->n_all = 0;
+        return;
+    }
     if (d->kind != H2O_ROWS_CSR) return;
     for (int64_t k = d->indptr[r]; k < d->indptr[r + 1]; k++) {
         w->x0[d->indices[k]] = 0.f;
@@ -604,6 +639,7 @@ static int rows_ok(const h2o_config *c, const h2o_rows *d) {
     if (!d || d->n_cols != c->units[0] || d->n_rows < 0) return 0;
     if (d->kind == H2O_ROWS_DENSE) return d->x != NULL || d->n_rows == 0;
     if (d->kind == H2O_ROWS_CSR) return d->indptr && ((d->indices && d->values) || d->n_rows == 0);
+    if (d->kind == H2O_ROWS_FRAME) return frame_ok(d->frame, d->n_cols, d->n_rows, 1);
     return 0;
 }
 
@@ -615,11 +651,14 @@ int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int 
         !rows_ok(c, d) || (n > 0 && !order) || n < 0 || !stats)
         return H2O_EARG;
     if (c->output != H2O_OUT_AUTOENCODER && !d->y) return H2O_EARG;
+    const h2o_frame *fr = d->kind == H2O_ROWS_FRAME ? d->frame : NULL;
+    if (fr && !frame_ok(fr, d->n_cols, d->n_rows, n_threads)) return H2O_EARG;
     int64_t trained = 0, skipped = 0;
     double loss_sum = 0.0;
     int stop = 0; /* set by a thread that meets a non-finite value; read racily by others */
     const int need_target = c->output == H2O_OUT_AUTOENCODER;
-    const int sparse = d->kind == H2O_ROWS_CSR;
+    const int sparse = d->kind == H2O_ROWS_CSR; /* FRAME rows are dense rows, stored sparsely */
+    const int clear = d->kind != H2O_ROWS_DENSE;
 #pragma omp parallel num_threads(n_threads) reduction(+ : trained, skipped, loss_sum)
     {
         int tid = 0, T = 1;
@@ -628,7 +667,7 @@ int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int 
         T = omp_get_num_threads();
 #endif
         ws_t w = ws_view(c, &lay, workspace + (size_t)tid * lay.workspace_per_thread);
-        if (sparse) {
+        if (clear) {
             memset(w.x0, 0, sizeof(float) * (size_t)c->units[0]);
             memset(w.xt, 0, sizeof(float) * (size_t)c->units[0]);
         }
@@ -636,6 +675,14 @@ int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int 
         for (int64_t k = lo; k < hi; k++) {
             if (stop) break;
             const int64_t r = order[k];
+            if (fr) { /* FRAME: decode the thread's next block of rows when this one starts it */
+                const int b = (int)((k - lo) % fr->block_rows);
+                if (b == 0)
+                    frame_block(fr, order + k, (int)(hi - k < fr->block_rows ? hi - k : fr->block_rows),
+                                fr_hint(fr, tid), fr_block_val(fr, tid), fr_block_unit(fr, tid));
+                w.blk_val = fr_block_val(fr, tid) + (size_t)b * fr->n_slots;
+                w.blk_unit = fr_block_unit(fr, tid) + (size_t)b * fr->n_slots;
+            }
             const float t = d->y ? d->y[r] : 0.f;
             const float wt = d->weight ? d->weight[r] : 1.f;
             if ((d->y && isnan(t)) || wt == 0.f) { skipped++; continue; }
@@ -688,19 +735,34 @@ int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspa
     }
     const int need_target = c->output == H2O_OUT_AUTOENCODER;
     const int64_t N = d->n_rows;
+    const h2o_frame *fr = d->kind == H2O_ROWS_FRAME ? d->frame : NULL;
+    if (fr && !frame_ok(fr, d->n_cols, d->n_rows, n_threads)) return H2O_EARG;
 #pragma omp parallel num_threads(n_threads)
     {
-        int tid = 0;
+        int tid = 0, T = 1;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
+        T = omp_get_num_threads();
 #endif
+        int64_t rows_blk[H2O_FRAME_BLOCK_MAX];
         ws_t w = ws_view(c, &lay, workspace + (size_t)tid * lay.workspace_per_thread);
-        if (d->kind == H2O_ROWS_CSR) {
+        if (d->kind != H2O_ROWS_DENSE) {
             memset(w.x0, 0, sizeof(float) * (size_t)c->units[0]);
             memset(w.xt, 0, sizeof(float) * (size_t)c->units[0]);
         }
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < N; r++) {
+        const int64_t lo = N * tid / T, hi = N * (tid + 1) / T; /* contiguous shares */
+        for (int64_t r = lo; r < hi; r++) {
+            if (fr) {
+                const int b = (int)((r - lo) % fr->block_rows);
+                if (b == 0) {
+                    const int nb = (int)(hi - r < fr->block_rows ? hi - r : fr->block_rows);
+                    for (int q = 0; q < nb; q++) rows_blk[q] = r + q;
+                    frame_block(fr, rows_blk, nb, fr_hint(fr, tid), fr_block_val(fr, tid),
+                                fr_block_unit(fr, tid));
+                }
+                w.blk_val = fr_block_val(fr, tid) + (size_t)b * fr->n_slots;
+                w.blk_unit = fr_block_unit(fr, tid) + (size_t)b * fr->n_slots;
+            }
             h2o_rng rng = h2o_rng_for(0, 0, 0);
             load_row(c, d, r, &w, &rng, 0, need_target);
             forward(c, &lay, model, &w, &rng, 0, 0);
@@ -737,9 +799,15 @@ int H2O_SYM(h2o_gradient)(const h2o_config *c, const float *model, float *worksp
         return H2O_EARG;
     if (c->output != H2O_OUT_AUTOENCODER && (!d->y || isnan(d->y[row]))) return H2O_EARG;
     ws_t w = ws_view(c, &lay, workspace);
-    if (d->kind == H2O_ROWS_CSR) {
+    if (d->kind != H2O_ROWS_DENSE) {
         memset(w.x0, 0, sizeof(float) * (size_t)c->units[0]);
         memset(w.xt, 0, sizeof(float) * (size_t)c->units[0]);
+    }
+    if (d->kind == H2O_ROWS_FRAME) {
+        frame_block(d->frame, &row, 1, fr_hint(d->frame, 0), fr_block_val(d->frame, 0),
+                    fr_block_unit(d->frame, 0));
+        w.blk_val = fr_block_val(d->frame, 0);
+        w.blk_unit = fr_block_unit(d->frame, 0);
     }
     h2o_rng rng = h2o_rng_for(0, 0, 0);
     load_row(c, d, row, &w, &rng, 0, c->output == H2O_OUT_AUTOENCODER);
