@@ -6,8 +6,8 @@ Layout (readable with h5py or h5dump):
                          layer_<l>/<name> (weights are (outputs, inputs)), and `buffer`, the
                          whole float32 model buffer the kernel trains (weights, biases,
                          optimizer state), with a CRC32 in its attrs
-  /data_info             attrs: response, classification, autoencoder, response_mean/sd;
-                         datasets input_names, means, sds, domain
+  /preprocess            the data description (h2odl_mpi.preprocess, docs/preprocessing.md):
+                         input layout, encodings, domains, means and sds, the response
   /scoring_history       one dataset per column
 The file is written to a temporary name, flushed, fsynced and renamed: never half-written.
 """
@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from h2odl_mpi import __version__
-from h2odl_mpi.dataset import DataInfo
+from h2odl_mpi.preprocess import Preprocess
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.kernel import NetConfig, Network
 
@@ -56,16 +56,7 @@ def save_model(path, network, model, info, params, progress, history=()):
             buf.attrs["crc32"] = zlib.crc32(model.tobytes())
             for name, layer, _off, _shape in network.segments():
                 g.create_dataset(f"layer_{layer}/{name}", data=network.view(model, name, layer))
-            d = f.create_group("data_info")
-            d.attrs["response"] = info.response or ""
-            d.attrs["classification"] = info.classification
-            d.attrs["autoencoder"] = info.autoencoder
-            d.attrs["response_mean"] = info.response_mean
-            d.attrs["response_sd"] = info.response_sd
-            d.create_dataset("input_names", data=np.array(info.input_names, dtype=object), dtype=_str)
-            d.create_dataset("means", data=info.means)
-            d.create_dataset("sds", data=info.sds)
-            d.create_dataset("domain", data=np.array(info.domain, dtype=object), dtype=_str)
+            info.to_hdf5(f.create_group("preprocess"))
             h = f.create_group("scoring_history")
             if history:
                 for key in history[0]:
@@ -80,7 +71,7 @@ def save_model(path, network, model, info, params, progress, history=()):
 
 
 def load_model(path):
-    """(network, model buffer, DataInfo, parameters, attrs) from a model file."""
+    """(network, model buffer, Preprocess, parameters, attrs) from a model file."""
     if not os.path.exists(path):
         raise UserError(f"{path}: no such model file")
     try:
@@ -93,16 +84,7 @@ def load_model(path):
             model = f["network/buffer"][...]
             if zlib.crc32(model.tobytes()) != int(f["network/buffer"].attrs["crc32"]):
                 raise UserError(f"{path}: checksum mismatch: the model buffer is damaged")
-            d = f["data_info"]
-            info = DataInfo(
-                input_names=[s.decode() if isinstance(s, bytes) else s for s in d["input_names"][...]],
-                means=d["means"][...], sds=d["sds"][...],
-                response=d.attrs["response"] or None,
-                classification=bool(d.attrs["classification"]),
-                domain=[s.decode() if isinstance(s, bytes) else s for s in d["domain"][...]],
-                response_mean=float(d.attrs["response_mean"]),
-                response_sd=float(d.attrs["response_sd"]),
-                autoencoder=bool(d.attrs["autoencoder"]))
+            info = Preprocess.from_hdf5(f["preprocess"])
             attrs = {k: f.attrs[k] for k in f.attrs}
     except (OSError, KeyError) as e:
         raise UserError(f"{path}: cannot read the model file: {e}") from None

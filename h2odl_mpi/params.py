@@ -67,6 +67,14 @@ SPEC = {
     "classification_stop": (float, 0.0, (-1.0, 1.0, False, False), "stop when training error <= this (-1 disables)"),
     "regression_stop": (float, 1e-6, (-1.0, INF, False, False), "stop when training MSE <= this (-1 disables)"),
     "standardize": (bool, True, None, "standardise numeric inputs"),
+    "categorical_encoding": (str, "AUTO", ("AUTO", "OneHotInternal", "Binary", "LabelEncoder",
+                                           "SortByResponse", "Eigen", "OneHotExplicit", "Enum",
+                                           "EnumLimited"), "categorical inputs to network inputs"),
+    "use_all_factor_levels": (bool, True, None, "one input per level (false: drop the first)"),
+    "max_categorical_features": (int, 2 ** 31 - 1, (1, INF, False, False), "hash categorical inputs into this many units"),
+    "missing_values_handling": (str, "MeanImputation", ("MeanImputation", "Skip"), "NA inputs"),
+    "weights_column": (str, None, None, "observation weights column"),
+    "offset_column": (str, None, None, "offset column (regression, link space)"),
     "ignore_const_cols": (bool, True, None, "drop constant columns"),
     "fast_mode": (bool, True, None, "H2O's fast back-propagation approximation"),
     "shuffle_training_data": (bool, False, None, "shuffle rows each iteration"),
@@ -84,9 +92,7 @@ SPEC = {
 # not a silent no-op.
 NOT_YET = ("balance_classes", "class_sampling_factors", "max_after_balance_size", "nfolds",
            "fold_column", "fold_assignment", "checkpoint", "pretrained_autoencoder",
-           "elastic_averaging", "categorical_encoding", "weights_column", "offset_column",
-           "missing_values_handling", "use_all_factor_levels", "max_categorical_features",
-           "sparse", "export_weights_and_biases")
+           "elastic_averaging", "sparse", "export_weights_and_biases")
 
 
 def defaults():

@@ -3,16 +3,16 @@
 Classification writes `predict` (the class label) and one probability column per class;
 regression the value in the response's units; --anomaly the per-row reconstruction MSE of
 an autoencoder; --deepfeatures K the activations of hidden layer K.  Rows come out in the
-input's order.  Rank 0 writes the file.
+input's order.  Rank 0 reads the data into the column store, scores it (the kernel's
+threads in parallel) and writes the file.
 """
 import csv
 import os
 
 import numpy as np
 
-from h2odl_mpi.dataset import read_table
 from h2odl_mpi.errors import UserError, agree
-from h2odl_mpi.kernel import Rows
+from h2odl_mpi.frame import Frame
 from h2odl_mpi.model_io import load_model
 
 
@@ -21,14 +21,13 @@ def predict_file(model_path, data_path, out_path, comm=None, threads=None, anoma
     err = None
     try:
         network, model, info, _params, _attrs = load_model(model_path)
-        cols = read_table(data_path)
-        x, _ = info.transform(cols, data_path)
     except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
         err = e
     agree(comm, err)
     if comm is not None and comm.Get_rank() != 0:
         return None
-    rows = Rows.dense(x)
+    frame = Frame.read(data_path)  # rank 0 reads and scores, keeping the input's row order
+    rows = info.rows(frame, training=False)
     if anomaly:
         if not info.autoencoder:
             raise UserError(f"{model_path}: --anomaly needs an autoencoder model")

@@ -170,6 +170,10 @@ class Preprocess:
 
     # ------------------------------------------------------------------ description
     @property
+    def kind(self):
+        return "autoencoder" if self.autoencoder else "classification" if self.classification else "regression"
+
+    @property
     def n_classes(self):
         return len(self.domain) if self.classification else 1
 

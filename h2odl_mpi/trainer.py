@@ -17,8 +17,9 @@ import time
 import numpy as np
 
 from h2odl_mpi import metrics
-from h2odl_mpi.dataset import DataInfo, read_table
-from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.frame import Frame
+from h2odl_mpi.preprocess import Preprocess
+from h2odl_mpi.errors import UserError
 from h2odl_mpi.kernel import NetConfig, Network, Rows, available_cores
 from h2odl_mpi.model_io import save_model
 from h2odl_mpi.stopping import EarlyStopping, best_is_better
@@ -50,7 +51,7 @@ def threads_per_rank(params, comm):
 def net_config(params, info):
     """The kernel's NetConfig for validated params and a data description."""
     act = params["activation"].replace("WithDropout", "")
-    units = [len(info.input_names)] + list(params["hidden"])
+    units = [info.n_inputs] + list(params["hidden"])
     dist, loss = params["distribution"], params["loss"]
     kw = {}
     if info.autoencoder:
@@ -97,37 +98,52 @@ def sample_rows(n, k, seed, classes=None):
 
 
 class Scorer:
-    """Metrics of a model on a fixed sample of a data set, as H2O reports them.  The sample
-    is the same on every rank; each rank scores its slice of it and the metrics are
-    combined exactly over `comm`, so every rank holds the same numbers."""
+    """Metrics of a model on a data set, or on a fixed sample of its rows, as H2O reports
+    them.  Each rank scores its own rows (its share of the sample, which keeps every rank's
+    share of the usable rows) and the metrics are combined exactly over `comm`, so every
+    rank holds the same numbers.  A sample is decoded once into sparse rows."""
 
-    def __init__(self, x, y, info, params, n_max, seed, comm=None, stratified=False):
-        if n_max and len(x) > n_max:
-            pick = sample_rows(len(x), n_max, seed, y if stratified and info.classification else None)
-            x = x[pick]
-            y = None if y is None else y[pick]
+    def __init__(self, frame, rows, info, params, n_max, seed, comm=None, stratified=False):
         rank = comm.Get_rank() if comm is not None else 0
-        size = comm.Get_size() if comm is not None else 1
-        x = x[rank::size]
-        y = None if y is None else y[rank::size]
-        self.rows = Rows.dense(x, y)
-        self.y, self.info, self.params, self.comm = y, info, params, comm
+        usable = rows.usable_rows()
+        counts = comm.allgather(len(usable)) if comm is not None else [len(usable)]
+        if n_max and sum(counts) > n_max:
+            k = int(row_shares(n_max, counts)[rank])
+            classes = rows.y[usable] if stratified and info.classification else None
+            pick = usable[sample_rows(len(usable), k, seed + rank, classes)]
+            rows = _sparse_sample(info, frame, rows, pick)
+        self.rows, self.info, self.params, self.comm = rows, info, params, comm
 
     def score(self, network, model, threads):
-        info, comm = self.info, self.comm
+        info, comm, rows = self.info, self.comm, self.rows
         if info.autoencoder:
-            recon = network.predict(model, self.rows, "recon", threads=threads)[:, 0]
+            recon = network.predict(model, rows, "recon", threads=threads)[:, 0]
             return metrics.autoencoder_metrics(recon, comm=comm)
-        out = network.predict(model, self.rows, "output", threads=threads)
+        out = network.predict(model, rows, "output", threads=threads)
         if info.classification:
-            return metrics.classification_metrics(out, self.y, comm=comm)
+            return metrics.classification_metrics(out, rows.y, rows.weight, comm=comm)
         p = self.params
         dist = p["distribution"] if p["distribution"] not in ("AUTO", "bernoulli") else "gaussian"
         return metrics.regression_metrics(
             info.decode_response(out[:, 0].astype(np.float64)),
-            info.decode_response(self.y.astype(np.float64)), comm=comm, distribution=dist,
-            tweedie_power=p["tweedie_power"], quantile_alpha=p["quantile_alpha"],
+            info.decode_response(rows.y.astype(np.float64)), rows.weight, comm=comm,
+            distribution=dist, tweedie_power=p["tweedie_power"], quantile_alpha=p["quantile_alpha"],
             huber_delta=network.config.huber_delta * info.response_sd)
+
+
+def _sparse_sample(info, frame, rows, pick, block=512):
+    """Rows `pick` of a FRAME `rows` decoded into CSR rows (memory ~ their non-zeros)."""
+    indptr, indices, values = [np.zeros(1, dtype=np.int64)], [], []
+    for start in range(0, len(pick), block):
+        x = info.expand(frame, pick[start:start + block])
+        r, c = np.nonzero(x)
+        indices.append(c.astype(np.int32))
+        values.append(x[r, c])
+        indptr.append(indptr[-1][-1] + np.cumsum(np.bincount(r, minlength=x.shape[0])))
+    sub = lambda a: None if a is None else a[pick]  # noqa: E731
+    return Rows.csr(np.concatenate(indptr), np.concatenate(indices) if indices else np.zeros(0, np.int32),
+                    np.concatenate(values) if values else np.zeros(0, np.float32), info.n_inputs,
+                    sub(rows.y), sub(rows.weight), sub(rows.offset))
 
 
 class AutoTuner:
@@ -165,25 +181,21 @@ def train(params, comm=None):
     size = comm.Get_size() if comm is not None else 1
     t_start = time.time()
 
-    # ---- data (replicated: every rank reads the training file) ------------------------
-    err, train_cols, valid_cols = None, None, None
-    try:
-        train_cols = read_table(params["train"])
-        if params.get("validation"):
-            valid_cols = read_table(params["validation"])
-    except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
-        err = e
-    agree(comm, err)
-    info = DataInfo.fit(train_cols, params)
-    x, y = info.transform(train_cols, params["train"])
-    vx = vy = None
-    if valid_cols is not None:
-        vx, vy = info.transform(valid_cols, params["validation"])
-    del train_cols, valid_cols
-    rows = Rows.dense(x, y)
-    n_local = rows.n_rows
-    n_total = n_local  # replicated
+    # ---- data: each rank reads its share into the compressed store (all rows when
+    # replicate_training_data), inputs are decoded from it in C while training -------
+    frame = Frame.read(params["train"], comm=comm, replicate=params["replicate_training_data"])
+    vframe = Frame.read(params["validation"], comm=comm) if params.get("validation") else None
+    for f, path in ((frame, params["train"]), (vframe, params.get("validation"))):
+        if f is not None and f.n_rows == 0:
+            raise UserError(f"{path}: no data rows")
+    info = Preprocess.fit(frame, params)
+    rows = info.rows(frame)
+    usable = rows.usable_rows()
+    n_local = len(usable)
+    n_total = frame.n_rows
     local_counts = comm.allgather(n_local) if comm is not None else [n_local]
+    if sum(local_counts) == 0:
+        raise UserError(f"{params['train']}: no usable training rows (missing response or zero weight)")
     cfg = net_config(params, info)
     network = Network(cfg)
     threads = threads_per_rank(params, comm)
@@ -202,10 +214,11 @@ def train(params, comm=None):
                        f"{n_total:,} training rows, {len(info.input_names)} inputs"
                        f"{', classes: ' + str(info.n_classes) if info.classification else ''}")
 
-    train_scorer = Scorer(x, y, info, params, params["score_training_samples"], seed + 1, comm)
-    valid_scorer = (Scorer(vx, vy, info, params, params["score_validation_samples"], seed + 2, comm,
+    train_scorer = Scorer(frame, rows, info, params, params["score_training_samples"], seed + 1, comm)
+    valid_scorer = (Scorer(vframe, info.rows(vframe, training=False), info, params,
+                           params["score_validation_samples"], seed + 2, comm,
                            stratified=params["score_validation_sampling"] == "Stratified")
-                    if vx is not None else None)
+                    if vframe is not None else None)
 
     # ---- rows per iteration -----------------------------------------------------------
     epochs = params["epochs"]
@@ -259,6 +272,7 @@ def train(params, comm=None):
                 order.sort()
         else:
             order = rng.integers(0, n_local, size=mine)
+        order = usable[order]
         t0 = time.perf_counter()
         st = network.train(model, rows, order, samples_before=samples,
                            seed=(seed * 1000003 + rank * 7919 + iteration) & 0x7FFFFFFFFFFFFFFF,
@@ -358,7 +372,7 @@ def train(params, comm=None):
         _log(rank, params, _final_lines(summary, info))
     summary["model"] = model
     summary["network_obj"] = network
-    summary["data_info"] = info
+    summary["preprocess"] = info
     summary["scoring_history"] = history
     return summary
 

@@ -44,7 +44,7 @@ def test_train_writes_summary_and_model(tmp_path, capsys):
     with h5py.File(model, "r") as f:  # plain HDF5
         assert list(f["network"].attrs["units"]) == [4, 16, 2]
         assert f["network/layer_0/weights"].shape == (16, 4)
-        assert [s.decode() for s in f["data_info/domain"][...]] == ["no", "yes"]
+        assert [s.decode() for s in f["preprocess/domain"][...]] == ["no", "yes"]
     network, buf, info, params, _ = load_model(str(model))
     assert params["input_dropout_ratio"] == 0.1 and info.classification
 

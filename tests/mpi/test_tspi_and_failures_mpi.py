@@ -60,13 +60,11 @@ def test_rows_per_iteration(tmp, tspi, epochs, per_iter):
 @pytest.mark.mpi(min_size=2)
 def test_a_bad_file_on_one_rank_stops_every_rank(tmp, monkeypatch):
     path = _data(tmp)
-    real = trainer.read_table
-    if comm.rank == 1:
-        def broken(p):
-            raise UserError(f"{p}: line 17: cannot parse")
-        monkeypatch.setattr(trainer, "read_table", broken)
-    else:
-        monkeypatch.setattr(trainer, "read_table", real)
+    from h2odl_mpi.frame import readers
+    if comm.rank == 1:  # this rank's share of the file fails to parse
+        def broken(block, *args, **kwargs):
+            raise UserError(f"{path}: line 17: cannot parse")
+        monkeypatch.setattr(readers, "parse_csv_block", broken)
     p = validate({"train": path, "response": "y", "hidden": [4], "epochs": 1, "quiet_mode": True})
     with pytest.raises(UserError, match="rank 1: .*line 17"):
         trainer.train(p, comm)
