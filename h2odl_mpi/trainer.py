@@ -162,8 +162,9 @@ class AutoTuner:
             return self.value
         t_row = t_comp / rows  # seconds per global row, ranks in parallel
         ideal = t_comm * (1.0 - self.target) / (self.target * t_row)
-        # geometric smoothing keeps one noisy measurement from swinging the value
-        new = math.exp(0.5 * math.log(max(ideal, 1.0)) + 0.5 * math.log(max(self.value, 1)))
+        # mostly the new measurement; a little geometric smoothing keeps one noisy
+        # iteration from swinging the value
+        new = math.exp(0.8 * math.log(max(ideal, 1.0)) + 0.2 * math.log(max(self.value, 1)))
         self.value = int(min(max(new, self.lo), self.hi))
         return self.value
 
@@ -247,16 +248,16 @@ def train(params, comm=None):
     MPI = _mpi() if comm is not None else None
     samples, iteration = 0, 0
     rng = np.random.default_rng([seed, rank])
-    t_comp_total = t_comm_total = t_score_total = 0.0
+    t_comp_total = t_comm_total = t_score_total = t_wait_total = 0.0
     history, best, best_value = [], None, None
     last_score = time.time()
     tspi_used, local_used = [], []
     nonfinite = False
     train_metrics, valid_metrics = {}, {}
-    # per-iteration statistics: compute s, comm s, non-finite, score now, time up.  Every
+    # per-iteration statistics: compute s, comm s, non-finite, score now, time up, wait s.  Every
     # decision taken from them (TSPI, scoring, stopping) must be identical on all ranks.
-    stats_buf = np.zeros(5, dtype=np.float64)
-    stats_all = np.zeros((size, 5), dtype=np.float64)
+    stats_buf = np.zeros(6, dtype=np.float64)
+    stats_all = np.zeros((size, 6), dtype=np.float64)
     stopper = EarlyStopping(params["stopping_rounds"], params["stopping_metric"],
                             params["stopping_tolerance"], classification=info.classification,
                             autoencoder=info.autoencoder)
@@ -279,8 +280,11 @@ def train(params, comm=None):
                            threads=threads)
         t_comp = time.perf_counter() - t0
         t1 = time.perf_counter()
+        if comm is not None and size > 1:
+            comm.Barrier()  # time waiting for slower ranks (imbalance) apart from communication
+        t2 = time.perf_counter()
         average_model(comm, model, weight=float(mine), total=float(tspi_now))
-        t_comm = time.perf_counter() - t1
+        t_wait, t_comm = t2 - t1, time.perf_counter() - t2
         done = samples + tspi_now >= target_samples
         now = time.time()
         # rank 0's clock decides when to score; the decision travels with the stats
@@ -289,12 +293,13 @@ def train(params, comm=None):
             t_score_total <= params["score_duty_cycle"] * max(now - t_start, 1e-9)))
         time_up = rank == 0 and params["max_runtime_secs"] > 0 and \
             now - t_start >= params["max_runtime_secs"]
-        stats_buf[:] = (t_comp, t_comm, float(st.nonfinite), float(due or time_up), float(time_up))
+        stats_buf[:] = (t_comp, t_comm, float(st.nonfinite), float(due or time_up), float(time_up), t_wait)
         stats_buf = agreed_sum(comm, stats_buf, stats_all)
         t_comp_mean, t_comm_mean = stats_buf[0] / size, stats_buf[1] / size
         samples += tspi_now  # rows processed, as H2O counts them (skipped rows included)
         t_comp_total += t_comp_mean
         t_comm_total += t_comm_mean
+        t_wait_total += stats_buf[5] / size
         tspi_used.append(tspi_now)
         local_used.append(mine)
         if stats_buf[2] > 0 or not np.all(np.isfinite(model[:network.n_params])):
@@ -337,7 +342,7 @@ def train(params, comm=None):
             model[:] = best
             train_metrics = train_scorer.score(network, model, threads)
             valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
-    train_time = t_comp_total + t_comm_total
+    train_time = t_comp_total + t_comm_total + t_wait_total
     summary = {
         "training_samples": samples,
         "training_time_s": train_time,
@@ -347,6 +352,7 @@ def train(params, comm=None):
         "n_ranks": size,
         "threads_per_rank": threads,
         "comm_fraction": t_comm_total / train_time if train_time > 0 else 0.0,
+        "wait_fraction": t_wait_total / train_time if train_time > 0 else 0.0,  # load imbalance
         "train_samples_per_iteration": tspi_used,
         "train_samples_per_iteration_param": tspi_param,
         "local_rows_per_iteration": local_used,  # this rank's share (rank 0's in the JSON)
