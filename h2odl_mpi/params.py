@@ -74,6 +74,9 @@ SPEC = {
     "max_categorical_features": (int, 2 ** 31 - 1, (1, INF, False, False), "hash categorical inputs into this many units"),
     "missing_values_handling": (str, "MeanImputation", ("MeanImputation", "Skip"), "NA inputs"),
     "weights_column": (str, None, None, "observation weights column"),
+    "balance_classes": (bool, False, None, "over/under-sample classes to balance them"),
+    "class_sampling_factors": (list, None, None, "per-class sampling factors (balance_classes), comma separated"),
+    "max_after_balance_size": (float, 5.0, (0.0, INF, True, False), "balanced data size, relative to the training rows"),
     "offset_column": (str, None, None, "offset column (regression, link space)"),
     "ignore_const_cols": (bool, True, None, "drop constant columns"),
     "fast_mode": (bool, True, None, "H2O's fast back-propagation approximation"),
@@ -90,7 +93,7 @@ SPEC = {
 
 # H2O parameters this version knows but does not implement yet: setting them is an error,
 # not a silent no-op.
-NOT_YET = ("balance_classes", "class_sampling_factors", "max_after_balance_size", "nfolds",
+NOT_YET = ("nfolds",
            "fold_column", "fold_assignment", "checkpoint", "pretrained_autoencoder",
            "elastic_averaging", "sparse", "export_weights_and_biases")
 
@@ -123,7 +126,7 @@ def parse_value(name, text):
             items = [s for s in str(text).replace(" ", "").split(",") if s != ""]
             if name == "hidden":
                 return [int(s) for s in items]
-            if name == "hidden_dropout_ratios":
+            if name in ("hidden_dropout_ratios", "class_sampling_factors"):
                 return [float(s) for s in items]
             return items
         return str(text)

@@ -43,7 +43,7 @@ def predict_file(model_path, data_path, out_path, comm=None, threads=None, anoma
         values = network.predict(model, rows, "output", threads=threads)
         header = [f"reconstr_{n}" for n in info.input_names]
     elif info.classification:
-        prob = network.predict(model, rows, "output", threads=threads)
+        prob = info.correct_probabilities(network.predict(model, rows, "output", threads=threads))
         labels = np.array(info.domain, dtype=object)[prob.argmax(1)]
         values = np.column_stack([labels, prob.astype(object)])
         header = ["predict"] + [f"p{d}" for d in info.domain]

@@ -121,6 +121,7 @@ class Scorer:
             return metrics.autoencoder_metrics(recon, comm=comm)
         out = network.predict(model, rows, "output", threads=threads)
         if info.classification:
+            out = info.correct_probabilities(out)  # back to the data's class priors (balancing)
             return metrics.classification_metrics(out, rows.y, rows.weight, comm=comm)
         p = self.params
         dist = p["distribution"] if p["distribution"] not in ("AUTO", "bernoulli") else "gaussian"
@@ -194,6 +195,12 @@ def train(params, comm=None):
     usable = rows.usable_rows()
     n_local = len(usable)
     n_total = frame.n_rows
+    balance = None  # balance_classes: per-row sampling probabilities of the usable rows
+    if info.class_rates is not None:
+        rates = info.sampling_rates(rows.y)[usable]
+        balanced = comm.allreduce(float(rates.sum())) if comm is not None else float(rates.sum())
+        n_total = max(1, int(round(balanced)))  # an epoch is one pass over the balanced data
+        balance = rates / rates.sum() if rates.sum() > 0 else None
     local_counts = comm.allgather(n_local) if comm is not None else [n_local]
     if sum(local_counts) == 0:
         raise UserError(f"{params['train']}: no usable training rows (missing response or zero weight)")
@@ -267,7 +274,9 @@ def train(params, comm=None):
         tspi_now = min(tspi, target_samples - samples)
         shares = row_shares(tspi_now, local_counts)
         mine = int(shares[rank])
-        if mine <= n_local:
+        if balance is not None:  # class-balanced resampling, with replacement
+            order = np.sort(rng.choice(n_local, size=mine, replace=True, p=balance))
+        elif mine <= n_local:
             order = rng.choice(n_local, size=mine, replace=False)
             if not params["shuffle_training_data"]:
                 order.sort()

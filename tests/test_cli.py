@@ -69,7 +69,7 @@ def test_predict_matches_model(tmp_path):
     (["--hidden_dropout_ratios", "0.5"], "hidden_dropout_ratios"),
     (["--adaptive_rate", "maybe"], "adaptive_rate"),
     (["--rho", "1.5"], "rho"),
-    (["--balance_classes", "true"], "balance_classes"),
+    (["--nfolds", "5"], "nfolds"),
 ])
 def test_bad_parameters_name_themselves(tmp_path, argv, needle):
     data = _small_csv(tmp_path / "d.csv", n=20)
