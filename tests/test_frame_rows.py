@@ -19,6 +19,7 @@ from h2odl_mpi._kernel import ffi, lib
 from h2odl_mpi.frame import Frame
 from h2odl_mpi.kernel import KernelError, NetConfig, Network, Rows
 from h2odl_mpi.preprocess import Preprocess, np_hash
+from isa_variants import cpu_runs
 
 HERE = Path(__file__).parent
 
@@ -195,19 +196,13 @@ def test_threads_and_refusals(air):
         rows.expand([rows.n_rows])
 
 
-def _runs(isa):
-    env = dict(os.environ, H2ODL_ISA=isa)
-    out = subprocess.run([sys.executable, "-c",
-                          "from h2odl_mpi._kernel import ffi, lib; print(ffi.string(lib.h2o_isa()).decode())"],
-                         env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip() == isa
 
 
 @pytest.mark.parametrize("isa", ["baseline", "avx2"])
 def test_other_isa_variants(isa):
     if os.environ.get("H2ODL_ISA"):
         pytest.skip("already running under H2ODL_ISA")
-    if not _runs(isa):
+    if not cpu_runs(isa):
         pytest.skip(f"this CPU cannot run the {isa} variant")
     env = dict(os.environ, H2ODL_ISA=isa)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),

@@ -8,21 +8,16 @@ from pathlib import Path
 import pytest
 
 from h2odl_mpi._kernel import ffi, lib
+from isa_variants import cpu_runs
 
 HERE = Path(__file__).parent
 
 
-def _runs(isa):
-    env = dict(os.environ, H2ODL_ISA=isa)
-    out = subprocess.run([sys.executable, "-c",
-                          "from h2odl_mpi._kernel import ffi, lib; print(ffi.string(lib.h2o_isa()).decode())"],
-                         env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip() == isa
 
 
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 def test_variant_matches_reference(isa):
-    if not _runs(isa):
+    if not cpu_runs(isa):
         pytest.skip(f"this CPU cannot run the {isa} variant")
     env = dict(os.environ, H2ODL_ISA=isa)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
@@ -38,4 +33,4 @@ def test_default_is_the_widest_supported():
         pytest.skip("H2ODL_ISA is set")
     assert name in ("baseline", "avx2", "avx512")
     if name == "baseline":
-        assert not _runs("avx2")
+        assert not cpu_runs("avx2")
