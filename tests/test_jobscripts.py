@@ -1,0 +1,107 @@
+"""Slurm and PBS job scripts: syntax, directives, and the script body run locally with fake
+scheduler variables and stand-in srun/scontrol/mpirun/qsub that record their arguments."""
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from h2odl_mpi.jobscript import REQUEUE_EXIT, render
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--train", "train.csv.gz", "--validation", "test.csv.gz", "--response", "C785", "--hidden",
+        "200,200", "--epochs", "10", "--model_out", "model.h5", "--checkpoint_interval", "600"]
+COMMITTED = {
+    "slurm/train.sbatch": dict(scheduler="slurm", nodes=2, ranks_per_node=4, threads=8, time="04:00:00"),
+    "pbs/train.pbs": dict(scheduler="pbs", nodes=2, ranks_per_node=4, threads=8, time="04:00:00"),
+    "slurm/hybrid.sbatch": dict(scheduler="slurm", nodes=16, ranks_per_node=8, threads=16,
+                                time="12:00:00", job_name="h2odl-hybrid"),
+}
+SLURM_DIRECTIVE = re.compile(r"^#SBATCH --[a-z-]+(=\S+)?$")
+PBS_DIRECTIVE = re.compile(r"^#PBS -[A-Za-z] \S+$")
+
+
+@pytest.mark.parametrize("name", sorted(COMMITTED))
+def test_committed_scripts_are_the_generators_output(name):
+    assert (ROOT / "jobscripts" / name).read_text() == render(train_args=ARGS, **COMMITTED[name])
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+def test_syntax_and_directives(tmp_path, scheduler):
+    text = render(scheduler, nodes=3, ranks_per_node=2, threads=5, time="10:30:00",
+                  partition="batch", account="proj42", train_args=ARGS)
+    path = tmp_path / "job.sh"
+    path.write_text(text)
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    directives = [l for l in text.splitlines() if l.startswith("#SBATCH") or l.startswith("#PBS")]
+    pattern = SLURM_DIRECTIVE if scheduler == "slurm" else PBS_DIRECTIVE
+    bad = [l for l in directives if not pattern.match(l)]
+    assert not bad and len(directives) >= 6
+    if scheduler == "slurm":
+        for d in ("--nodes=3", "--ntasks-per-node=2", "--cpus-per-task=5", "--time=10:30:00",
+                  "--partition=batch", "--account=proj42", "--signal=B:USR1@300", "--requeue"):
+            assert f"#SBATCH {d}" in directives
+    else:
+        assert "#PBS -l select=3:ncpus=10:mpiprocs=2:ompthreads=5" in directives
+        assert "#PBS -l walltime=10:30:00" in directives and "#PBS -q batch" in directives
+
+
+@pytest.mark.parametrize("bad", [dict(nodes=0), dict(time="1:00"), dict(time="01:61:00"),
+                                 dict(scheduler="lsf"), dict(job_name="a b")])
+def test_bad_settings_are_refused(bad):
+    kw = dict(scheduler="slurm", nodes=1, ranks_per_node=1, threads=1, time="01:00:00")
+    kw.update(bad)
+    with pytest.raises(ValueError):
+        render(**kw)
+
+
+def _standins(bindir, log, names, exit_code):
+    bindir.mkdir()
+    for name in names:
+        p = bindir / name
+        code = exit_code if name in ("srun", "mpirun") else 0
+        p.write_text(f'#!/bin/bash\necho "{name} $* | OMP_NUM_THREADS=$OMP_NUM_THREADS" >> "{log}"\nexit {code}\n')
+        p.chmod(p.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.mark.parametrize("exit_code", [REQUEUE_EXIT, 0])
+def test_slurm_body_launches_and_requeues(tmp_path, exit_code):
+    log = tmp_path / "calls.log"
+    _standins(tmp_path / "bin", log, ["srun", "scontrol"], exit_code)
+    script = tmp_path / "job.sbatch"
+    script.write_text(render("slurm", nodes=2, ranks_per_node=2, threads=3, train_args=ARGS))
+    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}", SLURM_NTASKS="4",
+               SLURM_CPUS_PER_TASK="3", SLURM_JOB_ID="4242", H2ODL_CHECKPOINT_DIR=str(tmp_path / "ck"))
+    env.pop("OMP_NUM_THREADS", None)
+    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == exit_code, r.stderr
+    calls = log.read_text().splitlines()
+    launch = calls[0]
+    assert launch.startswith("srun --ntasks=4 --cpus-per-task=3 --cpu-bind=cores ")
+    assert f"-m h2odl_mpi train --resume {tmp_path / 'ck'} --checkpoint_dir {tmp_path / 'ck'} --train train.csv.gz" in launch
+    assert launch.endswith("| OMP_NUM_THREADS=3")
+    if exit_code == REQUEUE_EXIT:
+        assert calls[1].startswith("scontrol requeue 4242")
+    else:
+        assert len(calls) == 1
+
+
+def test_pbs_body_counts_ranks_from_the_nodefile_and_resubmits(tmp_path):
+    log = tmp_path / "calls.log"
+    _standins(tmp_path / "bin", log, ["mpirun", "qsub"], REQUEUE_EXIT)
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("n1\nn1\nn2\n")
+    script = tmp_path / "train.pbs"
+    script.write_text(render("pbs", nodes=2, ranks_per_node=2, threads=4, train_args=ARGS))
+    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}", PBS_NODEFILE=str(nodefile),
+               PBS_JOBID="77.pbs", PBS_O_WORKDIR=str(tmp_path), OMP_NUM_THREADS="4",
+               H2ODL_CHECKPOINT_DIR=str(tmp_path / "ck"))
+    r = subprocess.run(["bash", str(script), "--train", "other.csv", "--epochs", "3"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == REQUEUE_EXIT, r.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("mpirun -n 3 ")
+    assert calls[0].endswith(f"--checkpoint_dir {tmp_path / 'ck'} --train other.csv --epochs 3 | OMP_NUM_THREADS=4")
+    assert calls[1].startswith(f"qsub {tmp_path / 'train.pbs'}")
