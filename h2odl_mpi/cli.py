@@ -4,13 +4,16 @@ Every H2O parameter is a flag with H2O's name (`--input_dropout_ratio 0.2`, dash
 too, booleans as true/false).  With no subcommand, `train` is meant.  Errors in the input
 or the parameters print one line naming the culprit and exit with status 2 on every rank;
 an unexpected failure on one rank aborts the whole MPI job instead of leaving the other
-ranks waiting in a collective.
+ranks waiting in a collective.  A training run stopped by SIGTERM or SIGUSR1 (with
+--checkpoint_dir or --resume) writes a checkpoint and exits with status 85
+(checkpoint.REQUEUE_EXIT_CODE): "requeue me, then rerun with --resume DIR".
 """
 import argparse
 import sys
 import traceback
 
 from h2odl_mpi import params as P
+from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, TrainingInterrupted
 from h2odl_mpi.errors import UserError
 
 SUBCOMMANDS = ("train", "predict", "describe")
@@ -86,6 +89,10 @@ def main(argv=None):
             return 0
         from h2odl_mpi.frame import describe
         return describe.run(ns)
+    except TrainingInterrupted as e:
+        if comm is None or comm.Get_rank() == 0:
+            print(f"h2odl_mpi: {e}", file=sys.stderr, flush=True)
+        return REQUEUE_EXIT_CODE
     except UserError as e:
         if comm is None or comm.Get_rank() == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)

@@ -1,29 +1,35 @@
-"""The model file: plain HDF5 (h5py), never pickle.
+"""The model file: plain HDF5 (h5py or h5dump read it), never pickle.
 
-Layout (readable with h5py or h5dump):
-  /                      attrs: format, software_version, parameters (JSON), epochs, samples
-  /network               attrs: units, activation, output, loss; per-array datasets
-                         layer_<l>/<name> (weights are (outputs, inputs)), and `buffer`, the
-                         whole float32 model buffer the kernel trains (weights, biases,
-                         optimizer state), with a CRC32 in its attrs
-  /preprocess            the data description (h2odl_mpi.preprocess, docs/preprocessing.md):
-                         input layout, encodings, domains, means and sds, the response
-  /scoring_history       one dataset per column
-The file is written to a temporary name, flushed, fsynced and renamed: never half-written.
+A model file and a checkpoint are the same thing; docs/model_format.md documents every
+group, dataset and attribute.  In short:
+  /                      attrs: format, software_version, parameters (JSON), epochs,
+                         training_samples, iterations, content_crc32
+  /network               attrs: units, activation, output, loss, config (JSON), n_values;
+                         layer_<l>/<array>: weights (outputs, inputs), biases and the
+                         optimizer state, each once (the kernel's buffer is their concatenation)
+  /preprocess            the data description (docs/preprocessing.md)
+  /scoring_history       one float64 dataset per column
+  /progress              training state to continue from: samples, iteration, seed, every
+                         rank's random state (JSON)
+Every dataset carries the CRC32 of its bytes (attr crc32); the root's content_crc32 covers
+every path and attribute, so a flipped byte anywhere is found.  Files are written to a
+temporary name, flushed, fsynced and renamed: a reader never sees a half-written file.
 """
+import csv
 import json
 import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
 
 from h2odl_mpi import __version__
-from h2odl_mpi.preprocess import Preprocess
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.kernel import NetConfig, Network
+from h2odl_mpi.preprocess import Preprocess
 
-FORMAT = "h2odl_mpi-model-1"
+FORMAT = "h2odl_mpi-model-2"
 _str = h5py.string_dtype()
 
 
@@ -35,8 +41,51 @@ def _json_default(v):
     raise TypeError(f"cannot store {type(v).__name__} in parameters")
 
 
-def save_model(path, network, model, info, params, progress, history=()):
-    """Write the model atomically to `path`."""
+def _bytes(v):
+    """The bytes a value is checksummed as: strings UTF-8 (string arrays joined by NUL),
+    numbers their little-endian bytes as stored."""
+    if isinstance(v, str):
+        return v.encode()
+    if isinstance(v, bytes):
+        return v
+    a = np.asarray(v)
+    if a.dtype == object or a.dtype.kind in "SU":
+        return b"\0".join(x if isinstance(x, bytes) else str(x).encode() for x in a.ravel())
+    return np.ascontiguousarray(a).tobytes()
+
+
+def _crc(v):
+    if isinstance(v, np.ndarray) and v.dtype.kind in "fiub" and v.flags.c_contiguous:
+        return zlib.crc32(v.view(np.uint8).reshape(-1))  # no copy of a large array
+    return zlib.crc32(_bytes(v))
+
+
+def content_crc(f):
+    """CRC32 over every object's path and attributes (sorted; content_crc32 itself left
+    out), the root first.  Datasets take part through their crc32 attribute."""
+    crc = 0
+    names = [""]
+    f.visit(names.append)
+    for n in sorted(names):
+        obj = f[n] if n else f
+        crc = zlib.crc32(n.encode(), crc)
+        for k in sorted(obj.attrs):
+            if k != "content_crc32":
+                crc = zlib.crc32(k.encode(), crc)
+                crc = zlib.crc32(_bytes(obj.attrs[k]), crc)
+    return crc
+
+
+def _dataset(group, name, data, **kw):
+    ds = group.create_dataset(name, data=data, **kw)
+    ds.attrs["crc32"] = _crc(data)
+    return ds
+
+
+def save_model(path, network, model, info, params, progress, history=(), state=None):
+    """Write the model atomically to `path`.  `progress`: epochs, training_samples,
+    iterations.  `state` (what a restart needs): a dict of scalars plus `rng_states`, one
+    JSON string per rank."""
     tmp = f"{path}.tmp{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
@@ -52,43 +101,139 @@ def save_model(path, network, model, info, params, progress, history=()):
             for k in ("activation", "output", "loss"):
                 g.attrs[k] = getattr(cfg, k)
             g.attrs["config"] = json.dumps(cfg.__dict__, default=_json_default, sort_keys=True)
-            buf = g.create_dataset("buffer", data=model)
-            buf.attrs["crc32"] = zlib.crc32(model.tobytes())
-            for name, layer, _off, _shape in network.segments():
-                g.create_dataset(f"layer_{layer}/{name}", data=network.view(model, name, layer))
+            g.attrs["n_values"] = network.n_total
+            arrays = [(f"layer_{layer}/{name}", network.view(model, name, layer))
+                      for name, layer, _off, _shape in network.segments()]
+            # the CRCs run on other cores (zlib lets go of the GIL) while HDF5 writes
+            with ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) - 1))) as pool:
+                crcs = [pool.submit(_crc, a) for _key, a in arrays]
+                for key, a in arrays:
+                    g.create_dataset(key, data=a)
+                for (key, _a), crc in zip(arrays, crcs):
+                    g[key].attrs["crc32"] = crc.result()
             info.to_hdf5(f.create_group("preprocess"))
             h = f.create_group("scoring_history")
-            if history:
-                for key in history[0]:
-                    vals = [row.get(key, np.nan) for row in history]
-                    h.create_dataset(key, data=np.array(vals, dtype=np.float64))
+            for key in (history[0] if history else ()):
+                _dataset(h, key, np.array([row.get(key, np.nan) for row in history], dtype=np.float64))
+            if state is not None:
+                pg = f.create_group("progress")
+                for k, v in state.items():
+                    if k != "rng_states":
+                        pg.attrs[k] = v
+                _dataset(pg, "rng_states", np.array(list(state["rng_states"]), dtype=object), dtype=_str)
+
+            def checksum_rest(_name, obj):  # the small datasets written by others
+                if isinstance(obj, h5py.Dataset) and "crc32" not in obj.attrs:
+                    obj.attrs["crc32"] = _crc(obj[()])
+            f.visititems(checksum_rest)
+            f.attrs["content_crc32"] = content_crc(f)
             f.flush()
             os.fsync(f.id.get_vfd_handle())
         os.replace(tmp, path)
+        _fsync_dir(path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def _fsync_dir(path):
+    """Make the rename itself durable (POSIX: fsync the directory)."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _verify_datasets(path, f, network, model):
+    """Read every dataset once, checking its crc32; the network's arrays land in `model`."""
+    segments = {f"network/layer_{layer}/{name}": (off, shape) for name, layer, off, shape in network.segments()}
+    found = set()
+
+    def check(name, obj):
+        if not isinstance(obj, h5py.Dataset):
+            return
+        if name in segments:
+            off, shape = segments[name]
+            if obj.shape != tuple(shape) or obj.dtype != np.float32:
+                raise UserError(f"{path}: {name} has shape {obj.shape} {obj.dtype}, the network needs "
+                                f"{tuple(shape)} float32")
+            data = model[off:off + int(np.prod(shape))].reshape(shape)
+            if data.size:
+                obj.read_direct(data)
+            found.add(name)
+        else:
+            data = obj[()]
+        if "crc32" not in obj.attrs or _crc(data) != int(obj.attrs["crc32"]):
+            raise UserError(f"{path}: checksum mismatch in {name}: the file is damaged")
+    f.visititems(check)
+    missing = sorted(set(segments) - found)
+    if missing:
+        raise UserError(f"{path}: missing arrays {', '.join(missing)}")
+
+
 def load_model(path):
-    """(network, model buffer, Preprocess, parameters, attrs) from a model file."""
+    """(network, model buffer, Preprocess, parameters, attrs) from a model file; attrs hold
+    the root attributes, `history` (the scoring history rows) and, when the file has one,
+    `state` (the training progress of a checkpoint).  A damaged, truncated or foreign file
+    is a UserError naming the file and what is wrong."""
     if not os.path.exists(path):
         raise UserError(f"{path}: no such model file")
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise UserError(f"{path}: not an h2odl_mpi model file")
+            fmt = f.attrs.get("format")
+            if fmt != FORMAT:
+                raise UserError(f"{path}: not an h2odl_mpi model file of format {FORMAT} (format: {fmt!r})")
+            if content_crc(f) != int(f.attrs["content_crc32"]):
+                raise UserError(f"{path}: checksum mismatch in the attributes (content_crc32): "
+                                "the file is damaged")
             params = json.loads(f.attrs["parameters"])
             cfg = json.loads(f["network"].attrs["config"])
             cfg = {k: (float(v) if v in ("inf", "-inf", "nan") else v) for k, v in cfg.items()}
-            model = f["network/buffer"][...]
-            if zlib.crc32(model.tobytes()) != int(f["network/buffer"].attrs["crc32"]):
-                raise UserError(f"{path}: checksum mismatch: the model buffer is damaged")
+            network = Network(NetConfig(**cfg))
+            if int(f["network"].attrs["n_values"]) != network.n_total:
+                raise UserError(f"{path}: the file holds {int(f['network'].attrs['n_values'])} values, "
+                                f"the network needs {network.n_total}")
+            model = np.zeros(network.n_total, dtype=np.float32)
+            _verify_datasets(path, f, network, model)
             info = Preprocess.from_hdf5(f["preprocess"])
             attrs = {k: f.attrs[k] for k in f.attrs}
-    except (OSError, KeyError) as e:
-        raise UserError(f"{path}: cannot read the model file: {e}") from None
-    network = Network(NetConfig(**cfg))
-    if model.size != network.n_total:
-        raise UserError(f"{path}: model buffer has {model.size} values, the network needs {network.n_total}")
-    return network, np.ascontiguousarray(model, dtype=np.float32), info, params, attrs
+            h = f["scoring_history"]
+            cols = {k: h[k][...].tolist() for k in h}
+            attrs["history"] = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
+            if "progress" in f:
+                st = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f["progress"].attrs.items()}
+                st["rng_states"] = [s.decode() if isinstance(s, bytes) else str(s)
+                                    for s in f["progress/rng_states"][...]]
+                attrs["state"] = st
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise UserError(f"{path}: cannot read the model file (damaged or truncated?): {e}") from None
+    return network, model, info, params, attrs
+
+
+def export_weights_and_biases(path, network, model, info):
+    """H2O's export_weights_and_biases: each layer's weights and biases as plain CSV files
+    in directory `path`: weights_<k>.csv (one row per unit of layer k, one column per unit
+    of layer k-1, headed by the input names for k = 1) and biases_<k>.csv, k = 1 for the
+    first hidden layer, as H2O numbers them.  Returns the file names."""
+    os.makedirs(path, exist_ok=True)
+    written = []
+    for layer in range(network.n_layers):
+        k = layer + 1
+        w = network.view(model, "weights", layer)
+        b = network.view(model, "biases", layer)
+        header = list(info.input_names) if layer == 0 else [f"C{j + 1}" for j in range(w.shape[1])]
+        for name, head, rows in ((f"weights_{k}.csv", header, w), (f"biases_{k}.csv", ["C1"], b[:, None])):
+            target = os.path.join(path, name)
+            tmp = f"{target}.tmp{os.getpid()}"
+            with open(tmp, "w", newline="") as fh:
+                csv.writer(fh).writerow(head)
+                np.savetxt(fh, rows, fmt="%.9g", delimiter=",")  # 9 digits: float32 exactly
+            os.replace(tmp, target)
+            written.append(name)
+    return written

@@ -7,6 +7,7 @@ parameter.  The command line and the Python API both go through it.
 """
 import math
 
+from h2odl_mpi.checkpoint import parse_interval
 from h2odl_mpi.errors import UserError
 
 INF = math.inf
@@ -89,13 +90,23 @@ SPEC = {
     "model_out": (str, None, None, "write the final model to this HDF5 file"),
     "summary_json": (str, None, None, "write a run summary (JSON) to this file"),
     "scoring_history": (str, None, None, "write the scoring history (CSV) to this file"),
+    "checkpoint": (str, None, None, "continue training the model in this file (epochs: the total)"),
+    "resume": (str, None, None, "continue from the newest valid checkpoint in this directory, "
+                                "or start fresh when there is none (implies checkpoint_dir)"),
+    "checkpoint_dir": (str, None, None, "write checkpoints here; SIGTERM/SIGUSR1 then checkpoint "
+                                        "and exit with status 85 (requeue)"),
+    "checkpoint_interval": (str, "600", None, "seconds between checkpoints, or iterations as e.g. 100it (0: "
+                                              "only at a signal and at the end)"),
+    "checkpoint_keep": (int, 3, (0, INF, False, False), "checkpoints kept in checkpoint_dir (0: all)"),
+    "pretrained_autoencoder": (str, None, None, "start from the input and hidden layers of this autoencoder "
+                                                "model file (same inputs and hidden layers)"),
+    "export_weights_and_biases": (bool, False, None, "also write each layer's weights and biases as CSV "
+                                                     "into the directory <model_out>.weights"),
 }
 
 # H2O parameters this version knows but does not implement yet: setting them is an error,
 # not a silent no-op.
-NOT_YET = ("nfolds",
-           "fold_column", "fold_assignment", "checkpoint", "pretrained_autoencoder",
-           "elastic_averaging", "sparse", "export_weights_and_biases")
+NOT_YET = ("nfolds", "fold_column", "fold_assignment", "elastic_averaging", "sparse")
 
 
 def defaults():
@@ -196,4 +207,17 @@ def validate(params):
         raise UserError("response is required (the response column name) unless autoencoder is true")
     if p["reproducible"]:
         p["threads"] = 1
+    parse_interval(p["checkpoint_interval"])
+    if p["checkpoint"] and p["resume"]:
+        raise UserError("checkpoint and resume exclude each other (resume picks the checkpoint)")
+    if p["pretrained_autoencoder"]:
+        if p["autoencoder"]:
+            raise UserError("pretrained_autoencoder initialises a supervised model: autoencoder must be false")
+        if p["checkpoint"]:
+            raise UserError("pretrained_autoencoder and checkpoint exclude each other (a checkpoint "
+                            "already holds trained weights)")
+    if p["export_weights_and_biases"] and not p["model_out"]:
+        raise UserError("export_weights_and_biases writes next to the model: give model_out too")
+    if p["resume"] and not p["checkpoint_dir"]:
+        p["checkpoint_dir"] = p["resume"]
     return p

@@ -19,9 +19,10 @@ import numpy as np
 from h2odl_mpi import metrics
 from h2odl_mpi.frame import Frame
 from h2odl_mpi.preprocess import Preprocess
-from h2odl_mpi.errors import UserError
+from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi import checkpoint as ckpt
 from h2odl_mpi.kernel import NetConfig, Network, Rows, available_cores
-from h2odl_mpi.model_io import save_model
+from h2odl_mpi.model_io import export_weights_and_biases, load_model, save_model
 from h2odl_mpi.stopping import EarlyStopping, best_is_better
 
 
@@ -178,7 +179,111 @@ def _log(rank, params, msg):
 def train(params, comm=None):
     """Train with validated params over `comm` (an mpi4py communicator or None).
 
-    Returns the summary dict (also written to summary_json by rank 0)."""
+    Returns the summary dict (also written to summary_json by rank 0).  With a checkpoint
+    directory, SIGTERM/SIGUSR1 stop training at the end of an iteration on every rank, write
+    a checkpoint and raise checkpoint.TrainingInterrupted (the CLI exits with 85)."""
+    flag = ckpt.StopFlag()
+    if params.get("checkpoint_dir"):
+        flag.install()
+    try:
+        return _train(params, comm, flag)
+    finally:
+        flag.restore()
+
+
+def _load_everywhere(path, comm, loaded=None):
+    """load_model(path) on rank 0 (unless rank 0 passes what it `loaded` already), sent to
+    every rank (one read of the file, not one per rank; the buffer goes by Bcast); a
+    damaged file is the same UserError on every rank."""
+    rank = comm.Get_rank() if comm is not None else 0
+    err = None
+    if rank == 0 and loaded is None:
+        try:
+            loaded = load_model(path)
+        except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
+            err = e
+    agree(comm, err)
+    if comm is None or comm.Get_size() == 1:
+        return loaded
+    network, model, info, old, attrs = loaded if rank == 0 else (None,) * 5
+    cfg, info, old, attrs, n = comm.bcast(
+        (network.config, info, old, attrs, model.size) if rank == 0 else None, root=0)
+    if rank != 0:
+        network, model = Network(cfg), np.empty(n, dtype=np.float32)
+    comm.Bcast(model, root=0)
+    return network, model, info, old, attrs
+
+
+def _restore(params, comm, rank, frame):
+    """The checkpoint to continue from (--checkpoint FILE, or the newest valid one under
+    --resume DIR) on every rank, or None.  A changed architecture, response or input
+    layout is refused, naming each difference."""
+    path, loaded = params.get("checkpoint"), []
+    if not path and params.get("resume"):
+        err = None
+        if rank == 0:
+            try:
+                d = params["resume"]
+                path = ckpt.newest_valid(d, loaded=loaded) if os.path.isdir(d) else None
+            except Exception as e:  # noqa: BLE001 - reported on every rank
+                err = e
+        agree(comm, err)
+        path = comm.bcast(path, root=0) if comm is not None else path
+        if path is None:
+            _log(rank, params, f"resume: no valid checkpoint in {params['resume']}: starting fresh")
+            return None
+    if not path:
+        return None
+    _network, model, info, old, attrs = _load_everywhere(path, comm, loaded[0] if loaded else None)
+    diff = ckpt.differences(old, params) + ckpt.layout_differences(info, frame.names, params)
+    if diff:
+        raise UserError(f"{path}: cannot continue this model with a different architecture, response or "
+                        "input layout: " + "; ".join(diff))
+    state = dict(attrs.get("state") or {})
+    state.setdefault("samples", int(attrs.get("training_samples", 0)))
+    state.setdefault("iteration", int(attrs.get("iterations", 0)))
+    state.setdefault("epochs", float(attrs.get("epochs", 0.0)))
+    state.setdefault("seed", int(old.get("seed", 0)))
+    return {"path": path, "model": model, "info": info, "state": state, "history": attrs.get("history", [])}
+
+
+def _pretrained(params, comm, network, model, info):
+    """pretrained_autoencoder: copy the input and hidden layers' weights and biases of an
+    autoencoder model file into `model` (as H2O does; the output layer keeps its fresh
+    weights).  The inputs and hidden layers must match."""
+    path = params["pretrained_autoencoder"]
+    ae_net, ae_model, ae_info, ae_params, _ = _load_everywhere(path, comm)
+    problems = []
+    if not ae_info.autoencoder:
+        problems.append("it is not an autoencoder")
+    if list(ae_params.get("hidden", [])) != list(params["hidden"]):
+        problems.append(f"hidden: autoencoder {ae_params.get('hidden')}, now {params['hidden']}")
+    if ae_params.get("activation") != params["activation"]:
+        problems.append(f"activation: autoencoder {ae_params.get('activation')}, now {params['activation']}")
+    if list(ae_info.input_names) != list(info.input_names):
+        a, b = set(ae_info.input_names), set(info.input_names)
+        problems.append(f"inputs: {len(ae_info.input_names)} in the autoencoder, {len(info.input_names)} now"
+                        + (f"; only in the autoencoder: {sorted(a - b)[:5]}" if a - b else "")
+                        + (f"; only now: {sorted(b - a)[:5]}" if b - a else ""))
+    if problems:
+        raise UserError(f"pretrained_autoencoder {path}: cannot initialise this model: " + "; ".join(problems))
+    for layer in range(len(params["hidden"])):
+        for name in ("weights", "biases"):
+            network.view(model, name, layer)[...] = ae_net.view(ae_model, name, layer)
+
+
+def _train_state(comm, rng, samples, iteration, n_total, seed, tspi, size, tuned_for):
+    """The training state of a checkpoint (collective: every rank's RNG state).  tspi: the
+    rows per iteration in use; tuned_for: the target_ratio_comm_to_comp it was tuned for
+    (-1 when it was not auto-tuned)."""
+    mine = json.dumps(rng.bit_generator.state)
+    states = comm.gather(mine, root=0) if comm is not None else [mine]
+    return {"samples": int(samples), "iteration": int(iteration), "epochs": samples / n_total,
+            "n_total": int(n_total), "seed": int(seed), "n_ranks": int(size), "tspi": int(tspi),
+            "tuned_for": float(tuned_for), "rng_states": states}
+
+
+def _train(params, comm, flag):
     rank = comm.Get_rank() if comm is not None else 0
     size = comm.Get_size() if comm is not None else 1
     t_start = time.time()
@@ -190,7 +295,10 @@ def train(params, comm=None):
     for f, path in ((frame, params["train"]), (vframe, params.get("validation"))):
         if f is not None and f.n_rows == 0:
             raise UserError(f"{path}: no data rows")
-    info = Preprocess.fit(frame, params)
+    t_data = time.time() - t_start
+    restored = _restore(params, comm, rank, frame)
+    t_restore = time.time() - t_start - t_data
+    info = restored["info"] if restored else Preprocess.fit(frame, params)
     rows = info.rows(frame)
     usable = rows.usable_rows()
     n_local = len(usable)
@@ -209,13 +317,23 @@ def train(params, comm=None):
     threads = threads_per_rank(params, comm)
 
     seed = params["seed"]
-    if seed == -1:
+    if restored:
+        seed = int(restored["state"]["seed"])
+    elif seed == -1:
         seed = int(time.time() * 1e6) & 0x7FFFFFFF
     if comm is not None:
         seed = comm.bcast(seed, root=0)
-    model = network.new_model(seed, params["initial_weight_distribution"], params["initial_weight_scale"])
-    if comm is not None:
-        comm.Bcast(model, root=0)
+    if restored:
+        model = restored["model"]
+        if model.size != network.n_total:
+            raise UserError(f"{restored['path']}: model buffer has {model.size} values, the network "
+                            f"needs {network.n_total}")
+    else:
+        model = network.new_model(seed, params["initial_weight_distribution"], params["initial_weight_scale"])
+        if params.get("pretrained_autoencoder"):
+            _pretrained(params, comm, network, model, info)
+        if comm is not None:  # (a restored model is on every rank already)
+            comm.Bcast(model, root=0)
 
     _log(rank, params, f"h2odl_mpi: {size} rank(s) x {threads} thread(s); network "
                        f"{'-'.join(map(str, network.units))} {params['activation']}; "
@@ -231,9 +349,21 @@ def train(params, comm=None):
     # ---- rows per iteration -----------------------------------------------------------
     epochs = params["epochs"]
     target_samples = int(math.ceil(epochs * n_total))
+    start_samples = start_iteration = 0
+    if restored:
+        st = restored["state"]
+        start_samples, start_iteration = int(st["samples"]), int(st["iteration"])
+        done_epochs = float(st["epochs"])
+        if epochs <= done_epochs and not params.get("resume"):
+            raise UserError(f"epochs = {epochs} must be larger than the checkpoint's {done_epochs:.6g} "
+                            "epochs (epochs is the total, as in H2O)")
+        if int(st.get("n_total", -1)) != n_total:  # other data: the remaining epochs on it
+            target_samples = start_samples + max(0, int(math.ceil((epochs - done_epochs) * n_total)))
+        target_samples = max(target_samples, start_samples)
+        _log(rank, params, f"continuing {restored['path']} at iteration {start_iteration}, "
+                           f"{done_epochs:.4g} epochs, {start_samples:,} samples")
     tspi_param = params["train_samples_per_iteration"]
     tuner = None
-    t_comm_probe = _time_allreduce(comm, model) if size > 1 else 0.0
     if tspi_param == 0:
         tspi = n_total
     elif tspi_param == -1:
@@ -243,32 +373,54 @@ def train(params, comm=None):
     elif size == 1:
         tspi = n_total  # one rank: nothing to communicate, so an epoch per iteration
     else:
-        # first guess from a measured kernel probe and the measured allreduce, then tuned
-        # the slowest rank's measured time per row: every rank must start from the same value
-        t_row = comm.allreduce(_probe_row_time(network, model, rows, threads, seed), op=_mpi().MAX)
         tgt = params["target_ratio_comm_to_comp"]
-        first = min(100_000 * size, int(t_comm_probe * (1 - tgt) / (max(tgt, 1e-6) * t_row / size)))
+        st = restored["state"] if restored else {}
+        if st.get("n_ranks") == size and st.get("tspi", 0) > 0 and st.get("tuned_for") == tgt:
+            first = int(st["tspi"])  # a restart on as many ranks: where the tuning had got to
+        else:
+            # first guess from a measured kernel probe and the measured allreduce, then tuned;
+            # the slowest rank's time per row: every rank must start from the same value
+            t_row = comm.allreduce(_probe_row_time(network, model, rows, threads, seed), op=_mpi().MAX)
+            t_comm_probe = _time_allreduce(comm, model)
+            first = min(100_000 * size, int(t_comm_probe * (1 - tgt) / (max(tgt, 1e-6) * t_row / size)))
         tuner = AutoTuner(tgt, size, n_local, n_total, epochs, first)
         tspi = tuner.value
+    tuned_for = params["target_ratio_comm_to_comp"] if tuner else -1.0
 
     # ---- the loop ---------------------------------------------------------------------
     MPI = _mpi() if comm is not None else None
-    samples, iteration = 0, 0
+    samples, iteration = start_samples, start_iteration
     rng = np.random.default_rng([seed, rank])
+    if restored:
+        states = restored["state"].get("rng_states") or []
+        if len(states) == size:  # same number of ranks: every rank continues its own stream
+            rng.bit_generator.state = json.loads(states[rank])
+        else:  # another number of ranks: new streams, derived from the seed and iteration
+            rng = np.random.default_rng([seed, rank, iteration])
+    ck_dir = params.get("checkpoint_dir")
+    ck_kind, ck_every = ckpt.parse_interval(params["checkpoint_interval"])
+    last_ckpt, interrupted = time.time(), None
+    if ck_dir and rank == 0:
+        os.makedirs(ck_dir, exist_ok=True)
     t_comp_total = t_comm_total = t_score_total = t_wait_total = 0.0
-    history, best, best_value = [], None, None
+    history, best, best_value = list(restored["history"]) if restored else [], None, None
+    duration_before = float(history[-1].get("duration_s", 0.0)) if history else 0.0  # continued runs
     last_score = time.time()
     tspi_used, local_used = [], []
     nonfinite = False
     train_metrics, valid_metrics = {}, {}
-    # per-iteration statistics: compute s, comm s, non-finite, score now, time up, wait s.  Every
-    # decision taken from them (TSPI, scoring, stopping) must be identical on all ranks.
-    stats_buf = np.zeros(6, dtype=np.float64)
-    stats_all = np.zeros((size, 6), dtype=np.float64)
+    # per-iteration statistics: compute s, comm s, non-finite, score now, time up, wait s, stop
+    # signal, checkpoint now.  Every decision taken from them (TSPI, scoring, stopping,
+    # checkpoints) must be identical on all ranks.
+    stats_buf = np.zeros(8, dtype=np.float64)
+    stats_all = np.zeros((size, 8), dtype=np.float64)
     stopper = EarlyStopping(params["stopping_rounds"], params["stopping_metric"],
                             params["stopping_tolerance"], classification=info.classification,
                             autoencoder=info.autoencoder)
     stop_reason = None
+    blocks = _Blocks(network, threads, flag)
+    rows_buf = np.zeros(1, dtype=np.int64)
+    t_first_row = None
     while samples < target_samples:
         iteration += 1
         tspi_now = min(tspi, target_samples - samples)
@@ -284,25 +436,35 @@ def train(params, comm=None):
             order = rng.integers(0, n_local, size=mine)
         order = usable[order]
         t0 = time.perf_counter()
-        st = network.train(model, rows, order, samples_before=samples,
-                           seed=(seed * 1000003 + rank * 7919 + iteration) & 0x7FFFFFFFFFFFFFFF,
-                           threads=threads)
+        if t_first_row is None:
+            t_first_row = time.time() - t_start
+        trained, row_nonfinite = blocks.train(
+            model, rows, order, samples, (seed * 1000003 + rank * 7919 + iteration) & 0x7FFFFFFFFFFFFFFF)
         t_comp = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if comm is not None and size > 1:
-            comm.Barrier()  # time waiting for slower ranks (imbalance) apart from communication
+        # rows trained on every rank (fewer than the shares only after a stop signal); the
+        # exact integer sum doubles as the barrier that times waiting for slower ranks
+        rows_buf[0] = trained
+        if size > 1:
+            comm.Allreduce(MPI.IN_PLACE, rows_buf, op=MPI.SUM)
         t2 = time.perf_counter()
-        average_model(comm, model, weight=float(mine), total=float(tspi_now))
+        if rows_buf[0] > 0:
+            average_model(comm, model, weight=float(trained), total=float(rows_buf[0]))
         t_wait, t_comm = t2 - t1, time.perf_counter() - t2
+        tspi_now = int(rows_buf[0])
         done = samples + tspi_now >= target_samples
         now = time.time()
         # rank 0's clock decides when to score; the decision travels with the stats
-        due = rank == 0 and (done or iteration == 1 or (
+        due = rank == 0 and (done or iteration == start_iteration + 1 or (
             now - last_score >= params["score_interval"] and
             t_score_total <= params["score_duty_cycle"] * max(now - t_start, 1e-9)))
         time_up = rank == 0 and params["max_runtime_secs"] > 0 and \
             now - t_start >= params["max_runtime_secs"]
-        stats_buf[:] = (t_comp, t_comm, float(st.nonfinite), float(due or time_up), float(time_up), t_wait)
+        ck_due = rank == 0 and bool(ck_dir) and not done and (
+            (ck_kind == "seconds" and now - last_ckpt >= ck_every) or
+            (ck_kind == "iterations" and iteration % ck_every == 0))
+        stats_buf[:] = (t_comp, t_comm, float(row_nonfinite), float(due or time_up), float(time_up), t_wait,
+                        float(flag.signum), float(ck_due))
         stats_buf = agreed_sum(comm, stats_buf, stats_all)
         t_comp_mean, t_comm_mean = stats_buf[0] / size, stats_buf[1] / size
         samples += tspi_now  # rows processed, as H2O counts them (skipped rows included)
@@ -310,7 +472,7 @@ def train(params, comm=None):
         t_comm_total += t_comm_mean
         t_wait_total += stats_buf[5] / size
         tspi_used.append(tspi_now)
-        local_used.append(mine)
+        local_used.append(trained)
         if stats_buf[2] > 0 or not np.all(np.isfinite(model[:network.n_params])):
             nonfinite = True
             _log(rank, params, f"iteration {iteration}: non-finite weights or loss; stopping and "
@@ -332,19 +494,35 @@ def train(params, comm=None):
                 best_value, best = current, model.copy()
             stop_reason = _stop_reason(params, info, stopper, train_metrics, valid_metrics)
             row = {"iteration": iteration, "epochs": samples / n_total, "samples": samples,
-                   "duration_s": elapsed, "train_samples_per_iteration": tspi_now,
+                   "duration_s": duration_before + elapsed, "train_samples_per_iteration": tspi_now,
                    "comm_fraction": t_comm_total / max(t_comm_total + t_comp_total, 1e-12)}
             row.update({f"training_{k}": v for k, v in metrics.scalar_metrics(train_metrics).items()})
             row.update({f"validation_{k}": v for k, v in metrics.scalar_metrics(valid_metrics).items()})
             history.append(row)
             _log(rank, params, _progress_line(row, info, samples, target_samples,
                                               t_comp_total + t_comm_total, elapsed))
+        if ck_dir and (stats_buf[6] > 0 or stats_buf[7] > 0):  # same decision on every rank
+            path = _write_checkpoint(ck_dir, params, comm, rank, network, model, info, history,
+                                     _train_state(comm, rng, samples, iteration, n_total, seed, tspi, size,
+                                                  tuned_for))
+            last_ckpt = time.time()
+            if stats_buf[6] > 0:
+                interrupted = path
+                _log(rank, params, f"signal received: stopped at iteration {iteration}, "
+                                   f"checkpoint {path}; exit status {ckpt.REQUEUE_EXIT_CODE} (requeue)")
+                break
         if stats_buf[4] > 0:
             stop_reason = stop_reason or f"max_runtime_secs={params['max_runtime_secs']} reached"
         if stop_reason:
             _log(rank, params, f"stopping early: {stop_reason}")
             break
     # ---- the end --------------------------------------------------------------------
+    if interrupted:
+        agree(comm, None)  # rank 0 has written the checkpoint before anyone exits
+        raise ckpt.TrainingInterrupted(interrupted, flag.signum or "?")
+    if iteration == start_iteration and restored:  # nothing left to train: score once
+        train_metrics = train_scorer.score(network, model, threads)
+        valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
     if params["overwrite_with_best_model"] and best is not None and not nonfinite:
         current = _best_model_value(valid_metrics or train_metrics, info)
         if best_is_better(best_value, current, _BEST_BY[info.kind]):  # same on every rank
@@ -372,13 +550,24 @@ def train(params, comm=None):
         "nonfinite_stop": nonfinite,
         "stop_reason": stop_reason or ("non-finite values" if nonfinite else "epochs reached"),
         "metrics": {"training": train_metrics, "validation": valid_metrics},
+        # seconds from the start of train(): data read, then (restarts) the checkpoint read
+        # and sent to every rank, then the first row trained
+        "startup_s": {"data_load": t_data, "restore": t_restore, "to_first_row": t_first_row},
+        "continued_from": restored["path"] if restored else None,
     }
+    state = _train_state(comm, rng, samples, iteration, n_total, seed, tspi, size, tuned_for)
+    if ck_dir:
+        _write_checkpoint(ck_dir, params, comm, rank, network, model, info, history, state)
     if rank == 0:
         if params.get("model_out"):
             save_model(params["model_out"], network, model, info, params,
                        {"epochs": summary["epochs"], "training_samples": samples, "iterations": iteration},
-                       history)
+                       history, state=state)
             _log(rank, params, f"model written to {params['model_out']}")
+            if params.get("export_weights_and_biases"):
+                where = params["model_out"] + ".weights"
+                export_weights_and_biases(where, network, model, info)
+                _log(rank, params, f"weights and biases written to {where}/")
         if params.get("scoring_history") and history:
             _write_history(params["scoring_history"], history)
         if params.get("summary_json"):
@@ -390,6 +579,46 @@ def train(params, comm=None):
     summary["preprocess"] = info
     summary["scoring_history"] = history
     return summary
+
+
+class _Blocks:
+    """An iteration's rows trained in blocks of about `seconds` each, so that a stop signal
+    is seen within a block, not an iteration (an epoch, with train_samples_per_iteration
+    0 or -1).  Sample numbers continue across blocks, so with one thread the result is
+    bit-identical to a single kernel call; the block size follows the measured speed."""
+
+    def __init__(self, network, threads, flag, seconds=0.5):
+        self.network, self.threads, self.flag, self.seconds = network, threads, flag, seconds
+        self.block = 256
+
+    def train(self, model, rows, order, samples_before, seed):
+        """(rows done, non-finite seen); fewer rows than len(order) only after a signal."""
+        done, n = 0, len(order)
+        while done < n and not self.flag.signum:
+            k = min(self.block, n - done)
+            t = time.perf_counter()
+            st = self.network.train(model, rows, order[done:done + k], samples_before=samples_before + done,
+                                    seed=seed, threads=self.threads)
+            dt = time.perf_counter() - t
+            done += k
+            if st.nonfinite:
+                return done, True
+            if k == self.block:
+                want = self.seconds * k / max(dt, 1e-9)
+                self.block = int(min(max(want, 16), 4 * self.block, 1 << 24))
+        return done, False
+
+
+def _write_checkpoint(directory, params, comm, rank, network, model, info, history, state):
+    """Rank 0 writes directory/ckpt_<iteration>.h5 atomically and prunes old ones; the
+    other ranks go on and wait at the next collective.  Returns the path."""
+    path = ckpt.checkpoint_path(directory, state["iteration"])
+    if rank == 0:
+        save_model(path, network, model, info, params,
+                   {"epochs": state["epochs"], "training_samples": state["samples"],
+                    "iterations": state["iteration"]}, history, state=state)
+        ckpt.prune(directory, params["checkpoint_keep"])
+    return path
 
 
 def average_model(comm, model, weight=1.0, total=None):

@@ -1,8 +1,5 @@
 """train_samples_per_iteration modes across ranks, and failures that must not hang."""
 import json
-import os
-import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -13,6 +10,7 @@ from h2odl_mpi import trainer
 from h2odl_mpi.cli import main
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.params import validate
+from nested import finish, launch, on_rank0
 
 comm = MPI.COMM_WORLD
 N = 300
@@ -88,23 +86,13 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.mpi(min_size=2)
 def test_an_unexpected_failure_takes_the_job_down(tmp):
     path = _data(tmp)
-    if comm.rank == 0:
+
+    def body():
         script = f"{tmp}/crash.py"
         open(script, "w").write(CRASH)
-        mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "MPI", "HYDRA"))}
-        cmd = [mpirun, "-n", "2", sys.executable, script, "train", "--train", path,
-               "--response", "y", "--hidden", "4", "--epochs", "50",
-               "--train_samples_per_iteration", "10", "--quiet_mode", "true"]
-        # its own process group, so that a hang is killed whole (ranks hold the pipes)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            pytest.fail("the job hung after one rank failed")
-        assert proc.returncode != 0
+        proc = launch(2, ["train", "--train", path, "--response", "y", "--hidden", "4", "--epochs", "50",
+                          "--train_samples_per_iteration", "10", "--quiet_mode", "true"], script=script)
+        rc, out, err = finish(proc, 60, "the job after one rank failed")
+        assert rc != 0
         assert "simulated node failure on rank 1" in err + out
-    comm.Barrier()
+    on_rank0(body)
