@@ -155,11 +155,13 @@ class StopFlag:
         self._old = {}
 
     def install(self):
+        """Catch the signals from now on (again, if something such as MPI_Init installed
+        its own handler since); restore() brings back what was there the first time."""
         import threading
         if threading.current_thread() is not threading.main_thread():
             return self
         for s in self.SIGNALS:
-            self._old[s] = signal.signal(s, self._handler)
+            self._old.setdefault(s, signal.signal(s, self._handler))
         return self
 
     def _handler(self, signum, _frame):
@@ -167,5 +169,6 @@ class StopFlag:
 
     def restore(self):
         for s, h in self._old.items():
-            signal.signal(s, h)
+            # None: a handler installed outside Python (C), which cannot be put back
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
         self._old = {}

@@ -176,13 +176,15 @@ def _log(rank, params, msg):
         print(msg, flush=True)
 
 
-def train(params, comm=None):
+def train(params, comm=None, stop=None):
     """Train with validated params over `comm` (an mpi4py communicator or None).
 
     Returns the summary dict (also written to summary_json by rank 0).  With a checkpoint
-    directory, SIGTERM/SIGUSR1 stop training at the end of an iteration on every rank, write
-    a checkpoint and raise checkpoint.TrainingInterrupted (the CLI exits with 85)."""
-    flag = ckpt.StopFlag()
+    directory, SIGTERM/SIGUSR1 stop training within a block of rows on every rank, write a
+    checkpoint and raise checkpoint.TrainingInterrupted (the CLI exits with 85).  `stop`: a
+    checkpoint.StopFlag installed earlier (the CLI's, which also sees signals that arrive
+    while MPI starts); by default one is installed here."""
+    flag = stop or ckpt.StopFlag()
     if params.get("checkpoint_dir"):
         flag.install()
     try:
@@ -423,6 +425,7 @@ def _train(params, comm, flag):
     t_first_row = None
     while samples < target_samples:
         iteration += 1
+        rng_before = rng.bit_generator.state  # (to undo an iteration that a signal cut to nothing)
         tspi_now = min(tspi, target_samples - samples)
         shares = row_shares(tspi_now, local_counts)
         mine = int(shares[rank])
@@ -455,7 +458,7 @@ def _train(params, comm, flag):
         done = samples + tspi_now >= target_samples
         now = time.time()
         # rank 0's clock decides when to score; the decision travels with the stats
-        due = rank == 0 and (done or iteration == start_iteration + 1 or (
+        due = rank == 0 and tspi_now > 0 and (done or iteration == start_iteration + 1 or (
             now - last_score >= params["score_interval"] and
             t_score_total <= params["score_duty_cycle"] * max(now - t_start, 1e-9)))
         time_up = rank == 0 and params["max_runtime_secs"] > 0 and \
@@ -502,6 +505,9 @@ def _train(params, comm, flag):
             _log(rank, params, _progress_line(row, info, samples, target_samples,
                                               t_comp_total + t_comm_total, elapsed))
         if ck_dir and (stats_buf[6] > 0 or stats_buf[7] > 0):  # same decision on every rank
+            if tspi_now == 0:  # a signal before any row of this iteration: it did not happen
+                iteration -= 1
+                rng.bit_generator.state = rng_before
             path = _write_checkpoint(ck_dir, params, comm, rank, network, model, info, history,
                                      _train_state(comm, rng, samples, iteration, n_total, seed, tspi, size,
                                                   tuned_for))

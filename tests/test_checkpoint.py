@@ -327,3 +327,49 @@ def test_blocks_of_rows_train_as_one_call_on_one_thread(tmp_path):
     flag = ckpt.StopFlag()
     flag.signum = signal.SIGTERM  # a signal: no more blocks
     assert _Blocks(net, 1, flag).train(net.new_model(5), rows, order, 0, 11) == (0, False)
+
+
+def test_a_signal_before_training_checkpoints_the_starting_model(tmp_path):
+    from h2odl_mpi import trainer
+    data = _csv(tmp_path / "d.csv")
+    d = tmp_path / "ck"
+    real = trainer.Preprocess.fit
+
+    def fit_then_signal(*args, **kwargs):  # SIGTERM while the data is being prepared
+        out = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return out
+    trainer.Preprocess.fit = fit_then_signal
+    try:
+        with pytest.raises(ckpt.TrainingInterrupted):
+            train(_params(data, epochs=2, checkpoint_dir=str(d)))
+    finally:
+        trainer.Preprocess.fit = real
+    assert os.listdir(d) == ["ckpt_000000000.h5"]
+    _, buf, _, _, attrs = load_model(str(d / "ckpt_000000000.h5"))
+    assert attrs["state"]["samples"] == 0 and attrs["state"]["iteration"] == 0 and attrs["history"] == []
+    resumed = train(_params(data, epochs=2, resume=str(d)))
+    assert np.array_equal(resumed["model"], train(_params(data, epochs=2))["model"])
+
+
+def test_a_signal_while_mpi_starts_is_not_lost(tmp_path):
+    """The CLI catches the signal from before MPI starts: a SIGUSR1 that arrives during
+    start-up (here: inside the call that initialises MPI) ends in a checkpoint and exit 85,
+    not in the default action (death)."""
+    data = _csv(tmp_path / "d.csv")
+    d = tmp_path / "ck"
+    script = (
+        "import os, signal, sys\n"
+        "from h2odl_mpi import cli\n"
+        "real = cli._comm\n"
+        "def comm():\n"
+        "    c = real()\n"
+        "    os.kill(os.getpid(), signal.SIGUSR1)\n"
+        "    return c\n"
+        "cli._comm = comm\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", script, "train", "--train", data, "--response", "label",
+                        "--hidden", "4", "--epochs", "5", "--checkpoint_dir", str(d), "--quiet_mode", "true"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == ckpt.REQUEUE_EXIT_CODE, r.stderr
+    assert "signal 10" in r.stderr and os.listdir(d) == ["ckpt_000000000.h5"]
