@@ -1,22 +1,24 @@
-"""The command line: `python -m h2odl_mpi [train|predict|describe] ...`.
+"""The command line: `python -m h2odl_mpi [train|predict|describe|jobscript] ...`.
 
 Every H2O parameter is a flag with H2O's name (`--input_dropout_ratio 0.2`, dashes accepted
-too, booleans as true/false).  With no subcommand, `train` is meant.  Errors in the input
-or the parameters print one line naming the culprit and exit with status 2 on every rank;
-an unexpected failure on one rank aborts the whole MPI job instead of leaving the other
-ranks waiting in a collective.  A training run stopped by SIGTERM or SIGUSR1 (with
---checkpoint_dir or --resume) writes a checkpoint and exits with status 85
-(checkpoint.REQUEUE_EXIT_CODE): "requeue me, then rerun with --resume DIR".
+too, booleans as true/false); `--config run.toml` reads them from a TOML file
+(h2odl_mpi.config), and flags given on the command line override it.  With no subcommand,
+`train` is meant.  `jobscript` prints a Slurm/PBS script (h2odl_mpi.jobscript) without
+starting MPI.  Errors in the input or the parameters print one line naming the culprit and
+exit with status 2 on every rank; an unexpected failure on one rank aborts the whole MPI
+job instead of leaving the other ranks waiting in a collective.  A training run stopped by
+SIGTERM or SIGUSR1 (with --checkpoint_dir or --resume) writes a checkpoint and exits with
+status 85 (checkpoint.REQUEUE_EXIT_CODE): "requeue me, then rerun with --resume DIR".
 """
 import argparse
 import sys
 import traceback
 
 from h2odl_mpi import params as P
-from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, TrainingInterrupted
+from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
 from h2odl_mpi.errors import UserError
 
-SUBCOMMANDS = ("train", "predict", "describe")
+SUBCOMMANDS = ("train", "predict", "describe", "jobscript")
 
 
 def _add_param_flags(parser):
@@ -36,6 +38,9 @@ def build_parser():
                                      description="H2O Deep Learning on MPI ranks with a Hogwild! C kernel")
     sub = parser.add_subparsers(dest="command")
     t = sub.add_parser("train", allow_abbrev=False, help="train a model (H2O parameter names)")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML file of train parameters under their H2O names; flags given here "
+                        "override it")
     _add_param_flags(t)
     pr = sub.add_parser("predict", allow_abbrev=False, help="score a data file with a saved model")
     pr.add_argument("--model", required=True, help="model file (HDF5) written by train --model_out")
@@ -49,11 +54,18 @@ def build_parser():
     from h2odl_mpi.frame import describe
     d = sub.add_parser("describe", allow_abbrev=False, help="summarise a data file (column store)")
     describe.add_arguments(d)
+    from h2odl_mpi import jobscript
+    j = sub.add_parser("jobscript", allow_abbrev=False, help="print a Slurm or PBS job script for train")
+    jobscript.add_arguments(j)
     return parser
 
 
 def _train_params(ns):
+    """Validated train parameters: the flags given (not None), over the --config file's."""
     raw = {}
+    if getattr(ns, "config", None):
+        from h2odl_mpi import config
+        raw.update(config.load(ns.config))
     for name in list(P.SPEC) + list(P.NOT_YET):
         v = getattr(ns, name, None)
         if v is None:
@@ -61,8 +73,24 @@ def _train_params(ns):
         raw[name] = P.parse_value(name, v) if name in P.SPEC else v
     for name in ("train",):
         if not raw.get(name):
-            raise UserError(f"--{name} is required")
+            where = f" (or {name} in {ns.config})" if getattr(ns, "config", None) else ""
+            raise UserError(f"--{name} is required{where}")
     return P.validate(raw)
+
+
+def _fail_together(comm, error):
+    """Collective: raise on every rank if any rank has an error; a rank with its own error
+    raises that one (so rank 0 prints the plain message), the others the first rank's."""
+    if comm is None or comm.Get_size() == 1:
+        if error is not None:
+            raise error
+        return
+    messages = comm.allgather(None if error is None else str(error))
+    if error is not None:
+        raise error
+    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+    if failed:
+        raise UserError(f"rank {failed[0][0]}: {failed[0][1]}")
 
 
 def _comm():
@@ -74,14 +102,33 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
         argv = ["train"] + argv
+    after_dashes = []
+    if argv[0] == "jobscript" and "--" in argv:  # jobscript ... -- <train arguments>
+        cut = argv.index("--")
+        argv, after_dashes = argv[:cut], argv[cut + 1:]
     comm = None
     try:
         ns = build_parser().parse_args(argv)
-        comm = _comm()
+        if ns.command == "jobscript":  # no MPI: it runs on a login node
+            from h2odl_mpi import jobscript
+            ns.train_args = after_dashes
+            return jobscript.run(ns)
         if ns.command == "train":
+            error, params, stop = None, None, None
+            try:
+                params = _train_params(ns)
+            except UserError as e:  # e.g. a config file one rank cannot read: fail on every rank
+                error = e
+            if params is not None and params.get("checkpoint_dir"):
+                # the batch system's signal counts from here on, also while MPI starts (whose
+                # own SIGUSR1 handler train() replaces again)
+                stop = StopFlag().install()
+            comm = _comm()
+            _fail_together(comm, error)
             from h2odl_mpi.trainer import train
-            train(_train_params(ns), comm)
+            train(params, comm, stop=stop)
             return 0
+        comm = _comm()
         if ns.command == "predict":
             from h2odl_mpi.predict import predict_file
             predict_file(ns.model, ns.data, ns.out, comm, threads=ns.threads or None,

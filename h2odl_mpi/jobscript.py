@@ -8,10 +8,23 @@ signal before the wall time that the trainer answers by checkpointing and exitin
 REQUEUE_EXIT, and the requeue (Slurm: scontrol requeue; PBS: qsub of the same script) when
 it does.  Every setting can also be overridden at submission through H2ODL_* variables.
 The scripts in jobscripts/ are this module's output.
-"""
-import shlex
 
-REQUEUE_EXIT = 85  # the trainer's "checkpoint written, requeue me" exit status
+`python -m h2odl_mpi jobscript --scheduler slurm --nodes 4 ... -- <train arguments>` prints
+one (`run`/`add_arguments` below; no MPI needed, so it runs on a login node):
+
+    python -m h2odl_mpi jobscript --scheduler slurm --nodes 4 --ranks-per-node 8
+        --threads 16 --time 12:00:00 --partition batch -o train.sbatch -- --config run.toml
+"""
+import difflib
+import os
+import re
+import shlex
+import sys
+import tempfile
+
+from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE as REQUEUE_EXIT  # "checkpoint written, requeue me"
+from h2odl_mpi.errors import UserError
+
 SIGNAL_LEAD_S = 300
 
 _BODY = r'''
@@ -32,7 +45,8 @@ export OMP_NUM_THREADS=${H2ODL_THREADS:-__THREADS_EXPR__}
 export OMP_PROC_BIND=${OMP_PROC_BIND:-close}
 export OMP_PLACES=${OMP_PLACES:-cores}
 
-# ---- training arguments: the script's own arguments, else H2ODL_TRAIN_ARGS
+# ---- training arguments: the script's own arguments, else H2ODL_TRAIN_ARGS (either may be
+# just `--config run.toml`, a TOML file of train parameters; flags given with it win)
 if [ "$#" -gt 0 ]; then TRAIN_ARGS=("$@"); else read -r -a TRAIN_ARGS <<< "${H2ODL_TRAIN_ARGS:-__TRAIN_ARGS__}"; fi
 
 case "$LAUNCHER" in
@@ -55,6 +69,7 @@ while true; do
   wait "$child"; rc=$?
   kill -0 "$child" 2>/dev/null || break      # a trapped signal interrupted wait: wait again
 done
+wait "$child"; rc=$?                         # the launcher's status even if it ended during a trap
 if [ "$rc" -eq "$REQUEUE_EXIT" ]; then
   echo "checkpoint written; requeueing job $JOB_ID"
   __REQUEUE_CMD__
@@ -79,8 +94,19 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
     parts = time.split(":")
     if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[1]) > 59 or int(parts[2]) > 59:
         raise ValueError(f"time must be HH:MM:SS, got {time!r}")
+    seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
+    if scheduler == "slurm" and seconds <= SIGNAL_LEAD_S + 60:
+        # Slurm may send --signal up to 60 s early: the job would be signalled as it starts,
+        # before the ranks can checkpoint (a rank still starting up dies of the signal)
+        raise ValueError(f"time must be longer than {SIGNAL_LEAD_S + 60} s for Slurm (the checkpoint "
+                         f"signal comes {SIGNAL_LEAD_S} s before the end), got {time}")
     if not job_name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"job name must be letters, digits, - and _, got {job_name!r}")
+    for a in train_args:
+        # the default of H2ODL_TRAIN_ARGS is split on blanks by `read -a`: quotes would not survive
+        if not a or shlex.quote(a) != a:
+            raise ValueError(f"train argument {a!r} would need quoting in the script (blanks, quotes or "
+                             "shell characters): put it in a --config file instead")
     if scheduler == "slurm":
         head = ["#!/bin/bash", f"#SBATCH --job-name={job_name}", f"#SBATCH --nodes={nodes}",
                 f"#SBATCH --ntasks-per-node={ranks_per_node}", f"#SBATCH --cpus-per-task={threads}",
@@ -119,3 +145,135 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
     for k, v in subs.items():
         body = body.replace(k, v)
     return "\n".join(head) + "\n" + body
+
+
+# ---- the `jobscript` subcommand --------------------------------------------------------
+
+# the options, for error messages: render() keyword -> command-line option
+_OPTION = {"scheduler": "--scheduler", "nodes": "--nodes", "ranks_per_node": "--ranks-per-node",
+           "threads": "--threads", "time": "--time", "job name": "--job-name",
+           "train argument": ""}  # the message names the argument
+# set by the script itself from CKPT_DIR (H2ODL_CHECKPOINT_DIR)
+_SET_BY_SCRIPT = ("resume", "checkpoint_dir")
+
+
+def add_arguments(parser):
+    """Add the jobscript options to an argparse parser.  The train arguments are what follows
+    `--` on the command line (cli.main puts them in `train_args`)."""
+    parser.usage = ("python -m h2odl_mpi jobscript --scheduler slurm|pbs [options] "
+                    "[-- <train arguments>]")
+    parser.description = ("Print a Slurm or PBS job script that runs `train` on the allocation, "
+                          "checkpoints before the wall time and requeues itself until done.")
+    parser.epilog = ("Everything after `--` is baked into the script as its default train arguments "
+                     "(e.g. `-- --config run.toml`); arguments after the script's name at submission "
+                     "(sbatch SCRIPT ARGS) or H2ODL_TRAIN_ARGS replace them.")
+    parser.add_argument("--scheduler", metavar="slurm|pbs", help="the batch system (required)")
+    parser.add_argument("--nodes", default="1", metavar="N", help="nodes (default 1)")
+    parser.add_argument("--ranks-per-node", dest="ranks_per_node", default="1", metavar="R",
+                        help="MPI ranks per node (default 1)")
+    parser.add_argument("--threads", default="1", metavar="T",
+                        help="kernel threads per rank (OMP_NUM_THREADS; default 1)")
+    parser.add_argument("--time", default="01:00:00", metavar="HH:MM:SS",
+                        help="wall time (default 01:00:00)")
+    parser.add_argument("--partition", default=None, metavar="P",
+                        help="partition (Slurm) or queue (PBS)")
+    parser.add_argument("--queue", default=None, metavar="Q", help="the same as --partition")
+    parser.add_argument("--account", default=None, metavar="A", help="account / project to charge")
+    parser.add_argument("--job-name", dest="job_name", default="h2odl", metavar="NAME",
+                        help="job name (letters, digits, - and _; default h2odl); also names "
+                             "the checkpoint directory ./checkpoints/NAME")
+    parser.add_argument("--launcher", default=None, metavar="srun|mpirun",
+                        help="how ranks start (default: srun for Slurm, mpirun for PBS)")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="write the script to FILE (executable) instead of printing it")
+    parser.set_defaults(train_args=[])
+    return parser
+
+
+def _positive(option, text):
+    try:
+        v = int(str(text).strip())
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise UserError(f"{option}: expected a positive integer, got {text!r}")
+    return v
+
+
+def _check_train_args(args):
+    """Flags among the train arguments must be train flags (a typo would fail only on the
+    cluster, after the queue wait); --resume and --checkpoint_dir are the script's."""
+    from h2odl_mpi import params as P
+    known = set(P.SPEC) | {"config"}
+    for a in args:
+        if not a.startswith("--") or a == "--":
+            continue
+        name = a[2:].split("=", 1)[0].replace("-", "_")
+        if name in _SET_BY_SCRIPT:
+            raise UserError(f"train argument {a}: the script sets --resume and --checkpoint_dir "
+                            "itself (to $H2ODL_CHECKPOINT_DIR, default ./checkpoints/<job name>)")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean --{close[0]}?)" if close else ""
+            raise UserError(f"train argument {a}: not a train option{hint}")
+
+
+def _write_atomically(path, text):
+    """Write text to path through a temporary file in the same directory, executable."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jobscript-")
+    except OSError as e:
+        raise UserError(f"-o {path}: cannot write there: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask | 0o100)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise UserError(f"-o {path}: cannot write: {e.strerror}") from None
+
+
+def run(args):
+    """The jobscript subcommand: check the settings, print the script or write args.output.
+    Returns the exit status (0); bad settings raise UserError naming the option."""
+    scheduler = (args.scheduler or "").strip().lower()
+    if scheduler not in ("slurm", "pbs"):
+        got = f", got {args.scheduler!r}" if args.scheduler else ""
+        raise UserError(f"--scheduler: expected slurm or pbs{got}")
+    if args.partition and args.queue and args.partition != args.queue:
+        raise UserError(f"--partition {args.partition} and --queue {args.queue}: give one (they are "
+                        "the same setting)")
+    if args.launcher not in (None, "srun", "mpirun"):
+        raise UserError(f"--launcher: expected srun or mpirun, got {args.launcher!r}")
+    if not re.fullmatch(r"\d+:\d\d:\d\d", args.time or ""):
+        raise UserError(f"--time: expected HH:MM:SS (e.g. 04:00:00), got {args.time!r}")
+    for option, v in (("--account", args.account), ("--partition", args.partition or args.queue)):
+        if v is not None and (not v or shlex.quote(v) != v):
+            raise UserError(f"{option}: {v!r} is not a plain name")
+    _check_train_args(args.train_args)
+    kw = dict(scheduler=scheduler, nodes=_positive("--nodes", args.nodes),
+              ranks_per_node=_positive("--ranks-per-node", args.ranks_per_node),
+              threads=_positive("--threads", args.threads), time=args.time,
+              partition=args.partition or args.queue, account=args.account, job_name=args.job_name,
+              train_args=list(args.train_args), launcher=args.launcher)
+    if args.output and scheduler == "pbs":
+        kw["script_name"] = os.path.basename(args.output)  # what the requeue submits again
+    try:
+        text = render(**kw)
+    except ValueError as e:
+        message = str(e)
+        option = next((o for k, o in _OPTION.items() if message.startswith(k)), "jobscript")
+        raise UserError(f"{option}: {message}" if option else message) from None
+    if args.output:
+        _write_atomically(args.output, text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

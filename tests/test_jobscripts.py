@@ -4,6 +4,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,80 @@ def test_pbs_body_counts_ranks_from_the_nodefile_and_resubmits(tmp_path):
     assert calls[0].startswith("mpirun -n 3 ")
     assert calls[0].endswith(f"--checkpoint_dir {tmp_path / 'ck'} --train other.csv --epochs 3 | OMP_NUM_THREADS=4")
     assert calls[1].startswith(f"qsub {tmp_path / 'train.pbs'}")
+
+
+# ---- the `jobscript` subcommand ------------------------------------------------------------
+
+def _cli_argv(settings, **extra):
+    argv = ["jobscript"]
+    for key, value in dict(settings, **extra).items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv
+
+
+@pytest.mark.parametrize("name", sorted(COMMITTED))
+def test_committed_scripts_are_what_the_subcommand_prints(name, capsys):
+    from h2odl_mpi.cli import main
+    assert main(_cli_argv(COMMITTED[name]) + ["--"] + ARGS) == 0
+    out = capsys.readouterr().out
+    assert out == (ROOT / "jobscripts" / name).read_text()
+
+
+def test_subcommand_writes_an_executable_file_without_mpi(tmp_path):
+    out = tmp_path / "train.pbs"
+    argv = _cli_argv(COMMITTED["pbs/train.pbs"], queue="workq", account="proj42") + ["-o", str(out), "--"] + ARGS
+    code = ("import sys\nfrom h2odl_mpi.cli import main\nrc = main(sys.argv[1:])\n"
+            "assert 'mpi4py' not in sys.modules, 'jobscript imported mpi4py'\nsys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-c", code] + argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr.strip() == f"wrote {out}"
+    text = out.read_text()
+    assert text == render(train_args=ARGS, partition="workq", account="proj42", **COMMITTED["pbs/train.pbs"])
+    assert "#PBS -q workq" in text and "#PBS -A proj42" in text
+    assert os.stat(out).st_mode & stat.S_IXUSR
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.pbs"]  # no temporary file left
+    subprocess.run(["bash", "-n", str(out)], check=True)
+
+
+def test_subcommand_partition_queue_launcher_and_train_args(capsys):
+    from h2odl_mpi.cli import main
+    assert main(["jobscript", "--scheduler", "slurm", "--queue", "gpu", "--launcher", "mpirun",
+                 "--job-name", "mnist-1", "--", "--config", "run.toml", "--epochs", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "#SBATCH --partition=gpu" in text and "#SBATCH --job-name=mnist-1" in text
+    assert "LAUNCHER=${H2ODL_LAUNCHER:-mpirun}" in text
+    assert '"${H2ODL_TRAIN_ARGS:---config run.toml --epochs 20}"' in text
+    assert main(["jobscript", "--scheduler", "pbs"]) == 0  # defaults: 1 node, 1 rank, 1 thread, 1 hour
+    text = capsys.readouterr().out
+    assert "#PBS -l select=1:ncpus=1:mpiprocs=1:ompthreads=1" in text and "#PBS -l walltime=01:00:00" in text
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--nodes", "0"], "--nodes"),
+    (["--nodes", "two"], "--nodes"),
+    (["--ranks-per-node", "-1"], "--ranks-per-node"),
+    (["--threads", "0"], "--threads"),
+    (["--time", "1:00"], "--time"),
+    (["--time", "01:61:00"], "--time"),
+    (["--time", "00:06:00"], "--time"),
+    (["--scheduler", "lsf"], "--scheduler"),
+    (["--launcher", "aprun"], "--launcher"),
+    (["--job-name", "a b"], "--job-name"),
+    (["--partition", "a", "--queue", "b"], "--queue"),
+    (["--", "--epochz", "3"], "--epochz"),
+    (["--", "--resume", "ck"], "--resume"),
+    (["--", "--train", "my data.csv"], "'my data.csv'"),
+])
+def test_subcommand_bad_values_are_one_line_with_status_2(argv, needle):
+    if "--scheduler" not in argv:
+        argv = ["--scheduler", "slurm"] + argv
+    r = subprocess.run([sys.executable, "-m", "h2odl_mpi", "jobscript"] + argv,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
+
+
+def test_render_refuses_train_args_the_script_cannot_carry():
+    with pytest.raises(ValueError, match="quoting"):
+        render("slurm", train_args=["--train", "a'b.csv"])
