@@ -422,21 +422,30 @@ def _train(params, comm, flag):
     stop_reason = None
     blocks = _Blocks(network, threads, flag)
     rows_buf = np.zeros(1, dtype=np.int64)
-    t_first_row = None
+    t_first_row, told_shuffle = None, False
     while samples < target_samples:
         iteration += 1
         rng_before = rng.bit_generator.state  # (to undo an iteration that a signal cut to nothing)
         tspi_now = min(tspi, target_samples - samples)
         shares = row_shares(tspi_now, local_counts)
         mine = int(shares[rank])
+        # A part of the rows is trained in storage order (shuffle_training_data=false, H2O's
+        # default); when a rank trains all its rows (or more) every iteration, they come
+        # shuffled, as H2O then turns shuffling on: the same order every iteration would
+        # leave the model fitted to the end of the file (sorted files: years, classes).
+        in_order = not params["shuffle_training_data"] and mine < n_local
         if balance is not None:  # class-balanced resampling, with replacement
-            order = np.sort(rng.choice(n_local, size=mine, replace=True, p=balance))
+            order = rng.choice(n_local, size=mine, replace=True, p=balance)
         elif mine <= n_local:
             order = rng.choice(n_local, size=mine, replace=False)
-            if not params["shuffle_training_data"]:
-                order.sort()
         else:
             order = rng.integers(0, n_local, size=mine)
+        if in_order:
+            order.sort()
+        elif not params["shuffle_training_data"] and not told_shuffle:
+            told_shuffle = True
+            _log(rank, params, "shuffling the training rows: every iteration trains on all of them "
+                               "(H2O enables shuffle_training_data then)")
         order = usable[order]
         t0 = time.perf_counter()
         if t_first_row is None:

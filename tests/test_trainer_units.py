@@ -31,3 +31,37 @@ def test_autotuner_respects_its_bounds():
     for _ in range(40):
         t.update(t.value, 1.0, 0.0)
     assert t.value == 4  # at least one row per rank
+
+
+def test_rows_come_shuffled_when_every_iteration_trains_all_of_them(tmp_path, capsys):
+    """shuffle_training_data=false trains a part of the rows in storage order; when each
+    iteration trains all rows (an epoch per iteration on one rank) they come shuffled, as
+    H2O turns shuffling on then, and the log says so."""
+    from h2odl_mpi import trainer
+    from h2odl_mpi.params import validate
+    path = tmp_path / "d.csv"
+    rng = np.random.default_rng(0)
+    with open(path, "w") as f:
+        f.write("x,y\n")
+        f.writelines(f"{v:.4f},{int(v > 0)}\n" for v in rng.normal(size=400))
+    seen = []
+    real = trainer._Blocks.train
+
+    def spy(self, model, rows, order, *args):
+        seen.append(np.array(order))
+        return real(self, model, rows, order, *args)
+    trainer._Blocks.train = spy
+    try:
+        for tspi in (0, 100):
+            seen.clear()
+            trainer.train(validate({"train": str(path), "response": "y", "hidden": [3], "epochs": 2,
+                                    "train_samples_per_iteration": tspi, "seed": 1, "threads": 1,
+                                    "classification_stop": -1.0, "stopping_rounds": 0}))
+            assert all(len(o) == (400 if tspi == 0 else 100) for o in seen)
+            is_sorted = [bool(np.all(np.diff(o) > 0)) for o in seen]
+            assert is_sorted == [tspi != 0] * len(seen)
+            assert ("shuffling the training rows" in capsys.readouterr().out) == (tspi == 0)
+            if tspi == 0:
+                assert not np.array_equal(seen[0], seen[1])  # a new order every iteration
+    finally:
+        trainer._Blocks.train = real
