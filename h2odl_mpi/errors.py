@@ -4,8 +4,11 @@ A UserError is bad input or a bad parameter: the CLI prints its message (which n
 file, row, column or parameter) without a traceback and exits with status 2.  In an MPI job
 every rank must learn of an error raised on one rank before anyone enters the next
 collective: code that may fail on some ranks only calls `agree(comm, error)`, a small
-allgather outside any hot path, and every rank raises the same UserError.
+allgather outside any hot path, and every rank raises the same UserError.  Where the other
+ranks cannot be told (rank 0 failing to write a file while they train on), `fail_alone`
+prints the message and ends the whole job.
 """
+import sys
 
 
 class UserError(Exception):
@@ -35,3 +38,14 @@ def _describe(error):
     if isinstance(error, UserError):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def fail_alone(comm, message, status=2):
+    """A failure on this rank only, at a point where the others are not listening (e.g.
+    rank 0 writing a checkpoint while they go on): print the message and end every rank
+    with `status` (MPI_Abort), rather than leave them waiting.  Without other ranks it
+    raises UserError, which the CLI reports the usual way."""
+    if comm is None or comm.Get_size() == 1:
+        raise UserError(message)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    comm.Abort(status)

@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from h2odl_mpi import metrics
 from h2odl_mpi.frame import Frame
 from h2odl_mpi.preprocess import Preprocess
-from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.errors import UserError, agree, fail_alone
 from h2odl_mpi import checkpoint as ckpt
 from h2odl_mpi.kernel import NetConfig, Network, Rows, available_cores
 from h2odl_mpi.model_io import export_weights_and_biases, load_model, save_model
@@ -285,10 +286,42 @@ def _train_state(comm, rng, samples, iteration, n_total, seed, tspi, size, tuned
             "tuned_for": float(tuned_for), "rng_states": states}
 
 
+def _check_outputs(params, comm, rank):
+    """Before the data is read: rank 0 makes sure it can write where the run will write
+    (checkpoint_dir, and the directories of model_out, summary_json, scoring_history), so
+    that a typo fails in seconds on every rank, not after the training."""
+    err = None
+    if rank == 0:
+        places = [("checkpoint_dir", params.get("checkpoint_dir"))] + [
+            (k, os.path.dirname(os.path.abspath(params[k]))) for k in ("model_out", "summary_json", "scoring_history")
+            if params.get(k)]
+        for name, d in places:
+            if not d:
+                continue
+            try:
+                os.makedirs(d, exist_ok=True)
+                with tempfile.TemporaryFile(dir=d):
+                    pass
+            except OSError as e:
+                err = UserError(f"{name}: cannot write into {d}: {e.strerror or e}")
+                break
+    agree(comm, err)
+
+
+def _write_alone(comm, what, write, *args, **kwargs):
+    """Rank 0 writes a file while the other ranks are elsewhere: a failure (disk full, quota)
+    ends the job with a message naming the file instead of a traceback or a hang."""
+    try:
+        return write(*args, **kwargs)
+    except OSError as e:
+        fail_alone(comm, f"{what}: cannot write: {e.strerror or e}")
+
+
 def _train(params, comm, flag):
     rank = comm.Get_rank() if comm is not None else 0
     size = comm.Get_size() if comm is not None else 1
     t_start = time.time()
+    _check_outputs(params, comm, rank)
 
     # ---- data: each rank reads its share into the compressed store (all rows when
     # replicate_training_data), inputs are decoded from it in C while training -------
@@ -402,8 +435,6 @@ def _train(params, comm, flag):
     ck_dir = params.get("checkpoint_dir")
     ck_kind, ck_every = ckpt.parse_interval(params["checkpoint_interval"])
     last_ckpt, interrupted = time.time(), None
-    if ck_dir and rank == 0:
-        os.makedirs(ck_dir, exist_ok=True)
     t_comp_total = t_comm_total = t_score_total = t_wait_total = 0.0
     history, best, best_value = list(restored["history"]) if restored else [], None, None
     duration_before = float(history[-1].get("duration_s", 0.0)) if history else 0.0  # continued runs
@@ -575,19 +606,18 @@ def _train(params, comm, flag):
         _write_checkpoint(ck_dir, params, comm, rank, network, model, info, history, state)
     if rank == 0:
         if params.get("model_out"):
-            save_model(params["model_out"], network, model, info, params,
-                       {"epochs": summary["epochs"], "training_samples": samples, "iterations": iteration},
-                       history, state=state)
+            _write_alone(comm, params["model_out"], save_model, params["model_out"], network, model, info,
+                         params, {"epochs": summary["epochs"], "training_samples": samples,
+                                  "iterations": iteration}, history, state=state)
             _log(rank, params, f"model written to {params['model_out']}")
             if params.get("export_weights_and_biases"):
                 where = params["model_out"] + ".weights"
-                export_weights_and_biases(where, network, model, info)
+                _write_alone(comm, where, export_weights_and_biases, where, network, model, info)
                 _log(rank, params, f"weights and biases written to {where}/")
         if params.get("scoring_history") and history:
-            _write_history(params["scoring_history"], history)
+            _write_alone(comm, params["scoring_history"], _write_history, params["scoring_history"], history)
         if params.get("summary_json"):
-            with open(params["summary_json"], "w") as f:
-                json.dump(summary, f, indent=2, default=float)
+            _write_alone(comm, params["summary_json"], _write_json, params["summary_json"], summary)
         _log(rank, params, _final_lines(summary, info))
     summary["model"] = model
     summary["network_obj"] = network
@@ -629,9 +659,9 @@ def _write_checkpoint(directory, params, comm, rank, network, model, info, histo
     other ranks go on and wait at the next collective.  Returns the path."""
     path = ckpt.checkpoint_path(directory, state["iteration"])
     if rank == 0:
-        save_model(path, network, model, info, params,
-                   {"epochs": state["epochs"], "training_samples": state["samples"],
-                    "iterations": state["iteration"]}, history, state=state)
+        _write_alone(comm, path, save_model, path, network, model, info, params,
+                     {"epochs": state["epochs"], "training_samples": state["samples"],
+                      "iterations": state["iteration"]}, history, state=state)
         ckpt.prune(directory, params["checkpoint_keep"])
     return path
 
@@ -738,6 +768,13 @@ def _probe_row_time(network, model, rows, threads, seed, n=200):
     t = time.perf_counter()
     network.train(scratch, rows, order, seed=seed, threads=threads)
     return (time.perf_counter() - t) / max(n, 1)
+
+
+def _write_json(path, summary):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2, default=float)
+    os.replace(tmp, path)
 
 
 def _write_history(path, history):

@@ -370,3 +370,24 @@ def test_a_signal_while_mpi_starts_is_not_lost(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == ckpt.REQUEUE_EXIT_CODE, r.stderr
     assert "signal 10" in r.stderr and os.listdir(d) == ["ckpt_000000000.h5"]
+
+
+def test_unwritable_outputs_fail_before_the_data_is_read(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for key in ("checkpoint_dir", "model_out"):
+        target = str(blocker / "sub" / ("m.h5" if key == "model_out" else ""))
+        p = validate({"train": str(tmp_path / "missing.csv"), "response": "y", key: target})
+        with pytest.raises(UserError, match=f"{key}: cannot write into .*a_file"):
+            train(p)  # the missing training file is not reached
+
+
+def test_a_failed_checkpoint_write_names_the_file(tmp_path, monkeypatch):
+    from h2odl_mpi import trainer
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(trainer, "save_model", disk_full)
+    data = _csv(tmp_path / "d.csv")
+    with pytest.raises(UserError, match=r"ckpt_000000001\.h5: cannot write: No space left on device"):
+        train(_params(data, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval="1it"))

@@ -96,3 +96,34 @@ def test_an_unexpected_failure_takes_the_job_down(tmp):
         assert rc != 0
         assert "simulated node failure on rank 1" in err + out
     on_rank0(body)
+
+
+DISK_FULL = r"""
+import sys
+from mpi4py import MPI
+from h2odl_mpi import trainer
+from h2odl_mpi.cli import main
+def disk_full(path, *args, **kwargs):
+    raise OSError(28, "No space left on device")
+trainer.save_model = disk_full
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_failed_checkpoint_write_on_rank_0_ends_the_job(tmp):
+    """Rank 0 cannot write its checkpoint while the others train on: the job ends with the
+    message, not a traceback, and nobody is left waiting."""
+    path = _data(tmp)
+
+    def body():
+        script = f"{tmp}/full.py"
+        open(script, "w").write(DISK_FULL)
+        proc = launch(2, ["train", "--train", path, "--response", "y", "--hidden", "4", "--epochs", "50",
+                          "--train_samples_per_iteration", "10", "--quiet_mode", "true",
+                          "--checkpoint_dir", f"{tmp}/ck", "--checkpoint_interval", "3it"], script=script)
+        rc, out, err = finish(proc, 60, "the job after a failed checkpoint write")
+        assert rc != 0
+        assert "error: " in err and "ckpt_000000003.h5: cannot write: No space left on device" in err
+        assert "Traceback" not in err
+    on_rank0(body)
