@@ -10,7 +10,7 @@ samples, iteration, epochs, the seed, every rank's numpy RNG state (JSON, no pic
 - `--resume DIR`: continue from the newest valid checkpoint in DIR (damaged ones skipped
   with a warning), start fresh when there is none; checkpoints keep going to DIR.
 - SIGTERM / SIGUSR1 (with a checkpoint directory): each rank stops training after its current
-  block of rows (about half a second of work, however long the iteration), the ranks average
+  block of rows (at most about 2 s of work, however long the iteration), the ranks average
   what they trained (weighted by their rows), rank 0 writes a checkpoint, and every rank
   exits with REQUEUE_EXIT_CODE.
 """

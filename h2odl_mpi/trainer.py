@@ -630,9 +630,11 @@ class _Blocks:
     """An iteration's rows trained in blocks of about `seconds` each, so that a stop signal
     is seen within a block, not an iteration (an epoch, with train_samples_per_iteration
     0 or -1).  Sample numbers continue across blocks, so with one thread the result is
-    bit-identical to a single kernel call; the block size follows the measured speed."""
+    bit-identical to a single kernel call.  The block size follows the measured speed
+    (growing at most 4-fold a call from 256 rows), so an iteration shorter than `seconds`
+    is one kernel call: every call ends with the threads waiting for the slowest."""
 
-    def __init__(self, network, threads, flag, seconds=0.5):
+    def __init__(self, network, threads, flag, seconds=2.0):
         self.network, self.threads, self.flag, self.seconds = network, threads, flag, seconds
         self.block = 256
 
@@ -648,9 +650,9 @@ class _Blocks:
             done += k
             if st.nonfinite:
                 return done, True
-            if k == self.block:
+            if k == self.block or k >= 64:  # a measurement worth taking
                 want = self.seconds * k / max(dt, 1e-9)
-                self.block = int(min(max(want, 16), 4 * self.block, 1 << 24))
+                self.block = int(min(max(want, 16), max(4 * k, self.block), 1 << 24))
         return done, False
 
 

@@ -118,7 +118,7 @@ def test_sigterm_to_mpirun_requeues_and_resume_finishes(tmp):
 @pytest.mark.mpi(min_size=2)
 def test_signal_inside_a_long_iteration_stops_within_a_block(tmp):
     """With one iteration of millions of rows, a signal is answered within about a block
-    (half a second of rows), not at the end of the iteration."""
+    (about 2 s of rows), not at the end of the iteration."""
     path = _data(tmp, n=2000)
 
     def body():
