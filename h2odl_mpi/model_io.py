@@ -9,6 +9,7 @@ group, dataset and attribute.  In short:
                          optimizer state, each once (the kernel's buffer is their concatenation)
   /preprocess            the data description (docs/preprocessing.md)
   /scoring_history       one float64 dataset per column
+  /variable_importances  the inputs' importances (Gedeon), most important first
   /progress              training state to continue from: samples, iteration, seed, every
                          rank's random state (JSON)
 Every dataset carries the CRC32 of its bytes (attr crc32); the root's content_crc32 covers
@@ -82,10 +83,11 @@ def _dataset(group, name, data, **kw):
     return ds
 
 
-def save_model(path, network, model, info, params, progress, history=(), state=None):
+def save_model(path, network, model, info, params, progress, history=(), state=None, importances=None):
     """Write the model atomically to `path`.  `progress`: epochs, training_samples,
     iterations.  `state` (what a restart needs): a dict of scalars plus `rng_states`, one
-    JSON string per rank."""
+    JSON string per rank.  `importances`: the variable importance table
+    (h2odl_mpi.importance.table)."""
     tmp = f"{path}.tmp{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
@@ -115,6 +117,11 @@ def save_model(path, network, model, info, params, progress, history=(), state=N
             h = f.create_group("scoring_history")
             for key in (history[0] if history else ()):
                 _dataset(h, key, np.array([row.get(key, np.nan) for row in history], dtype=np.float64))
+            if importances:
+                vg = f.create_group("variable_importances")
+                _dataset(vg, "variable", np.array([r["variable"] for r in importances], dtype=object), dtype=_str)
+                for key in ("relative_importance", "scaled_importance", "percentage"):
+                    _dataset(vg, key, np.array([r[key] for r in importances], dtype=np.float64))
             if state is not None:
                 pg = f.create_group("progress")
                 for k, v in state.items():
@@ -206,6 +213,12 @@ def load_model(path):
             h = f["scoring_history"]
             cols = {k: h[k][...].tolist() for k in h}
             attrs["history"] = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
+            if "variable_importances" in f:
+                vg = f["variable_importances"]
+                names = [v.decode() if isinstance(v, bytes) else str(v) for v in vg["variable"][...]]
+                cols = {k: vg[k][...].tolist() for k in ("relative_importance", "scaled_importance", "percentage")}
+                attrs["variable_importances"] = [dict(variable=n, **{k: cols[k][i] for k in cols})
+                                                 for i, n in enumerate(names)]
             if "progress" in f:
                 st = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f["progress"].attrs.items()}
                 st["rng_states"] = [s.decode() if isinstance(s, bytes) else str(s)

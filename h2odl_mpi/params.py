@@ -100,6 +100,7 @@ SPEC = {
     "checkpoint_keep": (int, 3, (0, INF, False, False), "checkpoints kept in checkpoint_dir (0: all)"),
     "pretrained_autoencoder": (str, None, None, "start from the input and hidden layers of this autoencoder "
                                                 "model file (same inputs and hidden layers)"),
+    "variable_importances": (bool, True, None, "compute the inputs' importances (Gedeon) at the end"),
     "export_weights_and_biases": (bool, False, None, "also write each layer's weights and biases as CSV "
                                                      "into the directory <model_out>.weights"),
 }

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from h2odl_mpi import metrics
+from h2odl_mpi import importance, metrics
 from h2odl_mpi.frame import Frame
 from h2odl_mpi.preprocess import Preprocess
 from h2odl_mpi.errors import UserError, agree, fail_alone
@@ -575,6 +575,8 @@ def _train(params, comm, flag):
             model[:] = best
             train_metrics = train_scorer.score(network, model, threads)
             valid_metrics = valid_scorer.score(network, model, threads) if valid_scorer else {}
+    importances = (importance.table(info.input_names, importance.gedeon(network, model))
+                   if params["variable_importances"] else None)
     train_time = t_comp_total + t_comm_total + t_wait_total
     summary = {
         "training_samples": samples,
@@ -600,6 +602,7 @@ def _train(params, comm, flag):
         # and sent to every rank, then the first row trained
         "startup_s": {"data_load": t_data, "restore": t_restore, "to_first_row": t_first_row},
         "continued_from": restored["path"] if restored else None,
+        "variable_importances": importances,
     }
     state = _train_state(comm, rng, samples, iteration, n_total, seed, tspi, size, tuned_for)
     if ck_dir:
@@ -608,7 +611,7 @@ def _train(params, comm, flag):
         if params.get("model_out"):
             _write_alone(comm, params["model_out"], save_model, params["model_out"], network, model, info,
                          params, {"epochs": summary["epochs"], "training_samples": samples,
-                                  "iterations": iteration}, history, state=state)
+                                  "iterations": iteration}, history, state=state, importances=importances)
             _log(rank, params, f"model written to {params['model_out']}")
             if params.get("export_weights_and_biases"):
                 where = params["model_out"] + ".weights"
@@ -619,6 +622,9 @@ def _train(params, comm, flag):
         if params.get("summary_json"):
             _write_alone(comm, params["summary_json"], _write_json, params["summary_json"], summary)
         _log(rank, params, _final_lines(summary, info))
+        if importances:
+            _log(rank, params, "variable importances (Gedeon; the 10 largest, scaled): " + ", ".join(
+                f"{r['variable']} {r['scaled_importance']:.3f}" for r in importances[:10]))
     summary["model"] = model
     summary["network_obj"] = network
     summary["preprocess"] = info
