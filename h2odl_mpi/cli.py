@@ -22,10 +22,13 @@ SUBCOMMANDS = ("train", "predict", "describe", "jobscript")
 
 
 def _add_param_flags(parser):
+    aliases = {v: k for k, v in P.ALIASES.items()}
     for name, (typ, default, _check, help_) in P.SPEC.items():
         flags = [f"--{name}"]
         if "_" in name:
             flags.append(f"--{name.replace('_', '-')}")
+        if name in aliases:  # H2O-3's name too: --training_frame, --response_column, ...
+            flags += [f"--{aliases[name]}", f"--{aliases[name].replace('_', '-')}"]
         shown = "" if default is None else f" (default {default})"
         parser.add_argument(*flags, dest=name, default=None, metavar=typ.__name__.upper(),
                             help=f"{help_}{shown}")

@@ -43,7 +43,10 @@ def load(path):
         raise UserError(f"{path}: not valid TOML: not UTF-8 text (byte {e.start})") from None
     out = {}
     for key, value in doc.items():
-        out[key] = _value(path, key, value)
+        name = P.canonical(key)
+        if name in out:
+            raise UserError(f"{path}: {key} and {name} are the same parameter: give one")
+        out[name] = _value(path, name, value)
     return out
 
 

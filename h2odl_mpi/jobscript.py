@@ -204,7 +204,7 @@ def _check_train_args(args):
     """Flags among the train arguments must be train flags (a typo would fail only on the
     cluster, after the queue wait); --resume and --checkpoint_dir are the script's."""
     from h2odl_mpi import params as P
-    known = set(P.SPEC) | {"config"}
+    known = set(P.SPEC) | set(P.ALIASES) | {"config"}
     for a in args:
         if not a.startswith("--") or a == "--":
             continue

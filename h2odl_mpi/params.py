@@ -107,7 +107,16 @@ SPEC = {
 
 # H2O parameters this version knows but does not implement yet: setting them is an error,
 # not a silent no-op.
-NOT_YET = ("nfolds", "fold_column", "fold_assignment", "elastic_averaging", "sparse")
+NOT_YET = ("nfolds", "fold_column", "fold_assignment", "keep_cross_validation_predictions",
+           "elastic_averaging", "sparse", "max_hit_ratio_k")
+
+# H2O-3's names for parameters that have a shorter one here: accepted as the same parameter
+ALIASES = {"training_frame": "train", "validation_frame": "validation", "response_column": "response"}
+
+
+def canonical(name):
+    """The parameter's name here for an H2O-3 name (training_frame -> train)."""
+    return ALIASES.get(name, name)
 
 
 def defaults():
@@ -166,6 +175,10 @@ def validate(params):
     """Check every parameter and fill the derived ones; returns a new dict."""
     p = defaults()
     for k, v in params.items():
+        if k in ALIASES:
+            if params.get(ALIASES[k]) not in (None, v):
+                raise UserError(f"{k} and {ALIASES[k]} are the same parameter: give one")
+            k = ALIASES[k]
         if k in NOT_YET and v not in (None, False, [], ""):
             raise UserError(f"parameter {k} is not supported by this version of h2odl_mpi yet")
         if k not in SPEC:

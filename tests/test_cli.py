@@ -98,3 +98,23 @@ def test_missing_response_column_is_named(tmp_path):
     r = subprocess.run([sys.executable, "-m", "h2odl_mpi", "--train", str(data), "--response", "nope"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "'nope'" in r.stderr
+
+
+def test_h2o_frame_and_response_names_are_accepted(tmp_path, capsys):
+    data = _small_csv(tmp_path / "d.csv")
+    summary = tmp_path / "s.json"
+    assert main(["--training_frame", str(data), "--validation-frame", str(data), "--response_column", "label",
+                 "--hidden", "4", "--epochs", "1", "--quiet_mode", "true", "--summary_json", str(summary)]) == 0
+    s = json.loads(summary.read_text())
+    assert s["training_samples"] == 300 and s["metrics"]["validation"]["nobs"] == 300
+    from h2odl_mpi.errors import UserError
+    from h2odl_mpi.params import validate
+    with pytest.raises(UserError, match="training_frame and train are the same parameter"):
+        validate({"train": "a.csv", "training_frame": "b.csv", "response": "label"})
+    assert validate({"training_frame": "a.csv", "response_column": "y"})["train"] == "a.csv"
+    toml = tmp_path / "run.toml"
+    toml.write_text(f'training_frame = "{data}"\nresponse_column = "label"\nhidden = [3]\nepochs = 1\n')
+    assert main(["--config", str(toml), "--quiet_mode", "true", "--summary_json", str(summary)]) == 0
+    assert json.loads(summary.read_text())["network"] == [4, 3, 2]
+    assert main(["--training_frame", str(data), "--response_column", "label", "--nfolds", "5"]) == 2
+    assert "nfolds is not supported" in capsys.readouterr().err
