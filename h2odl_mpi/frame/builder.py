@@ -51,13 +51,8 @@ def slab_columns(n_rows, n_columns, slab_values=SLAB_VALUES):
 
 
 def copy_float64(chunked, out):
-    """Copy a float64 (chunked) Arrow array into `out`, NaN where it is null: one copy per
-    chunk, straight from Arrow's buffer when the chunk has no nulls."""
-    pos = 0
-    for chunk in getattr(chunked, "chunks", [chunked]):
-        n = len(chunk)
-        out[pos:pos + n] = chunk.to_numpy(zero_copy_only=chunk.null_count == 0)
-        pos += n
+    """Copy a float64 (chunked) Arrow array into `out`, NaN where it is null."""
+    out[:] = chunked.to_numpy()
 
 
 class ChunkBuilder:
