@@ -20,8 +20,8 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 
+from h2odl_mpi.atomic import replacing
 from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE as REQUEUE_EXIT  # "checkpoint written, requeue me"
 from h2odl_mpi.errors import UserError
 
@@ -219,25 +219,14 @@ def _check_train_args(args):
 
 
 def _write_atomically(path, text):
-    """Write text to path through a temporary file in the same directory, executable."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """Write text to path whole (a temporary file renamed over it), executable."""
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jobscript-")
-    except OSError as e:
-        raise UserError(f"-o {path}: cannot write there: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
+        with replacing(path, mode=0o777 & ~umask | 0o100) as tmp, open(tmp, "w") as f:
             f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask | 0o100)
-        os.replace(tmp, path)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise UserError(f"-o {path}: cannot write: {e.strerror}") from None
+        raise UserError(f"-o {path}: cannot write: {e.strerror or e}") from None
 
 
 def run(args):

@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from h2odl_mpi import __version__
+from h2odl_mpi.atomic import replacing
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.kernel import NetConfig, Network
 from h2odl_mpi.preprocess import Preprocess
@@ -88,9 +89,8 @@ def save_model(path, network, model, info, params, progress, history=(), state=N
     iterations.  `state` (what a restart needs): a dict of scalars plus `rng_states`, one
     JSON string per rank.  `importances`: the variable importance table
     (h2odl_mpi.importance.table)."""
-    tmp = f"{path}.tmp{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
+    with replacing(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["software_version"] = __version__
@@ -136,11 +136,7 @@ def save_model(path, network, model, info, params, progress, history=(), state=N
             f.attrs["content_crc32"] = content_crc(f)
             f.flush()
             os.fsync(f.id.get_vfd_handle())
-        os.replace(tmp, path)
-        _fsync_dir(path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _fsync_dir(path)
 
 
 def _fsync_dir(path):
@@ -243,10 +239,8 @@ def export_weights_and_biases(path, network, model, info):
         header = list(info.input_names) if layer == 0 else [f"C{j + 1}" for j in range(w.shape[1])]
         for name, head, rows in ((f"weights_{k}.csv", header, w), (f"biases_{k}.csv", ["C1"], b[:, None])):
             target = os.path.join(path, name)
-            tmp = f"{target}.tmp{os.getpid()}"
-            with open(tmp, "w", newline="") as fh:
+            with replacing(target) as tmp, open(tmp, "w", newline="") as fh:
                 csv.writer(fh).writerow(head)
                 np.savetxt(fh, rows, fmt="%.9g", delimiter=",")  # 9 digits: float32 exactly
-            os.replace(tmp, target)
             written.append(name)
     return written

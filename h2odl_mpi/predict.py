@@ -7,10 +7,10 @@ input's order.  Rank 0 reads the data into the column store, scores it (the kern
 threads in parallel) and writes the file.
 """
 import csv
-import os
 
 import numpy as np
 
+from h2odl_mpi.atomic import replacing
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.frame import Frame
 from h2odl_mpi.model_io import load_model
@@ -51,10 +51,8 @@ def predict_file(model_path, data_path, out_path, comm=None, threads=None, anoma
         out = network.predict(model, rows, "output", threads=threads)[:, 0].astype(np.float64)
         values = info.decode_response(out)[:, None]
         header = ["predict"]
-    tmp = f"{out_path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
+    with replacing(out_path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(values.tolist())
-    os.replace(tmp, out_path)
     return values

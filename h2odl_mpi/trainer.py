@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from h2odl_mpi import importance, metrics
+from h2odl_mpi.atomic import replacing
 from h2odl_mpi.frame import Frame
 from h2odl_mpi.preprocess import Preprocess
 from h2odl_mpi.errors import UserError, agree, fail_alone
@@ -779,17 +780,15 @@ def _probe_row_time(network, model, rows, threads, seed, n=200):
 
 
 def _write_json(path, summary):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    with replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=2, default=float)
-    os.replace(tmp, path)
 
 
 def _write_history(path, history):
     keys = []
     for row in history:
         keys += [k for k in row if k not in keys and not isinstance(row[k], (list, dict))]
-    with open(path, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(history)
