@@ -16,7 +16,7 @@ import traceback
 
 from h2odl_mpi import params as P
 from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
-from h2odl_mpi.errors import UserError
+from h2odl_mpi.errors import UserError, agree
 
 SUBCOMMANDS = ("train", "predict", "describe", "jobscript")
 
@@ -81,21 +81,6 @@ def _train_params(ns):
     return P.validate(raw)
 
 
-def _fail_together(comm, error):
-    """Collective: raise on every rank if any rank has an error; a rank with its own error
-    raises that one (so rank 0 prints the plain message), the others the first rank's."""
-    if comm is None or comm.Get_size() == 1:
-        if error is not None:
-            raise error
-        return
-    messages = comm.allgather(None if error is None else str(error))
-    if error is not None:
-        raise error
-    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
-    if failed:
-        raise UserError(f"rank {failed[0][0]}: {failed[0][1]}")
-
-
 def _comm():
     from mpi4py import MPI
     return MPI.COMM_WORLD
@@ -127,7 +112,7 @@ def main(argv=None):
                 # own SIGUSR1 handler train() replaces again)
                 stop = StopFlag().install()
             comm = _comm()
-            _fail_together(comm, error)
+            agree(comm, error, own_first=True)
             from h2odl_mpi.trainer import train
             train(params, comm, stop=stop)
             return 0

@@ -15,11 +15,13 @@ class UserError(Exception):
     """Bad input or parameter; the message is meant for the user as it is."""
 
 
-def agree(comm, error=None):
+def agree(comm, error=None, own_first=False):
     """Collective over `comm`: raise the same UserError on every rank if any rank had one.
 
     Each rank passes the exception it caught (or None).  A rank's non-UserError exception is
     reported with its type name.  With comm None (no MPI) the error is simply re-raised.
+    own_first: a rank with an error of its own raises that one (so that rank 0 reports its
+    own message plainly), the others the first failing rank's.
     """
     if comm is None or comm.Get_size() == 1:
         if error is not None:
@@ -27,6 +29,8 @@ def agree(comm, error=None):
         return
     mine = None if error is None else _describe(error)
     messages = comm.allgather(mine)
+    if own_first and isinstance(error, UserError):
+        raise error
     failed = [(r, m) for r, m in enumerate(messages) if m is not None]
     if failed:
         rank, message = failed[0]

@@ -1,13 +1,9 @@
 """train_samples_per_iteration modes across ranks, and failures that must not hang."""
-import json
-import sys
-
 import numpy as np
 import pytest
 from mpi4py import MPI
 
 from h2odl_mpi import trainer
-from h2odl_mpi.cli import main
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.params import validate
 from nested import finish, launch, on_rank0
@@ -127,3 +123,25 @@ def test_a_failed_checkpoint_write_on_rank_0_ends_the_job(tmp):
         assert "error: " in err and "ckpt_000000003.h5: cannot write: No space left on device" in err
         assert "Traceback" not in err
     on_rank0(body)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_bad_parameters_on_one_rank_end_every_rank(tmp, monkeypatch, capfd):
+    """A --config file that one rank cannot read: every rank exits 2, none waits; rank 0
+    names the rank and the file."""
+    from h2odl_mpi import config
+    from h2odl_mpi.cli import main
+    path = _data(tmp)
+    toml = f"{tmp}/run.toml"
+    if comm.rank == 0:
+        open(toml, "w").write(f'train = "{path}"\nresponse = "y"\nhidden = [3]\nepochs = 1\n')
+    comm.Barrier()
+    if comm.rank == 1:
+        def unreadable(p):
+            raise UserError(f"{p}: cannot read config file: Permission denied")
+        monkeypatch.setattr(config, "load", unreadable)
+    rc = main(["train", "--config", toml, "--quiet_mode", "true"])
+    err = capfd.readouterr().err
+    assert comm.allgather(rc) == [2] * comm.size
+    if comm.rank == 0:
+        assert f"error: rank 1: {toml}: cannot read config file" in err
