@@ -17,7 +17,7 @@ import pytest
 
 from h2odl_mpi._kernel import ffi, lib
 from h2odl_mpi.frame import Frame
-from h2odl_mpi.kernel import KernelError, NetConfig, Network, Rows
+from h2odl_mpi.kernel import NetConfig, Network, Rows
 from h2odl_mpi.preprocess import Preprocess, np_hash
 from isa_variants import cpu_runs
 

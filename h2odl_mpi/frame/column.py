@@ -85,7 +85,7 @@ class Column:
 def _groups(row_counts, target_rows, small_rows):
     """Runs of consecutive chunk indices to merge: chunks under `small_rows` rows join
     their small neighbours up to `target_rows` rows; bigger chunks stay alone."""
-    groups, current, rows = [], [], 0
+    groups, current, rows, current_small = [], [], 0, False
     for i, count in enumerate(row_counts):
         small = count < small_rows
         joins = small and current and current_small and rows + count <= target_rows
