@@ -125,15 +125,15 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
         ncpus = ranks_per_node * threads
         head = ["#!/bin/bash", f"#PBS -N {job_name}",
                 f"#PBS -l select={nodes}:ncpus={ncpus}:mpiprocs={ranks_per_node}:ompthreads={threads}",
-                f"#PBS -l walltime={time}", "#PBS -r y", "#PBS -j oe",
-                # PBS sends SIGTERM at the wall time and SIGKILL kill_delay seconds later:
-                # ask the site for kill_delay >= the time a checkpoint takes
-                ]
+                f"#PBS -l walltime={time}", "#PBS -r y", "#PBS -j oe"]
         if partition:
             head.append(f"#PBS -q {partition}")
         if account:
             head.append(f"#PBS -A {account}")
-        head += ['JOB_ID=${PBS_JOBID:-local}', 'cd "${PBS_O_WORKDIR:-$PWD}"']
+        head += ["# PBS has no early signal: it sends SIGTERM at the wall time and SIGKILL the",
+                 "# queue's kill_delay seconds later (often 10).  The ranks stop within about 2 s",
+                 "# and rank 0 then writes the checkpoint: check that kill_delay covers both.",
+                 'JOB_ID=${PBS_JOBID:-local}', 'cd "${PBS_O_WORKDIR:-$PWD}"']
         subs = {"__LAUNCHER__": launcher or "mpirun",
                 "__NTASKS_EXPR__": "$( [ -n \"${PBS_NODEFILE:-}\" ] && wc -l < \"$PBS_NODEFILE\" || echo %d )"
                                    % (nodes * ranks_per_node),
