@@ -49,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.peers.membw import CpuMonitor, machine_info, wait_for_quiet
+from benchmarks.peers.membw import CpuMonitor, emit, machine_info, wait_for_quiet
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MNIST_DIR = PROJECT_ROOT / "h2odl_mpi" / "datasets" / "mnist"
@@ -470,12 +470,7 @@ def main(argv=None):
               enable_assertions=args.enable_assertions, test_rows=test_rows)
     if not args.preset:  # single config: the run itself, with machine and cluster beside it
         res = {**res["runs"][0], "machine": res["machine"], "cluster": res["cluster"]}
-    text = json.dumps(res, indent=2, default=str)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    if args.json:
-        print(text)
-    else:
+    if not emit(res, args):
         for r in (res["runs"] if "runs" in res else [res]):
             print(f"{'-'.join(map(str, r['layers']))} {r['params']['activation']} "
                   f"epochs {r['epochs_done']:.4f}: {r['samples_per_s']} samples/s "

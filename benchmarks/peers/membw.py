@@ -420,6 +420,17 @@ def run(array_mib: int = 1024, threads=(1, 2), trials: int = 7, cache_sizes: boo
     }
 
 
+def emit(res, args):
+    """The peers' common output: the JSON result into --out, and on stdout with --json.
+    True when it was printed (else the caller prints its one-line summary)."""
+    text = json.dumps(res, indent=2, default=str)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    if args.json:
+        print(text)
+    return bool(args.json)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--array-mib", type=int, default=1024,
@@ -436,12 +447,7 @@ def main(argv=None):
     res = run(array_mib=args.array_mib, threads=tuple(int(x) for x in args.threads.split(",")),
               trials=args.trials, cache_sizes=args.cache_sizes, use_c=not args.numpy,
               native=args.native)
-    text = json.dumps(res, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    if args.json:
-        print(text)
-    else:
+    if not emit(res, args):
         print(f"{res['machine']['cpu_model']}, nproc={res['machine']['nproc']}, impl={res['settings']['impl']}")
         for r in res["results"]:
             print(f"{r['regime']:5s} {r['kernel']:6s} threads={r['threads']} "

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import sys
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.peers.membw import CpuMonitor, machine_info, wait_for_quiet
+from benchmarks.peers.membw import CpuMonitor, emit, machine_info, wait_for_quiet
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MNIST_DIR = PROJECT_ROOT / "h2odl_mpi" / "datasets" / "mnist"
@@ -282,12 +281,7 @@ def main(argv=None):
               activation=args.activation, epochs=args.epochs, processes=args.processes,
               max_rows=args.max_rows, max_seconds=args.max_seconds, seed=args.seed,
               foreach=foreach)
-    text = json.dumps(res, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    if args.json:
-        print(text)
-    else:
+    if not emit(res, args):
         print(f"{'-'.join(map(str, res['layers']))} {args.activation}, {args.processes} processes: "
               f"{res['samples_per_s']:.1f} samples/s, test error {res['test']['classification_error']:.4f}")
 
