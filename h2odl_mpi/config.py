@@ -15,7 +15,6 @@ would accept:
 override the file (cli._train_params).  Every mistake is a UserError naming the file, and the
 key (with the closest known name for a typo) or the line of a TOML syntax error.
 """
-import difflib
 import tomllib
 
 from h2odl_mpi import params as P
@@ -51,9 +50,8 @@ def load(path):
 
 
 def _unknown(path, key):
-    known = sorted(P.SPEC)
-    close = difflib.get_close_matches(key.replace("-", "_"), known, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    near = P.closest(key)
+    hint = f" (did you mean {near}?)" if near else ""
     return UserError(f"{path}: unknown parameter {key!r}{hint}")
 
 

@@ -15,7 +15,6 @@ one (`run`/`add_arguments` below; no MPI needed, so it runs on a login node):
     python -m h2odl_mpi jobscript --scheduler slurm --nodes 4 --ranks-per-node 8
         --threads 16 --time 12:00:00 --partition batch -o train.sbatch -- --config run.toml
 """
-import difflib
 import os
 import re
 import shlex
@@ -213,8 +212,8 @@ def _check_train_args(args):
             raise UserError(f"train argument {a}: the script sets --resume and --checkpoint_dir "
                             "itself (to $H2ODL_CHECKPOINT_DIR, default ./checkpoints/<job name>)")
         if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f" (did you mean --{close[0]}?)" if close else ""
+            near = P.closest(name, extra=("config",))
+            hint = f" (did you mean --{near}?)" if near else ""
             raise UserError(f"train argument {a}: not a train option{hint}")
 
 

@@ -5,6 +5,7 @@ Every parameter keeps H2O-3's name and default so an H2O user's parameter list c
 the ...WithDropout activations, the loss for a distribution, the seed); its errors name the
 parameter.  The command line and the Python API both go through it.
 """
+import difflib
 import math
 
 from h2odl_mpi.checkpoint import parse_interval
@@ -114,6 +115,13 @@ NOT_YET = ("nfolds", "fold_column", "fold_assignment", "keep_cross_validation_pr
 ALIASES = {"training_frame": "train", "validation_frame": "validation", "response_column": "response"}
 
 
+def closest(name, extra=()):
+    """The known parameter name nearest to a misspelt `name` (or one of `extra`), or None."""
+    known = sorted(set(SPEC) | set(ALIASES) | set(extra))
+    found = difflib.get_close_matches(name.replace("-", "_"), known, n=1)
+    return found[0] if found else None
+
+
 def canonical(name):
     """The parameter's name here for an H2O-3 name (training_frame -> train)."""
     return ALIASES.get(name, name)
@@ -182,7 +190,8 @@ def validate(params):
         if k in NOT_YET and v not in (None, False, [], ""):
             raise UserError(f"parameter {k} is not supported by this version of h2odl_mpi yet")
         if k not in SPEC:
-            raise UserError(f"unknown parameter {k!r}")
+            near = closest(k)
+            raise UserError(f"unknown parameter {k!r}" + (f" (did you mean {near}?)" if near else ""))
         p[k] = v
     for name, (typ, _default, check, _help) in SPEC.items():
         v = p[name]

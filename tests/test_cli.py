@@ -118,3 +118,12 @@ def test_h2o_frame_and_response_names_are_accepted(tmp_path, capsys):
     assert json.loads(summary.read_text())["network"] == [4, 3, 2]
     assert main(["--training_frame", str(data), "--response_column", "label", "--nfolds", "5"]) == 2
     assert "nfolds is not supported" in capsys.readouterr().err
+
+
+def test_a_misspelt_parameter_in_the_python_api_gets_a_suggestion():
+    from h2odl_mpi.errors import UserError
+    from h2odl_mpi.params import validate
+    with pytest.raises(UserError, match=r"unknown parameter 'hiden' \(did you mean hidden\?\)"):
+        validate({"train": "a.csv", "response": "y", "hiden": [3]})
+    with pytest.raises(UserError, match=r"unknown parameter 'zzzz'$"):
+        validate({"train": "a.csv", "response": "y", "zzzz": 1})
