@@ -65,3 +65,11 @@ def test_rows_come_shuffled_when_every_iteration_trains_all_of_them(tmp_path, ca
                 assert not np.array_equal(seen[0], seen[1])  # a new order every iteration
     finally:
         trainer._Blocks.train = real
+
+
+def test_epochs_become_rows_without_floating_point_leftovers():
+    from h2odl_mpi.trainer import _rows_for
+    assert (0.93 + 0.5) * 2000 > 2860  # what the rounding must not count
+    assert _rows_for(1.43, 2000) == 2860
+    assert _rows_for(0.93 + 0.5, 2000) == 2860
+    assert _rows_for(0.0005, 2000) == 1 and _rows_for(2.5, 3) == 8 and _rows_for(10, 60000) == 600000
