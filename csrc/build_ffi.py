@@ -2,9 +2,10 @@
 
 The C header csrc/h2odl.h is the whole boundary: its declarations are passed to cdef
 after the preprocessor-only lines are dropped.  Flags are portable by default
-(-O3, OpenMP; net.c is compiled for the baseline, AVX2 and AVX-512 and dispatch.c
-picks the widest the CPU has at run time; frame_rows.c, the column-store row decoder, is
-#included by net.c and compiled once more on its own for h2o_rows_expand and h2o_hash);
+(-O3, OpenMP; net.c, with the files it #includes (layers.c, workspace.c, frame_rows.c),
+is compiled for the baseline, AVX2 and AVX-512 by kernel_*.c and dispatch.c picks the
+widest the CPU has at run time; frame_rows.c, the column-store row decoder, is also
+compiled once more on its own for h2o_rows_expand and h2o_hash);
 H2ODL_NATIVE=1 adds -march=native for a build on the cluster's own nodes.
 """
 import os

@@ -12,7 +12,9 @@
  * transform is documented with h2o_frame_col in h2odl.h.  Random access per row: the chunk of
  * a row is found from the column's row offsets (the thread's last chunk first, else a binary
  * search); SPARSE chunks binary-search their row index; MASKED chunks count set bits from a
- * per-256-row prefix count (`rank`) that Python computes once.  Nothing here allocates.
+ * prefix count per H2O_FRAME_RANK_ROWS = 64 rows, one per 64-bit word of the bitmap (`rank`;
+ * the constant is defined in h2odl.h), that Python (h2odl_mpi/frame/c_view.py) computes once.
+ * Nothing here allocates.
  */
 #include "h2odl.h"
 
@@ -27,7 +29,8 @@
 #define FR_FLOAT64 4
 #define FR_SPARSE 5
 #define FR_MASKED 6
-#define FR_RANK_ROWS 256 /* rows per prefix count of a MASKED bitmap */
+
+_Static_assert(H2O_FRAME_RANK_ROWS == 64, "fr_rank reads one 64-bit bitmap word per prefix count");
 
 static const double fr_pow10[11] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
 
@@ -65,7 +68,8 @@ static inline double fr_value(int enc, const h2odl_chunk *c, const void *data, i
 }
 
 /* set bits of a MASKED bitmap (nbytes long) before row i: the prefix count of i's 64-row
- * word plus one popcount (the bitmap's last word may be short: read byte-wise there) */
+ * word (rank[i / H2O_FRAME_RANK_ROWS]) plus one popcount (the bitmap's last word may be
+ * short: read byte-wise there) */
 static inline int64_t fr_rank(const uint8_t *bm, int64_t nbytes, const uint32_t *rank, int64_t i) {
     const int64_t wi = i >> 6;
     uint64_t w = 0;
@@ -331,8 +335,8 @@ static int frame_ok(const h2o_frame *f, int n_cols, int64_t n_rows, int threads)
         if (col->input < 0 || col->width < 1 || col->input + col->width > n_cols ||
             col->slot < 0 || col->slot + slots > f->n_slots || col->n_chunks < (n_rows > 0) ||
             !col->row_offsets || !col->chunks || col->chunk_stride < 1 ||
-            col->row_offsets[col->n_chunks] != n_rows || col->kind < H2O_FCOL_NUMERIC ||
-            col->kind > H2O_FCOL_LABEL || (col->level_map && col->n_map < 0) ||
+            col->row_offsets[col->n_chunks] != n_rows || col->kind < 0 ||
+            col->kind >= H2O_N_FCOL_KINDS || (col->level_map && col->n_map < 0) ||
             (col->kind == H2O_FCOL_BINARY && (col->width > 32 || !col->bit_sub || !col->bit_mul)))
             return 0;
     }
@@ -350,7 +354,7 @@ int h2o_rows_expand(const h2o_rows *d, const int64_t *rows, int64_t n, float *ou
     if (d->kind == H2O_ROWS_DENSE && !d->x && d->n_rows > 0) return H2O_EARG;
     if (d->kind == H2O_ROWS_CSR && !d->indptr) return H2O_EARG;
     if (d->kind == H2O_ROWS_FRAME && !frame_ok(d->frame, C, d->n_rows, 1)) return H2O_EARG;
-    if (d->kind < H2O_ROWS_DENSE || d->kind > H2O_ROWS_FRAME) return H2O_EARG;
+    if (d->kind < 0 || d->kind >= H2O_N_ROW_KINDS) return H2O_EARG;
     for (int64_t k = 0; k < n; k++)
         if (rows[k] < 0 || rows[k] >= d->n_rows) return H2O_EARG;
     if (d->kind == H2O_ROWS_FRAME) { /* thread 0's scratch; the list goes to its unit slots' */

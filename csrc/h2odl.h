@@ -8,15 +8,15 @@
  *
  * THE MODEL BUFFER.  One contiguous float32 array holds everything the ranks average:
  *   [ W_0 b_0 W_1 b_1 ... W_{L-1} b_{L-1} | optimizer state ]
- * h2o_layout() gives every offset (in floats).  Weight layer l maps units[l] inputs to
+ * h2o_layout_of() gives every offset (in floats).  Weight layer l maps units[l] inputs to
  * rows[l] = units[l+1] * channels(l) outputs ("rows"; channels = 2 for Maxout layers).
  * W_l is stored OUTPUT-MAJOR (as H2O's dense rows): W_l[j * units[l] + i] is the weight from
  * input i to output row j, so one unit's incoming weights are contiguous: its forward is one
  * vectorised dot product, its update one contiguous sweep, and a unit with nothing to learn
- * (inactive rectifier, dropped unit) is skipped whole in fast mode.  Rows with few non-zero inputs
- * (sparse data, one-hot categoricals) gather and scatter over those inputs only.  For
- * Maxout, output unit u owns rows
- * 2u and 2u+1 (its two channels).  Optimizer state, when present, follows all parameters:
+ * (inactive rectifier, dropped unit) is skipped whole in fast mode.  Rows with few non-zero
+ * inputs (sparse data, one-hot categoricals) gather and scatter over those inputs only.  For
+ * Maxout, output unit u owns rows 2u and 2u+1 (its two channels).  Optimizer state, when
+ * present, follows all parameters:
  *   ADADELTA:  for each layer  Edx2_W, Eg2_W (like W_l), Edx2_b, Eg2_b (like b_l)
  *   momentum:  for each layer  V_W (like W_l), V_b (like b_l)   (only if a momentum != 0)
  *
@@ -86,26 +86,25 @@
 #define H2O_EARG 1      /* an argument is out of its documented range */
 #define H2O_ENONFINITE 2 /* a non-finite output or loss was met (training stops early) */
 
-/* hidden activations */
-#define H2O_TANH 0
-#define H2O_RECTIFIER 1
-#define H2O_MAXOUT 2
-#define H2O_EXPRECTIFIER 3
+/* hidden activations (f and f' of each side by side: layers.c, "activations");
+ * H2O_N_ACTIVATIONS counts them */
+enum { H2O_TANH = 0, H2O_RECTIFIER = 1, H2O_MAXOUT = 2, H2O_EXPRECTIFIER = 3, H2O_N_ACTIVATIONS = 4 };
 
 /* output layer kinds */
-#define H2O_OUT_SOFTMAX 0
-#define H2O_OUT_LINEAR 1
-#define H2O_OUT_AUTOENCODER 2
+enum { H2O_OUT_SOFTMAX = 0, H2O_OUT_LINEAR = 1, H2O_OUT_AUTOENCODER = 2, H2O_N_OUTPUTS = 3 };
 
 /* losses of a LINEAR output (link-space gradients) */
-#define H2O_LOSS_QUADRATIC 0
-#define H2O_LOSS_ABSOLUTE 1
-#define H2O_LOSS_HUBER 2
-#define H2O_LOSS_QUANTILE 3
-#define H2O_LOSS_POISSON 4
-#define H2O_LOSS_GAMMA 5
-#define H2O_LOSS_TWEEDIE 6
-#define H2O_LOSS_BERNOULLI 7
+enum {
+    H2O_LOSS_QUADRATIC = 0,
+    H2O_LOSS_ABSOLUTE = 1,
+    H2O_LOSS_HUBER = 2,
+    H2O_LOSS_QUANTILE = 3,
+    H2O_LOSS_POISSON = 4,
+    H2O_LOSS_GAMMA = 5,
+    H2O_LOSS_TWEEDIE = 6,
+    H2O_LOSS_BERNOULLI = 7,
+    H2O_N_LOSSES = 8
+};
 
 /* what h2o_predict writes per row */
 #define H2O_PRED_OUTPUT 0  /* class probabilities (n_out) or the value in response space (1) */
@@ -113,10 +112,13 @@
 #define H2O_PRED_HIDDEN 2  /* activations of hidden layer `layer` (units[layer + 1]) */
 #define H2O_PRED_LOSS 3    /* the row's loss (1) as defined above, without the row weight */
 
-/* row formats */
-#define H2O_ROWS_DENSE 0 /* x[r * n_cols + c] */
-#define H2O_ROWS_CSR 1   /* row r: indices/values [indptr[r], indptr[r+1]), ascending */
-#define H2O_ROWS_FRAME 2 /* row r decoded from the compressed column store (h2o_frame below) */
+/* row formats; H2O_N_ROW_KINDS counts them */
+enum {
+    H2O_ROWS_DENSE = 0, /* x[r * n_cols + c] */
+    H2O_ROWS_CSR = 1,   /* row r: indices/values [indptr[r], indptr[r+1]), ascending */
+    H2O_ROWS_FRAME = 2, /* row r decoded from the compressed column store (h2o_frame below) */
+    H2O_N_ROW_KINDS = 3
+};
 
 /* ---- FRAME rows: straight from the column store (csrc/frame_rows.c) ---------------------
  * A row of a FRAME source is the concatenation of its columns' input units, decoded from
@@ -161,18 +163,38 @@ typedef struct {             /* one chunk's descriptor: DESCRIPTOR_DTYPE (40 byt
     double fill;             /* SPARSE/MASKED: value of rows not stored */
 } h2odl_chunk;
 
-#define H2O_FCOL_NUMERIC 0
-#define H2O_FCOL_ONEHOT 1
-#define H2O_FCOL_BINARY 2
-#define H2O_FCOL_HASHED 3
-#define H2O_FCOL_LABEL 4
+/* FRAME column kinds (transforms above); H2O_N_FCOL_KINDS counts them */
+enum {
+    H2O_FCOL_NUMERIC = 0,
+    H2O_FCOL_ONEHOT = 1,
+    H2O_FCOL_BINARY = 2,
+    H2O_FCOL_HASHED = 3,
+    H2O_FCOL_LABEL = 4,
+    H2O_N_FCOL_KINDS = 5
+};
 
-typedef struct {             /* a chunk as the decoder reads it: descriptor and buffers */
+/* Rows per prefix count of a MASKED chunk's presence bitmap (h2o_frame_chunk.rank): one
+ * count per 64-bit word of the bitmap.  The one definition: frame_rows.c reads a word per
+ * count, and Python (h2odl_mpi/frame/c_view.py) reads it from the extension as
+ * lib.H2O_FRAME_RANK_ROWS when it computes the counts. */
+#define H2O_FRAME_RANK_ROWS 64
+
+/* A chunk as the decoder reads it: descriptor and buffers (n = d.n_rows, nnz = d.nnz; a
+ * buffer absent from the encoding is NULL).  Sizes per d.encoding:
+ *   BITS     data (ceil(n / 8)) uint8 bits; bitmap (ceil(n / 8)) NA bits if d.has_na
+ *   INT      data (n) offsets of d.value_width bytes (uint8/16/32)
+ *   FLOAT32  data (n) float;  FLOAT64  data (n) double
+ *   SPARSE   index (nnz) ascending rows of d.index_width bytes (uint16/32);
+ *            data (nnz) values encoded as d.value_encoding
+ *   MASKED   bitmap (ceil(n / 8)) presence bits; data (max(1, nnz)) values encoded as
+ *            d.value_encoding; rank (ceil(n / H2O_FRAME_RANK_ROWS)) set bits before each
+ *            word of the bitmap */
+typedef struct {
     h2odl_chunk d;
-    const void *data;        /* NULL where absent */
+    const void *data;
     const void *index;
     const uint8_t *bitmap;
-    const uint32_t *rank;    /* MASKED: set bits before each 64-row word of the bitmap */
+    const uint32_t *rank;
 } h2o_frame_chunk;           /* 72 bytes */
 
 typedef struct {
@@ -180,45 +202,49 @@ typedef struct {
     int input;                       /* first input unit written */
     int width;                       /* units: 1, n_levels + 1 - first_level, bits, or slots */
     int n_chunks;
-    const int64_t *row_offsets;      /* n_chunks + 1: first local row of each chunk; columns
+    const int64_t *row_offsets;      /* (n_chunks + 1): first local row of each chunk; columns
                                         with equal offsets share one array (one lookup) */
-    const h2o_frame_chunk *chunks;   /* chunk c at chunks[c * chunk_stride] (columns that
+    const h2o_frame_chunk *chunks;   /* (n_chunks, chunk_stride) records, this column's
+                                        chunk c at chunks[c * chunk_stride] (columns that
                                         share offsets interleave their chunks) */
     int64_t chunk_stride;
     int slot;                        /* first of this column's slots in a decoded row */
-    const int32_t *level_map;        /* frame code -> training level (-1 unseen); NULL: same */
+    const int32_t *level_map;        /* (n_map): frame code -> training level (-1 unseen);
+                                        NULL: the code is the level */
     int32_t n_map;                   /* entries of level_map */
     int32_t n_levels;                /* training levels */
     int32_t first_level;             /* ONEHOT/HASHED: 0, or 1 to drop level 0 */
     int32_t cat_offset;              /* HASHED: this column's first unit before hashing */
     uint32_t hash_seed;              /* HASHED */
     double sub, mul, na_fill;        /* NUMERIC, LABEL; na_fill is already transformed */
-    const double *bit_sub, *bit_mul; /* BINARY: width values each */
+    const double *bit_sub, *bit_mul; /* BINARY: (width) each */
 } h2o_frame_col;
 
 #define H2O_FRAME_BLOCK_MAX 64 /* rows decoded at a time, at most */
 
 typedef struct {
     int n_cols;                      /* source columns feeding the inputs */
-    const h2o_frame_col *cols;
+    const h2o_frame_col *cols;       /* (n_cols), ascending `input` (HASHED ones last) */
     int n_slots;                     /* decoded units per row: 1 per column, `width` for BINARY */
     int hashed_slot;                 /* first slot of a HASHED column (n_slots if none) */
     int threads;                     /* the scratch below exists for threads 0..threads-1; a
                                         call with more threads is refused */
     int block_rows;                  /* rows decoded at a time, 1..H2O_FRAME_BLOCK_MAX */
-    int32_t *hint;                   /* threads * n_cols: each thread's last chunk per column */
-    float *block_val;                /* threads * block_rows * n_slots: a block's decoded */
+    int32_t *hint;                   /* (threads, n_cols): each thread's last chunk per column */
+    float *block_val;                /* (threads, block_rows, n_slots): a block's decoded */
     int32_t *block_unit;             /* values and their input units (-1: none) */
 } h2o_frame;
 
+/* The network and its training math (names follow H2O's parameters; THE MATH above). */
 typedef struct {
     int n_layers;                     /* weight layers = len(hidden) + 1, 1..H2O_MAX_LAYERS */
-    int units[H2O_MAX_LAYERS + 1];    /* units[0] inputs ... units[n_layers] outputs */
+    int units[H2O_MAX_LAYERS + 1];    /* (n_layers + 1): units[0] inputs ... units[n_layers]
+                                         outputs */
     int activation;                   /* H2O_TANH ... for every hidden layer */
     int output;                       /* H2O_OUT_* */
     int loss;                         /* H2O_LOSS_* (LINEAR output only) */
     float input_dropout;              /* [0, 1) */
-    float hidden_dropout[H2O_MAX_LAYERS]; /* per hidden layer, [0, 1) */
+    float hidden_dropout[H2O_MAX_LAYERS]; /* (n_layers - 1): per hidden layer, [0, 1) */
     int adaptive_rate;                /* 1: ADADELTA, 0: manual rate + momentum */
     float rho, epsilon;
     float rate, rate_annealing, rate_decay;
@@ -229,28 +255,38 @@ typedef struct {
     int fast_mode;
 } h2o_config;
 
+/* Offsets (in floats) of every array of the model buffer, per weight layer l < n_layers;
+ * R = rows[l], U = units[l] (its inputs).  Weight arrays are output-major. */
 typedef struct {
-    int64_t w[H2O_MAX_LAYERS], b[H2O_MAX_LAYERS];           /* parameters */
-    int64_t ada_dx_w[H2O_MAX_LAYERS], ada_g_w[H2O_MAX_LAYERS]; /* -1 when absent */
-    int64_t ada_dx_b[H2O_MAX_LAYERS], ada_g_b[H2O_MAX_LAYERS];
-    int64_t mom_w[H2O_MAX_LAYERS], mom_b[H2O_MAX_LAYERS];   /* -1 when absent */
-    int rows[H2O_MAX_LAYERS];          /* outputs of weight layer l (units * channels) */
-    int64_t n_params;                  /* floats of weights and biases */
-    int64_t n_total;                   /* floats of the whole buffer */
-    int64_t workspace_per_thread;      /* floats of scratch one thread needs */
+    int64_t w[H2O_MAX_LAYERS];        /* W_l: (R, U) output-major, W_l[j * U + i] */
+    int64_t b[H2O_MAX_LAYERS];        /* b_l: (R) */
+    int64_t ada_dx_w[H2O_MAX_LAYERS]; /* ADADELTA Edx2_W: (R, U) like W_l; -1 when absent */
+    int64_t ada_g_w[H2O_MAX_LAYERS];  /* ADADELTA Eg2_W:  (R, U); -1 when absent */
+    int64_t ada_dx_b[H2O_MAX_LAYERS]; /* ADADELTA Edx2_b: (R); -1 when absent */
+    int64_t ada_g_b[H2O_MAX_LAYERS];  /* ADADELTA Eg2_b:  (R); -1 when absent */
+    int64_t mom_w[H2O_MAX_LAYERS];    /* momentum V_W: (R, U); -1 when absent */
+    int64_t mom_b[H2O_MAX_LAYERS];    /* momentum V_b: (R); -1 when absent */
+    int rows[H2O_MAX_LAYERS];         /* R: outputs of weight layer l, units[l + 1] * channels
+                                         (2 for Maxout layers, else 1) */
+    int64_t n_params;                 /* floats of weights and biases */
+    int64_t n_total;                  /* floats of the whole buffer */
+    int64_t workspace_per_thread;     /* floats of scratch one thread needs */
 } h2o_layout;
 
+/* Rows to train or score; every per-row array has n_rows entries. */
 typedef struct {
-    int kind;                          /* H2O_ROWS_* */
+    int kind;              /* H2O_ROWS_* */
     int64_t n_rows;
-    int n_cols;                        /* must equal units[0] */
-    const float *x;                    /* DENSE */
-    const int64_t *indptr;             /* CSR */
-    const int32_t *indices;
-    const float *values;
-    const float *y;        /* class index (SOFTMAX) or target; NaN skips the row; NULL for AE */
-    const float *weight;   /* observation weights, NULL = 1; rows of weight 0 are skipped */
-    const float *offset;   /* LINEAR output offsets (link space), NULL = 0 */
+    int n_cols;            /* must equal units[0] */
+    const float *x;        /* DENSE: (n_rows, n_cols) row-major */
+    const int64_t *indptr; /* CSR: (n_rows + 1) */
+    const int32_t *indices; /* CSR: (indptr[n_rows]) column of each value, ascending per row */
+    const float *values;   /* CSR: (indptr[n_rows]) */
+    const float *y;        /* (n_rows): class index (SOFTMAX) or target; NaN skips the row;
+                              NULL for AE */
+    const float *weight;   /* (n_rows): observation weights, NULL = 1; rows of weight 0 are
+                              skipped */
+    const float *offset;   /* (n_rows): LINEAR output offsets (link space), NULL = 0 */
     const h2o_frame *frame; /* FRAME */
 } h2o_rows;
 
@@ -265,25 +301,30 @@ typedef struct {
 int h2o_layout_of(const h2o_config *cfg, h2o_layout *out);
 
 /* Train rows order[0..n) (indices into data) on n_threads threads, Hogwild!.
- * samples_before: samples the model had processed before this call (annealing, momentum
- * ramp, dropout stream).  workspace: n_threads * workspace_per_thread floats. */
+ * model: (n_total) floats, updated in place; workspace: (n_threads, workspace_per_thread)
+ * floats; order: (n).  samples_before: samples the model had processed before this call
+ * (annealing, momentum ramp, dropout stream).  Returns H2O_ENONFINITE (stats->nonfinite = 1)
+ * when a non-finite output or loss stopped training early, stats filled either way. */
 int h2o_train(const h2o_config *cfg, float *model, float *workspace, int n_threads,
               const h2o_rows *data, const int64_t *order, int64_t n,
               int64_t samples_before, uint64_t seed, h2o_train_stats *stats);
 
 /* Forward-only scoring of rows [0, data->n_rows) with the full network, in parallel.
- * out has n_rows * width floats (width per H2O_PRED_*). */
+ * model: (n_total); workspace: (n_threads, workspace_per_thread); out: (n_rows, width)
+ * floats, width per H2O_PRED_*. */
 int h2o_predict(const h2o_config *cfg, const float *model, float *workspace, int n_threads,
                 const h2o_rows *data, int what, int layer, float *out);
 
 /* The row's gradient: grad (n_params floats) receives -w_row dLoss/dparam for row `row`
  * of the network without dropout (ratios taken as 0, no scoring rescale), without
- * regularisation, every term computed: for gradient checks. */
+ * regularisation, every term computed: for gradient checks.  workspace: one thread's
+ * (workspace_per_thread).  H2O_ENONFINITE (grad still written) for a non-finite output. */
 int h2o_gradient(const h2o_config *cfg, const float *model, float *workspace,
                  const h2o_rows *data, int64_t row, float *grad);
 
 /* Write rows rows[0..n) of data as the dense float32 inputs the kernel sees (before input
- * dropout): out[k * n_cols + c].  Any row format; single-threaded (FRAME: no chunk hint). */
+ * dropout): out (n, n_cols), out[k * n_cols + c].  Any row format; single-threaded (FRAME:
+ * thread 0's scratch). */
 int h2o_rows_expand(const h2o_rows *data, const int64_t *rows, int64_t n, float *out);
 
 /* The hash of HASHED frame columns (murmur3's 32-bit finaliser of key * golden ^ seed). */

@@ -4,13 +4,16 @@
 per-thread workspace.  The model itself is one contiguous float32 numpy array (weights,
 biases, optimizer state) that the trainer averages in place across ranks and the
 checkpoint writes without copies.  Every argument is validated here, with an error that
-names it, before C sees it: the C side never raises.
+names it, before C sees it; every C call's return code goes through `_check`, the one place
+that turns a code into a `KernelError`.
 
-`Rows` holds the rows the kernel reads: a dense float32 matrix, CSR arrays, or (kind FRAME)
-the compressed column store itself, described by `FrameInput`s (one per source column:
-where its input units go and how a value becomes them) and decoded per row in C
-(csrc/frame_rows.c).  `Rows.from_frame(frame, preprocess)` builds one from a
-`preprocess.Preprocess`; the store is never expanded.
+`NetConfig` is the training math (H2O's parameter names; the choices of parameters that are
+not the kernel's, such as `WEIGHT_DISTRIBUTIONS`, live in h2odl_mpi.params).  `Rows` holds the
+rows the kernel reads: a dense float32 matrix, CSR arrays, or (kind frame) any row source
+with `to_c(keep, threads)`, in practice the compressed column store itself as described by
+h2odl_mpi/frame/c_view.py (`FrameInput`, `FrameSource`, `frame_rows`) and decoded per row in
+C (csrc/frame_rows.c); `preprocess.Preprocess.rows(frame)` builds those, and the store is
+never expanded.  This module does not import h2odl_mpi.frame.
 """
 from dataclasses import dataclass, field
 import math
@@ -19,6 +22,7 @@ import os
 import numpy as np
 
 from h2odl_mpi._kernel import ffi, lib
+from h2odl_mpi.params import WEIGHT_DISTRIBUTIONS
 
 ACTIVATIONS = {"Tanh": lib.H2O_TANH, "Rectifier": lib.H2O_RECTIFIER,
                "Maxout": lib.H2O_MAXOUT, "ExpRectifier": lib.H2O_EXPRECTIFIER}
@@ -28,17 +32,33 @@ LOSSES = {"Quadratic": lib.H2O_LOSS_QUADRATIC, "Absolute": lib.H2O_LOSS_ABSOLUTE
           "Huber": lib.H2O_LOSS_HUBER, "Quantile": lib.H2O_LOSS_QUANTILE,
           "poisson": lib.H2O_LOSS_POISSON, "gamma": lib.H2O_LOSS_GAMMA,
           "tweedie": lib.H2O_LOSS_TWEEDIE, "bernoulli": lib.H2O_LOSS_BERNOULLI}
-FRAME_KINDS = {"numeric": lib.H2O_FCOL_NUMERIC, "onehot": lib.H2O_FCOL_ONEHOT,
-               "binary": lib.H2O_FCOL_BINARY, "hashed": lib.H2O_FCOL_HASHED,
-               "label": lib.H2O_FCOL_LABEL}
 PREDICTIONS = {"output": lib.H2O_PRED_OUTPUT, "recon": lib.H2O_PRED_RECON,
                "hidden": lib.H2O_PRED_HIDDEN, "loss": lib.H2O_PRED_LOSS}
-WEIGHT_DISTRIBUTIONS = ("UniformAdaptive", "Uniform", "Normal")
 MAX_LAYERS = lib.H2O_MAX_LAYERS
+assert len(ACTIVATIONS) == lib.H2O_N_ACTIVATIONS and len(OUTPUTS) == lib.H2O_N_OUTPUTS
+assert len(LOSSES) == lib.H2O_N_LOSSES
 
 
 class KernelError(RuntimeError):
     """The kernel refused its arguments or met a non-finite value."""
+
+
+_RC_TEXT = {lib.H2O_EARG: "refused its arguments", lib.H2O_ENONFINITE: "met a non-finite value"}
+
+
+def _check(rc, what, allow=(), hint=None):
+    """The one check of a kernel return code (as LightGBM's _safe_call): None for H2O_OK;
+    a code in `allow` is returned for the caller to report otherwise (h2o_train's
+    H2O_ENONFINITE is TrainStats.nonfinite); any other code raises KernelError naming the
+    function `what` (and `hint` when it refused its arguments)."""
+    if rc == lib.H2O_OK:
+        return None
+    if rc in allow:
+        return rc
+    text = _RC_TEXT.get(rc, f"returned the unknown code {rc}")
+    if hint and rc == lib.H2O_EARG:
+        text += f" ({hint})"
+    raise KernelError(f"{what} {text}")
 
 
 @dataclass
@@ -139,218 +159,11 @@ class NetConfig:
         return c
 
 
-@dataclass
-class FrameInput:
-    """One source column of a FRAME row source (C: h2o_frame_col; transform per kind in
-    csrc/h2odl.h).  `column` is an h2odl_mpi.frame Column (its chunks are read in place);
-    level_map maps the frame's codes to training levels (-1: unseen), None when equal."""
-    column: object
-    kind: str                 # numeric | onehot | binary | hashed | label
-    input: int
-    width: int
-    sub: float = 0.0
-    mul: float = 1.0
-    na_fill: float = 0.0
-    n_levels: int = 0
-    first_level: int = 0
-    level_map: np.ndarray = None
-    bit_sub: np.ndarray = None
-    bit_mul: np.ndarray = None
-    cat_offset: int = 0
-    hash_seed: int = 0
-
-
-_RANK_ROWS = 64                                   # rows per prefix count (frame_rows.c)
-_VALUE_DTYPES = {2: {1: np.uint8, 2: np.uint16, 4: np.uint32}, 3: {4: np.float32},
-                 4: {8: np.float64}}
-
-
-def _chunk_dtype():
-    from h2odl_mpi.frame.encoding import DESCRIPTOR_DTYPE
-    return np.dtype([("d", DESCRIPTOR_DTYPE), ("data", "<u8"), ("index", "<u8"),
-                     ("bitmap", "<u8"), ("rank", "<u8")], align=True)
-
-
-def _masked_rank(bitmap, n_rows):
-    """Set bits before each 64-row word of a presence bitmap (uint32)."""
-    counts = np.concatenate([[0], np.cumsum(np.bitwise_count(bitmap), dtype=np.int64)])
-    starts = np.minimum(np.arange(0, n_rows, _RANK_ROWS) // 8, bitmap.size)
-    return np.ascontiguousarray(counts[starts], dtype=np.uint32)
-
-
-def _check_chunk(name, i, c):
-    """Buffers of one chunk hold what its descriptor says (so C reads inside them)."""
-    def need(buf, dtype, count, what):
-        if buf is None or buf.dtype != np.dtype(dtype) or not buf.flags.c_contiguous or buf.size < count:
-            raise ValueError(f"column {name!r} chunk {i}: {what} buffer does not match its descriptor")
-
-    def values(enc, count):
-        if enc == 0:
-            return
-        dtype = _VALUE_DTYPES.get(int(enc), {}).get(int(c.value_width))
-        if dtype is None:
-            raise ValueError(f"column {name!r} chunk {i}: bad value encoding {enc}/{c.value_width}")
-        need(c.data, dtype, count, "data")
-
-    enc, n = int(c.encoding), int(c.n_rows)
-    if not 0 <= int(c.scale) <= 10:
-        raise ValueError(f"column {name!r} chunk {i}: scale {c.scale} outside 0..10")
-    if enc == 1:
-        need(c.data, np.uint8, (n + 7) >> 3, "data")
-        if c.has_na:
-            need(c.bitmap, np.uint8, (n + 7) >> 3, "bitmap")
-    elif enc in (2, 3, 4):
-        values(enc, n)
-    elif enc == 5:
-        if int(c.index_width) not in (2, 4):
-            raise ValueError(f"column {name!r} chunk {i}: index width {c.index_width}")
-        need(c.index, np.uint16 if c.index_width == 2 else np.uint32, int(c.nnz), "index")
-        values(int(c.value_encoding), int(c.nnz))
-    elif enc == 6:
-        need(c.bitmap, np.uint8, (n + 7) >> 3, "bitmap")
-        values(int(c.value_encoding), max(1, int(c.nnz)))   # C reads value min(k, nnz-1)
-    elif enc != 0:
-        raise ValueError(f"column {name!r} chunk {i}: unknown encoding {enc}")
-
-
-class FrameSource:
-    """The C description (h2o_frame_col[]) of FrameInputs, built once; keeps every numpy
-    buffer it points into alive (the frame's chunks, descriptor tables, pointer tables).
-    block_rows: rows each kernel thread decodes at a time (its block scratch is
-    block_rows * n_slots floats and ints)."""
-
-    BLOCK_ROWS = 32
-
-    def __init__(self, inputs, n_rows, n_cols, block_rows=None):
-        self.inputs = list(inputs)
-        self.n_rows, self.n_cols = int(n_rows), int(n_cols)
-        self.block_rows = int(block_rows or self.BLOCK_ROWS)
-        if not 1 <= self.block_rows <= lib.H2O_FRAME_BLOCK_MAX:
-            raise ValueError(f"block_rows must be in [1, {lib.H2O_FRAME_BLOCK_MAX}]")
-        self.n_slots, self.hashed_slot = 0, None
-        self._keep = []
-        self.cols = ffi.new("h2o_frame_col[]", max(1, len(self.inputs)))
-        dtype = _chunk_dtype()
-        if dtype.itemsize != ffi.sizeof("h2o_frame_chunk"):
-            raise RuntimeError("h2o_frame_chunk and its numpy dtype differ in size")
-        # Columns cut at the same rows share one offsets array and one chunk table whose
-        # records are chunk-major, so a row's decode walks adjacent records.
-        groups = {}
-        for j, spec in enumerate(self.inputs):
-            col = spec.column
-            if col.n_rows != self.n_rows or (col.n_chunks < 1 and self.n_rows > 0):
-                raise ValueError(f"column {col.name!r} has {col.n_rows} rows in {col.n_chunks} "
-                                 f"chunks, the frame {self.n_rows}")
-            key = np.ascontiguousarray(col.row_offsets, dtype=np.int64).tobytes()
-            groups.setdefault(key, []).append(j)
-        for key, members in groups.items():
-            offsets = np.frombuffer(key, dtype=np.int64).copy()
-            n_chunks = offsets.size - 1
-            table = np.zeros((max(1, n_chunks), len(members)), dtype=dtype)  # 0 rows: unread
-            self._keep += [offsets, table]
-            for pos, j in enumerate(members):
-                self._fill_chunks(table[:, pos], self.inputs[j].column)
-            for pos, j in enumerate(members):
-                c = self.cols[j]
-                c.row_offsets = ffi.cast("int64_t *", offsets.ctypes.data)
-                c.n_chunks = n_chunks
-                c.chunks = ffi.cast("h2o_frame_chunk *", table.ctypes.data + pos * dtype.itemsize)
-                c.chunk_stride = len(members)
-        for j, spec in enumerate(self.inputs):
-            self._fill(self.cols[j], spec)
-            if spec.kind == "hashed" and self.hashed_slot is None:
-                self.hashed_slot = self.n_slots
-            self.cols[j].slot = self.n_slots
-            self.n_slots += spec.width if spec.kind == "binary" else 1
-        if self.hashed_slot is None:
-            self.hashed_slot = self.n_slots
-
-    def _ptr(self, ctype, arr):
-        self._keep.append(arr)
-        return ffi.cast(ctype, arr.ctypes.data)
-
-    def _fill_chunks(self, records, col):
-        for i, chunk in enumerate(col.chunks):
-            _check_chunk(col.name, i, chunk)
-            records[i]["d"] = chunk.descriptor()
-            for name, buf in (("data", chunk.data), ("index", chunk.index), ("bitmap", chunk.bitmap)):
-                if buf is not None:
-                    self._keep.append(buf)
-                    records[i][name] = buf.ctypes.data
-            if int(chunk.encoding) == 6:
-                rank = _masked_rank(chunk.bitmap, int(chunk.n_rows))
-                self._keep.append(rank)
-                records[i]["rank"] = rank.ctypes.data
-
-    def _fill(self, c, spec):
-        col = spec.column
-        if spec.kind not in FRAME_KINDS:
-            raise ValueError(f"FrameInput kind must be one of {sorted(FRAME_KINDS)}, got {spec.kind!r}")
-        if not (0 <= spec.input and spec.width >= 1 and spec.input + spec.width <= self.n_cols):
-            raise ValueError(f"column {col.name!r}: inputs [{spec.input}, {spec.input + spec.width}) "
-                             f"outside the {self.n_cols} inputs")
-        c.kind = FRAME_KINDS[spec.kind]
-        c.input, c.width = int(spec.input), int(spec.width)
-        categorical = spec.kind in ("onehot", "binary", "hashed", "label")
-        if categorical:
-            levels = int(spec.n_levels)
-            if spec.kind in ("onehot", "hashed") and spec.first_level not in (0, 1):
-                raise ValueError("first_level must be 0 or 1")
-            if spec.kind == "onehot" and spec.width != levels + 1 - spec.first_level:
-                raise ValueError(f"column {col.name!r}: one-hot width {spec.width} for {levels} levels")
-            if spec.kind == "binary" and spec.width != max(1, levels).bit_length():
-                raise ValueError(f"column {col.name!r}: binary width {spec.width} for {levels} levels")
-            c.n_levels, c.first_level = levels, int(spec.first_level)
-            if spec.level_map is not None:
-                m = np.ascontiguousarray(spec.level_map, dtype=np.int32)
-                if m.size and (m.min() < -1 or m.max() >= levels):
-                    raise ValueError(f"column {col.name!r}: level_map outside [-1, {levels})")
-                c.level_map, c.n_map = self._ptr("int32_t *", m), m.size
-        c.cat_offset = int(spec.cat_offset)
-        c.hash_seed = int(spec.hash_seed) & 0xFFFFFFFF
-        c.sub, c.mul, c.na_fill = float(spec.sub), float(spec.mul), float(spec.na_fill)
-        if spec.kind == "binary":
-            bs = np.ascontiguousarray(spec.bit_sub, dtype=np.float64)
-            bm = np.ascontiguousarray(spec.bit_mul, dtype=np.float64)
-            if bs.size != spec.width or bm.size != spec.width:
-                raise ValueError(f"column {col.name!r}: bit_sub/bit_mul need {spec.width} values")
-            c.bit_sub, c.bit_mul = self._ptr("double *", bs), self._ptr("double *", bm)
-
-    def scratch_bytes(self, threads=1):
-        """Bytes of per-call scratch for `threads` threads (chunk hints, decoded blocks)."""
-        return threads * (4 * len(self.inputs) + 8 * self.block_rows * self.n_slots)
-
-    def to_c(self, keep, threads=1):
-        """An h2o_frame with fresh per-thread scratch (chunk cache, decoded block) for
-        `threads` threads."""
-        threads = max(1, int(threads))
-        f = ffi.new("h2o_frame *")
-        hint = np.zeros(threads * max(1, len(self.inputs)), dtype=np.int32)
-        block = max(1, threads * self.block_rows * self.n_slots)
-        val = np.zeros(block, dtype=np.float32)
-        unit = np.full(block, -1, dtype=np.int32)
-        keep += [f, hint, val, unit, self]
-        f.n_cols = len(self.inputs)
-        f.cols = self.cols
-        f.n_slots, f.hashed_slot = self.n_slots, self.hashed_slot
-        f.threads, f.block_rows = threads, self.block_rows
-        f.hint = ffi.cast("int32_t *", hint.ctypes.data)
-        f.block_val = ffi.cast("float *", val.ctypes.data)
-        f.block_unit = ffi.cast("int32_t *", unit.ctypes.data)
-        return f
-
-    @property
-    def nbytes(self):
-        """Bytes of the C-side tables this source added (the chunks themselves excluded)."""
-        own = [a for a in self._keep if isinstance(a, np.ndarray)]
-        chunk_ids = {id(b) for spec in self.inputs for ch in spec.column.chunks
-                     for b in (ch.data, ch.index, ch.bitmap) if b is not None}
-        return sum(a.nbytes for a in own if id(a) not in chunk_ids)
-
 
 @dataclass
 class Rows:
-    """Rows for the kernel: dense float32 (n, n_cols) or CSR; targets, weights, offsets.
+    """Rows for the kernel: dense float32 (n, n_cols), CSR or a FRAME source; targets,
+    weights, offsets.
 
     y holds class indices (softmax) or targets (linear), NaN marking a missing target;
     it is None for autoencoders.  Arrays are converted to the kernel's dtypes once here.
@@ -364,7 +177,7 @@ class Rows:
     y: np.ndarray = None
     weight: np.ndarray = None
     offset: np.ndarray = None
-    frame: FrameSource = None
+    frame: object = None      # a FRAME source (h2odl_mpi.frame.c_view.FrameSource)
 
     @property
     def kind(self):
@@ -396,35 +209,13 @@ class Rows:
         return r
 
     @classmethod
-    def from_inputs(cls, inputs, n_rows, n_cols, y=None, weight=None, offset=None):
-        """FRAME rows: n_rows local rows of a column store, n_cols input units filled by
-        `inputs` (FrameInput, ascending `input`, non-overlapping except hashed ones)."""
-        inputs = list(inputs)
-        end = 0
-        hashed = None
-        for spec in inputs:
-            if spec.kind == "hashed":
-                if hashed is None:
-                    hashed = (spec.input, spec.width)
-                    if spec.input < end:
-                        raise ValueError("FrameInputs overlap")
-                    end = spec.input + spec.width
-                elif hashed != (spec.input, spec.width):
-                    raise ValueError("hashed FrameInputs must share one region")
-                continue
-            if hashed is not None or spec.input < end:
-                raise ValueError("FrameInputs must come in ascending input order without "
-                                 "overlap, hashed ones last")
-            end = spec.input + spec.width
-        r = cls(n_rows=int(n_rows), n_cols=int(n_cols), frame=FrameSource(inputs, n_rows, n_cols))
+    def from_source(cls, source, y=None, weight=None, offset=None):
+        """FRAME rows read through `source` (source.n_rows rows of source.n_cols inputs;
+        source.to_c(keep, threads) gives the h2o_frame): h2odl_mpi.frame.c_view.frame_rows
+        builds these over the column store."""
+        r = cls(n_rows=int(source.n_rows), n_cols=int(source.n_cols), frame=source)
         r._set_columns(y, weight, offset)
         return r
-
-    @classmethod
-    def from_frame(cls, frame, preprocess, training=True):
-        """FRAME rows of this rank's part of `frame` as `preprocess` (a
-        preprocess.Preprocess) describes them; see Preprocess.rows."""
-        return preprocess.rows(frame, training=training)
 
     def usable_rows(self):
         """Indices of the rows training would use (target present, weight not 0)."""
@@ -444,10 +235,9 @@ class Rows:
             raise ValueError(f"rows must be in [0, {self.n_rows})")
         out = np.empty((rows.size, self.n_cols), dtype=np.float32)
         keep = []
-        rc = lib.h2o_rows_expand(self.to_c(keep), ffi.cast("int64_t *", rows.ctypes.data), rows.size,
-                                 ffi.cast("float *", out.ctypes.data))
-        if rc != lib.H2O_OK:
-            raise KernelError("h2o_rows_expand refused its arguments")
+        _check(lib.h2o_rows_expand(self.to_c(keep), ffi.cast("int64_t *", rows.ctypes.data),
+                                   rows.size, ffi.cast("float *", out.ctypes.data)),
+               "h2o_rows_expand")
         return out
 
     def _set_columns(self, y, weight, offset):
@@ -501,14 +291,25 @@ class Network:
         self.config = config
         self._c = config.to_c()
         self._layout = ffi.new("h2o_layout *")
-        if lib.h2o_layout_of(self._c, self._layout) != lib.H2O_OK:
-            raise ValueError(f"the kernel refused the network configuration {config}")
+        try:
+            _check(lib.h2o_layout_of(self._c, self._layout), "h2o_layout_of")
+        except KernelError as e:
+            raise ValueError(f"the kernel refused the network configuration {config}") from e
         self.units = [int(u) for u in config.units]
         self.n_layers = len(self.units) - 1
         self.rows = [int(self._layout.rows[l]) for l in range(self.n_layers)]
         self.n_params = int(self._layout.n_params)
         self.n_total = int(self._layout.n_total)
         self._ws = np.zeros(0, dtype=np.float32)
+
+    def set_huber_delta(self, delta):
+        """Use Huber loss threshold `delta` (finite, > 0) from the next train, predict or
+        gradient call on (self.config.huber_delta and the C config both change)."""
+        delta = float(delta)
+        if not (math.isfinite(delta) and delta > 0):
+            raise ValueError(f"huber_delta must be finite and > 0, got {delta}")
+        self.config.huber_delta = delta
+        self._c.huber_delta = delta
 
     # ---- layout ---------------------------------------------------------------------
     def segments(self):
@@ -608,8 +409,7 @@ class Network:
         rc = lib.h2o_train(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads),
                            threads, rows.to_c(keep, threads), ffi.cast("int64_t *", order.ctypes.data),
                            order.size, int(samples_before), int(seed) & 0xFFFFFFFFFFFFFFFF, stats)
-        if rc == lib.H2O_EARG:
-            raise KernelError("h2o_train refused its arguments")
+        _check(rc, "h2o_train", allow=(lib.H2O_ENONFINITE,))   # reported as stats.nonfinite
         return TrainStats(int(stats.trained), int(stats.skipped), float(stats.loss_sum),
                           bool(stats.nonfinite))
 
@@ -635,8 +435,7 @@ class Network:
         rc = lib.h2o_predict(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads),
                              threads, rows.to_c(keep, threads), PREDICTIONS[what],
                              -1 if layer is None else int(layer), ffi.cast("float *", out.ctypes.data))
-        if rc != lib.H2O_OK:
-            raise KernelError("h2o_predict refused its arguments")
+        _check(rc, "h2o_predict")
         return out
 
     def gradient(self, model, rows, row):
@@ -649,6 +448,5 @@ class Network:
         keep = []
         rc = lib.h2o_gradient(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(1),
                               rows.to_c(keep), int(row), ffi.cast("float *", grad.ctypes.data))
-        if rc == lib.H2O_EARG:
-            raise KernelError("h2o_gradient refused its arguments (missing target?)")
+        _check(rc, "h2o_gradient", allow=(lib.H2O_ENONFINITE,), hint="missing target?")
         return grad

@@ -210,6 +210,34 @@ def test_l1_shrinks_weights_of_a_noise_input():
     assert mean_abs[1e-2] < 0.5 * initial
 
 
+def test_set_huber_delta_changes_the_next_call_and_refuses_bad_values():
+    cfg = NetConfig(units=[5, 8, 1], activation="Tanh", output="linear", loss="Huber",
+                    huber_delta=1.0)
+    x, y = regression_data(np.random.default_rng(21), 200, 5)
+    rows = Rows.dense(x, 3 * y)                    # residuals on both sides of both deltas
+    net = Network(dataclasses.replace(cfg))
+    init = net.new_model(seed=22)
+
+    def train(network):
+        model = init.copy()
+        stats = network.train(model, rows, seed=1, threads=1)
+        return model, stats, network.predict(model, rows, what="loss", threads=1)
+
+    wide, wide_stats, wide_loss = train(net)
+    net.set_huber_delta(0.1)
+    assert net.config.huber_delta == 0.1
+    narrow, narrow_stats, narrow_loss = train(net)
+    assert not np.array_equal(wide, narrow)
+    assert wide_stats.loss_sum != narrow_stats.loss_sum
+    assert not np.array_equal(wide_loss, narrow_loss)
+    fresh = train(Network(dataclasses.replace(cfg, huber_delta=0.1)))
+    assert np.array_equal(narrow, fresh[0]) and np.array_equal(narrow_loss, fresh[2])
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="huber_delta"):
+            net.set_huber_delta(bad)
+    assert net.config.huber_delta == 0.1
+
+
 # ---- skipped rows and non-finite values ----------------------------------------------------
 
 def test_missing_targets_and_zero_weights_are_skipped():
