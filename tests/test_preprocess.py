@@ -5,7 +5,8 @@ with NAs) and California housing (numeric, regression): layout and unit names, m
 sds, imputed values, one-hot / binary / label codes, the dropped first level, Skip, the
 response (classes, standardised regression target), class balancing, scoring frames with
 an unseen level, a missing column, extra columns or another column order, numbers arriving
-for a categorical input, the HDF5 round trip, and the refused encodings.
+for a categorical input, the HDF5 and bytes round trips, the refused encodings (checked by
+params.validate) and that params offers exactly the encodings of encodings.ENCODINGS.
 """
 import h5py
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.frame import Frame
+from h2odl_mpi.params import SPEC, validate
 from h2odl_mpi.preprocess import Preprocess
 
 NA = ["", "NA", "NaN", "nan", "N/A", "?"]
@@ -313,14 +315,51 @@ def test_hdf5_round_trip(tmp_path, air, air_pre):
     np.testing.assert_array_equal(back.class_rates, binary.class_rates)
 
 
+def test_bytes_round_trip(air, air_pre, cal):
+    """to_bytes is an in-memory HDF5 file (plain data, no pickle) that from_bytes turns back
+    into the same description: same layout, same inputs from C and from numpy."""
+    frame, df = air
+    rows = sample_rows(len(df), 500, seed=3)
+    data = air_pre.to_bytes()
+    assert isinstance(data, bytes) and data.startswith(b"\x89HDF\r\n\x1a\n")
+    back = Preprocess.from_bytes(data)
+    assert back.input_names == air_pre.input_names and back.domain == air_pre.domain
+    assert back.classification and {c.kind for c in back.columns} == {"numeric", "onehot"}
+    np.testing.assert_array_equal(back.rows(frame).expand(rows), air_pre.rows(frame).expand(rows))
+    np.testing.assert_array_equal(back.expand(frame, rows), air_pre.expand(frame, rows))
+    np.testing.assert_array_equal(back.response_values(frame), air_pre.response_values(frame))
+
+    ae = Preprocess.fit(frame, dict(autoencoder=True, ignored_columns=AIR_IGNORED + ["IsDepDelayed"],
+                                    categorical_encoding="Binary"))
+    back = Preprocess.from_bytes(ae.to_bytes())
+    assert back.autoencoder and back.input_names == ae.input_names
+    np.testing.assert_array_equal(back.rows(frame).expand(rows), ae.rows(frame).expand(rows))
+    np.testing.assert_array_equal(back.expand(frame, rows), ae.expand(frame, rows))
+    cal_frame, _ = cal
+    numeric_ae = Preprocess.fit(cal_frame, dict(autoencoder=True))
+    back = Preprocess.from_bytes(numeric_ae.to_bytes())
+    np.testing.assert_array_equal(back.expand(cal_frame), numeric_ae.expand(cal_frame))
+
+
 def test_refused_and_bad_parameters(cal):
     frame, _ = cal
+    # the parameters' values are checked once, by params.validate (Preprocess.fit trusts them)
     for enc in ("Eigen", "OneHotExplicit", "nonsense"):
         with pytest.raises(UserError, match="categorical_encoding"):
-            Preprocess.fit(frame, dict(response="medianHouseValue", categorical_encoding=enc))
+            validate(dict(response="medianHouseValue", categorical_encoding=enc))
     with pytest.raises(UserError, match="missing_values_handling"):
-        Preprocess.fit(frame, dict(response="medianHouseValue", missing_values_handling="Drop"))
+        validate(dict(response="medianHouseValue", missing_values_handling="Drop"))
     with pytest.raises(UserError, match="response column 'nope'"):
         Preprocess.fit(frame, dict(response="nope"))
     with pytest.raises(UserError, match="weights_column"):
         Preprocess.fit(frame, dict(response="medianHouseValue", weights_column="nope"))
+
+
+def test_params_offer_exactly_the_encodings_of_the_table():
+    """params.validate accepts the categorical_encoding values encodings.ENCODINGS
+    implements, no more and no fewer."""
+    from h2odl_mpi.encodings import CATEGORICAL_ENCODINGS, ENCODINGS
+    assert CATEGORICAL_ENCODINGS == tuple(ENCODINGS)
+    assert set(SPEC["categorical_encoding"][2]) == set(CATEGORICAL_ENCODINGS)
+    for enc in CATEGORICAL_ENCODINGS:
+        assert validate(dict(response="y", categorical_encoding=enc))["categorical_encoding"] == enc

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from h2odl_mpi.frame.collective import allgather, allreduce
+from h2odl_mpi.collectives import allgather_obj, allreduce
 from h2odl_mpi.frame.column import CATEGORICAL
 
 SHOWN_LEVELS = 10
@@ -92,8 +92,8 @@ def summarize(columns, comm):
             squares[j] += np.dot(deviations, deviations)
     squares = allreduce(comm, squares, "sum")
 
-    level_counts = _level_counts(columns, comm)
-    encodings = allgather(comm, [dict(col.encoding_counts()) for col in columns])
+    counts_by_column = level_counts(columns, comm)
+    encodings = allgather_obj(comm, [dict(col.encoding_counts()) for col in columns])
     nbytes = allreduce(comm, np.array([col.nbytes for col in columns], dtype=np.int64), "sum")
 
     summaries = []
@@ -109,7 +109,7 @@ def summarize(columns, comm):
         if col.kind == CATEGORICAL:
             s.cardinality = len(col.domain)
             s.levels = list(col.domain[:SHOWN_LEVELS])
-            s.level_counts = [int(c) for c in level_counts[j][:SHOWN_LEVELS]]
+            s.level_counts = [int(c) for c in counts_by_column[j][:SHOWN_LEVELS]]
         else:
             n = rows - na
             s.mean = float(means[j])
@@ -121,8 +121,10 @@ def summarize(columns, comm):
     return summaries
 
 
-def _level_counts(columns, comm):
-    """{column index: rows per level} for categorical columns, summed over ranks."""
+def level_counts(columns, comm):
+    """{column index: rows per level (int64)} for the categorical ones of `columns`, summed
+    over the ranks of `comm` (collective; None: this rank only).  The summary's level counts
+    and the data description's (preprocess) both come from here."""
     categorical = [j for j, c in enumerate(columns) if c.kind == CATEGORICAL]
     sizes = [len(columns[j].domain) for j in categorical]
     flat = np.zeros(sum(sizes), dtype=np.int64)
