@@ -10,6 +10,8 @@ prints the message and ends the whole job.
 """
 import sys
 
+from h2odl_mpi.collectives import allgather_obj
+
 
 class UserError(Exception):
     """Bad input or parameter; the message is meant for the user as it is."""
@@ -28,7 +30,7 @@ def agree(comm, error=None, own_first=False):
             raise error if isinstance(error, UserError) else UserError(_describe(error)) from error
         return
     mine = None if error is None else _describe(error)
-    messages = comm.allgather(mine)
+    messages = allgather_obj(comm, mine)
     if own_first and isinstance(error, UserError):
         raise error
     failed = [(r, m) for r, m in enumerate(messages) if m is not None]

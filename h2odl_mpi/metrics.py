@@ -53,57 +53,10 @@ import math
 
 import numpy as np
 
+from h2odl_mpi.collectives import (agreed_sum, bcast_array, gather_rows, gather_to_root,
+                                   sum_in_rank_order)
+
 _P_MIN = 1e-15  # H2O's clip for logloss
-
-
-# ---------------------------------------------------------------------------------------------
-# collectives
-# ---------------------------------------------------------------------------------------------
-
-def _size(comm):
-    return 1 if comm is None else comm.Get_size()
-
-
-def _gather_rows(comm, vec):
-    """Allgather a fixed-size float64 vector: returns (size, len) array, same on every rank."""
-    vec = np.ascontiguousarray(vec, dtype=np.float64)
-    if _size(comm) == 1:
-        return vec[None, :]
-    out = np.empty((comm.Get_size(), vec.size), dtype=np.float64)
-    comm.Allgather(vec, out)
-    return out
-
-
-def _sum_rows(rows):
-    """Sum per-rank rows in rank order (deterministic: the same bits on every rank)."""
-    total = rows[0].copy()
-    for r in rows[1:]:
-        total += r
-    return total
-
-
-def _gather_triples_to_root(comm, triples):
-    """Gatherv an (n, 3) float64 array to rank 0; returns the concatenation there, else None."""
-    triples = np.ascontiguousarray(triples, dtype=np.float64).reshape(-1, 3)
-    if _size(comm) == 1:
-        return triples
-    from mpi4py import MPI
-    counts = np.empty(comm.Get_size(), dtype=np.int64)
-    comm.Allgather(np.array([triples.shape[0]], dtype=np.int64), counts)
-    counts3 = counts * 3
-    if comm.Get_rank() == 0:
-        recv = np.empty((int(counts.sum()), 3), dtype=np.float64)
-        displs = np.concatenate([[0], np.cumsum(counts3)[:-1]])
-        comm.Gatherv(triples, [recv, counts3.tolist(), displs.tolist(), MPI.DOUBLE], root=0)
-        return recv
-    comm.Gatherv(triples, None, root=0)
-    return None
-
-
-def _bcast(comm, arr):
-    if _size(comm) > 1:
-        comm.Bcast(arr, root=0)
-    return arr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,65 +158,70 @@ def classification_metrics(prob, y, weights=None, comm=None, max_hit_ratio_k=10,
     prob = prob[ok]
     yi = yv.astype(np.int64)
     n = len(yi)
-
     # every rank must agree on K (a mismatch raises on every rank, never a hang)
-    ks = _gather_rows(comm, np.array([K, n], dtype=np.float64))
+    ks = gather_rows(comm, np.array([K, n], dtype=np.float64))
     if np.any(ks[:, 0] != K):
         raise ValueError(f"ranks disagree on the number of classes: {sorted(set(ks[:, 0].astype(int)))}")
-    bad = int(n > 0 and (yi.min() < 0 or yi.max() >= K))
-
-    p_true = prob[np.arange(n), np.clip(yi, 0, K - 1)] if n else np.zeros(0)
     hk = min(int(max_hit_ratio_k), K) if K > 2 else 0
-
-    # --- 2 classes: exact AUC, AUCPR and the max-F1 threshold on rank 0 ----------------------
-    binom = np.full(3, np.nan)
-    if K == 2:
-        full = _gather_triples_to_root(comm, np.column_stack([prob[:, 1], yi, w]) if n
-                                       else np.zeros((0, 3)))
-        if full is not None:
-            try:
-                s, lab, ww = full[:, 0], full[:, 1], full[:, 2]
-                binom[:] = (auc(s, lab, ww), average_precision(s, lab, ww),
-                            max_f1_threshold(s, lab, ww))
-            except Exception:  # noqa: BLE001 - never leave the other ranks in Bcast
-                binom[:] = np.nan
-        _bcast(comm, binom)
-
-    # --- predicted classes ---------------------------------------------------------------
-    threshold = float("nan")
-    if K == 2 and binomial_threshold == "max_f1" and not math.isnan(binom[2]):
-        threshold = float(binom[2])
-        pred = (prob[:, 1] >= threshold).astype(np.int64)
-    else:
-        pred = prob.argmax(1) if n else np.zeros(0, dtype=np.int64)
-        if K == 2:
-            threshold = 0.5
-
-    # --- per-rank sufficient statistics: one fixed-size vector ---------------------------
-    # [wsum, nobs, bad, sum w*logloss, sum w*(1-p)^2, CM (K*K), hits by rank (hk)]
-    stats = np.zeros(5 + K * K + hk)
-    if n:
-        stats[0] = w.sum()
-        stats[1] = n
-        stats[2] = bad
-        stats[3] = (w * -np.log(np.maximum(p_true, _P_MIN))).sum()
-        e = 1.0 - p_true
-        stats[4] = (w * e * e).sum()
-        if not bad:
-            cm = np.zeros(K * K)
-            np.add.at(cm, yi * K + pred, w)
-            stats[5:5 + K * K] = cm
-            if hk:
-                rank_of_true = (prob > p_true[:, None]).sum(1)
-                hits = np.zeros(hk)
-                inside = rank_of_true < hk
-                np.add.at(hits, rank_of_true[inside], w[inside])
-                stats[5 + K * K:] = hits
-    tot = _sum_rows(_gather_rows(comm, stats))
+    binom = _binomial_exact(comm, prob, yi, w) if K == 2 else np.full(3, np.nan)
+    pred, threshold = _predicted_classes(prob, binom, binomial_threshold)
+    tot = agreed_sum(comm, _class_sums(prob, yi, w, pred, hk))
     if tot[2] > 0:
         raise ValueError(f"class index outside 0..{K - 1} in the response")
     if tot[1] == 0:
         return {}
+    return _class_metrics(tot, K, hk, weights is None, binom, threshold)
+
+
+def _binomial_exact(comm, prob, yi, w):
+    """2 classes: exact AUC, AUCPR and the max-F1 threshold, computed on rank 0 from every
+    rank's (score, label, weight) and sent to all."""
+    binom = np.full(3, np.nan)
+    full = gather_to_root(comm, np.column_stack([prob[:, 1], yi, w]) if len(yi) else np.zeros((0, 3)))
+    if full is not None:
+        try:
+            s, lab, ww = full[:, 0], full[:, 1], full[:, 2]
+            binom[:] = (auc(s, lab, ww), average_precision(s, lab, ww), max_f1_threshold(s, lab, ww))
+        except Exception:  # noqa: BLE001 - never leave the other ranks in Bcast
+            binom[:] = np.nan
+    return bcast_array(comm, binom)
+
+
+def _predicted_classes(prob, binom, binomial_threshold):
+    """(predicted class per row, the threshold used: NaN for more than 2 classes)."""
+    K, n = prob.shape[1], prob.shape[0]
+    if K == 2 and binomial_threshold == "max_f1" and not math.isnan(binom[2]):
+        return (prob[:, 1] >= binom[2]).astype(np.int64), float(binom[2])
+    pred = prob.argmax(1) if n else np.zeros(0, dtype=np.int64)
+    return pred, 0.5 if K == 2 else float("nan")
+
+
+def _class_sums(prob, yi, w, pred, hk):
+    """This rank's sufficient statistics, one fixed-size vector:
+    [wsum, nobs, bad, sum w*logloss, sum w*(1-p)^2, CM (K*K), hits by rank (hk)]."""
+    K, n = prob.shape[1], len(yi)
+    stats = np.zeros(5 + K * K + hk)
+    if not n:
+        return stats
+    bad = int(yi.min() < 0 or yi.max() >= K)
+    p_true = prob[np.arange(n), np.clip(yi, 0, K - 1)]
+    e = 1.0 - p_true
+    stats[:5] = (w.sum(), n, bad, (w * -np.log(np.maximum(p_true, _P_MIN))).sum(), (w * e * e).sum())
+    if not bad:
+        cm = np.zeros(K * K)
+        np.add.at(cm, yi * K + pred, w)
+        stats[5:5 + K * K] = cm
+        if hk:
+            rank_of_true = (prob > p_true[:, None]).sum(1)
+            hits = np.zeros(hk)
+            inside = rank_of_true < hk
+            np.add.at(hits, rank_of_true[inside], w[inside])
+            stats[5 + K * K:] = hits
+    return stats
+
+
+def _class_metrics(tot, K, hk, unweighted, binom, threshold):
+    """The metrics dict from the summed statistics."""
     wsum = tot[0]
     cm = tot[5:5 + K * K].reshape(K, K)
     mse = tot[4] / wsum
@@ -276,7 +234,7 @@ def classification_metrics(prob, y, weights=None, comm=None, max_hit_ratio_k=10,
         "mse": float(mse),
         "rmse": float(math.sqrt(mse)),
         "mean_per_class_error": float(per_class_err.mean()),
-        "confusion_matrix": (cm.astype(np.int64).tolist() if weights is None else cm.tolist()),
+        "confusion_matrix": (cm.astype(np.int64).tolist() if unweighted else cm.tolist()),
         "nobs": int(tot[1]),
     }
     if K == 2:
@@ -353,8 +311,8 @@ def regression_metrics(pred, y, weights=None, comm=None, distribution="gaussian"
             mu = (w * yv).sum() / wsum
             stats[7] = mu
             stats[8] = (w * (yv - mu) ** 2).sum()
-    rows = _gather_rows(comm, stats)
-    tot = _sum_rows(rows)
+    rows = gather_rows(comm, stats)
+    tot = sum_in_rank_order(rows)
     if tot[1] == 0:
         return {}
     # Chan et al.: combine (weight, mean, M2) pairwise in rank order
@@ -389,7 +347,7 @@ def regression_metrics(pred, y, weights=None, comm=None, distribution="gaussian"
 def autoencoder_metrics(recon_mse, comm=None):
     """recon_mse: per-row reconstruction MSE of this rank's rows.  Collective over `comm`."""
     e = np.asarray(recon_mse, dtype=np.float64).reshape(-1)
-    tot = _sum_rows(_gather_rows(comm, np.array([e.sum(), len(e)], dtype=np.float64)))
+    tot = agreed_sum(comm, np.array([e.sum(), len(e)], dtype=np.float64))
     if tot[1] == 0:
         return {"mse": float("nan"), "rmse": float("nan"), "nobs": 0}
     m = tot[0] / tot[1]

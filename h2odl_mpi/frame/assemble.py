@@ -8,7 +8,7 @@ codes as global ones.  Runs of small chunks are merged into chunks of up to `chu
 import numpy as np
 
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.frame.collective import allgather, allreduce
+from h2odl_mpi.collectives import allgather_obj, allreduce
 from h2odl_mpi.frame.column import CATEGORICAL, NUMERIC, UNDECIDED, Column, compact_columns
 
 DEFAULT_CHUNK_ROWS = 1 << 16
@@ -33,7 +33,7 @@ def any_rank(comm, flag):
 def global_domains(comm, builder, max_levels=None):
     """Sorted union over ranks of each categorical column's levels: {column index: levels}."""
     categorical = [j for j, k in enumerate(builder.kinds) if k == CATEGORICAL]
-    gathered = allgather(comm, [builder.levels[j] for j in categorical])
+    gathered = allgather_obj(comm, [builder.levels[j] for j in categorical])
     domains = {}
     for position, j in enumerate(categorical):
         union = set()

@@ -9,7 +9,7 @@ called by every rank of the communicator, in the same order.
 import numpy as np
 
 from h2odl_mpi.frame import readers
-from h2odl_mpi.frame.collective import allgather, allreduce, rank_and_size
+from h2odl_mpi.collectives import allgather_obj, allreduce, rank_and_size
 from h2odl_mpi.frame.column import CATEGORICAL
 from h2odl_mpi.frame.summary import summarize
 
@@ -41,7 +41,7 @@ class Frame:
             raise ValueError(f"columns hold different numbers of rows: {sorted(rows)}")
         self.n_local_rows = rows.pop() if rows else 0
         self.local_compressed_bytes = sum(c.nbytes for c in self._columns)
-        per_rank = allgather(self._data_comm, (self.n_local_rows, self.local_compressed_bytes))
+        per_rank = allgather_obj(self._data_comm, (self.n_local_rows, self.local_compressed_bytes))
         self.rank_rows = [r for r, _ in per_rank]
         self.n_rows = sum(self.rank_rows)
         self.compressed_bytes = sum(b for _, b in per_rank)
@@ -161,14 +161,14 @@ class Frame:
             else np.empty((self.n_local_rows, 0))
         if local or self._data_comm is None:
             return mine
-        return np.concatenate(allgather(self._data_comm, mine), axis=0)
+        return np.concatenate(allgather_obj(self._data_comm, mine), axis=0)
 
     def head(self, n=10):
         """The first n global rows as a pandas DataFrame, levels as text (collective)."""
         import pandas as pd
         take = max(0, min(self.n_local_rows, n - self.first_row))
         mine = {c.name: c.decode(0, take) for c in self._columns}
-        parts = allgather(self._data_comm, mine)
+        parts = allgather_obj(self._data_comm, mine)
         data = {}
         for c in self._columns:
             values = np.concatenate([p[c.name] for p in parts]) if parts else np.empty(0)

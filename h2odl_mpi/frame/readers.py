@@ -13,6 +13,7 @@ read again).  A column holding any non-numeric text is therefore categorical, an
 numbers become levels as text.
 """
 import contextlib
+import dataclasses
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +23,9 @@ from h2odl_mpi.frame import parquet_format
 from h2odl_mpi.frame.assemble import (DEFAULT_CHUNK_ROWS, agree_kinds, any_rank, build_columns,
                                       global_domains)
 from h2odl_mpi.frame.builder import ChunkBuilder
-from h2odl_mpi.frame.collective import allreduce, bcast, rank_and_size
+from h2odl_mpi.collectives import allreduce, bcast_obj, rank_and_size
 from h2odl_mpi.frame.column import CATEGORICAL, NUMERIC
-from h2odl_mpi.frame.csv_format import NA_STRINGS, NotNumeric, parse_csv_block, sniff_csv
+from h2odl_mpi.frame.csv_format import NA_STRINGS, CsvDialect, NotNumeric, parse_csv_block, sniff_csv
 from h2odl_mpi.frame.sharding import iter_blocks, partition, plan_text_shard
 from h2odl_mpi.frame.sources import read_head, resolve_inputs
 from h2odl_mpi.frame.svmlight import looks_like_svmlight, parse_svmlight_block
@@ -53,7 +54,7 @@ def _on_root(comm, work):
         except Exception as err:   # noqa: BLE001 - every failure must reach every rank
             error = err
     agree(comm, error)
-    return bcast(comm, result)
+    return bcast_obj(comm, result)
 
 
 def _locally(comm, work):
@@ -106,8 +107,9 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
              memory_pool=None):
     """CSV inputs (already resolved) into this rank's Columns (collective)."""
     rank, size = rank_and_size(comm)
-    dialect = _on_root(comm, lambda: sniff_csv(inputs, sep, header, tuple(na_strings), quote_char,
-                                               quoted_newlines))
+    dialect = CsvDialect(**_on_root(comm, lambda: dataclasses.asdict(sniff_csv(
+        inputs, sep, header, tuple(na_strings), quote_char, quoted_newlines))))
+    dialect.na_strings = tuple(dialect.na_strings)
     shard = plan_text_shard(inputs, rank, size, replicate, quoted_newlines)
     rows = max(1024, BLOCK_VALUES // max(len(dialect.names), 1))
     auto_block_bytes = int(min(max(rows * dialect.bytes_per_row, MIN_BLOCK_BYTES), MAX_BLOCK_BYTES))
@@ -227,7 +229,7 @@ def read_parquet(inputs, comm=None, replicate=False, batch_rows=None,
     for f in inputs:
         if not f.splittable:
             raise UserError(f"{f.name}: Parquet files must not be wrapped in {f.compression}")
-    names, kinds, _ = _on_root(comm, lambda: parquet_format.schema_of(inputs[0]))
+    names, kinds = _on_root(comm, lambda: parquet_format.schema_of(inputs[0])[:2])
     units = _locally(comm, lambda: [(i, g, rows) for i, f in enumerate(inputs)
                                     for g, rows in enumerate(parquet_format.row_groups(f))])
     mine = range(len(units)) if replicate else partition([u[2] for u in units], rank, size)

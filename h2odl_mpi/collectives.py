@@ -1,0 +1,252 @@
+"""Every MPI collective the package uses, in one place.
+
+`comm` is an mpi4py communicator, or None for one process; a 1-rank communicator behaves as
+None.  Nothing is pickled: numbers travel as numpy buffers (upper-case mpi4py calls), and the
+few small objects (levels, messages, dialects, row counts) as JSON text in a byte buffer
+(`allgather_obj`, `bcast_obj`: dicts, lists, strings, numbers, booleans, None and numpy
+arrays).  A data description or a model file travels as the bytes of its HDF5 image
+(`bcast_bytes`).
+
+Agreed reductions: decisions taken on every rank (the next rows per iteration, whether to
+score, stop or checkpoint, the metrics) must be bit-identical everywhere, which an
+Allreduce does not promise.  `agreed_sum` gathers every rank's small float64 vector and adds
+them in rank order on every rank; `weighted_mean` sums each element once, on one rank
+(Reduce_scatter), and sends the result to all (Allgatherv).
+
+`time_collective` times a collective as the OSU micro-benchmarks do: a barrier, then the
+best of a few repetitions, the slowest rank's time.
+"""
+import base64
+import json
+import math
+import time
+
+import numpy as np
+
+
+def _mpi():
+    from mpi4py import MPI
+    return MPI
+
+
+def parallel(comm):
+    """Whether `comm` has more than one rank (else every collective is a local no-op)."""
+    return comm is not None and comm.Get_size() > 1
+
+
+def rank_and_size(comm):
+    return (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+
+
+# ---------------------------------------------------------------------------- numbers
+_OPS = ("sum", "min", "max")
+
+
+def allreduce(comm, values, op="sum"):
+    """Element-wise reduction of a numpy array over all ranks (a new array).  Exact for
+    integers and for min/max; a float sum may differ in its last bits between ranks."""
+    values = np.ascontiguousarray(values)
+    if op not in _OPS:
+        raise ValueError(f"op must be one of {_OPS}")
+    if not parallel(comm):
+        return values.copy()
+    MPI = _mpi()
+    result = np.empty_like(values)
+    comm.Allreduce(values, result, op={"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}[op])
+    return result
+
+
+def allreduce_scalar(comm, value, op="sum"):
+    """A float or int reduced over the ranks (exact for ints, min and max)."""
+    dtype = np.int64 if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else np.float64
+    out = allreduce(comm, np.array([value], dtype=dtype), op)[0]
+    return int(out) if dtype is np.int64 else float(out)
+
+
+def sum_in_place(comm, buf):
+    """In-place Allreduce(SUM) of an integer buffer (exact on every rank)."""
+    if parallel(comm):
+        comm.Allreduce(_mpi().IN_PLACE, buf, op=_mpi().SUM)
+    return buf
+
+
+def gather_rows(comm, vec):
+    """Every rank's fixed-size float64 vector: a (ranks, len) array, the same on every rank."""
+    vec = np.ascontiguousarray(vec, dtype=np.float64)
+    if not parallel(comm):
+        return vec[None, :]
+    out = np.empty((comm.Get_size(), vec.size), dtype=np.float64)
+    comm.Allgather(vec, out)
+    return out
+
+
+def agreed_sum(comm, vec):
+    """Column sums of every rank's small float64 vector, added in rank order on every rank:
+    the same bits everywhere, whatever algorithm the MPI library picks."""
+    return sum_in_rank_order(gather_rows(comm, vec))
+
+
+def sum_in_rank_order(rows):
+    """The sum of gather_rows' rows, added in rank order (the same bits on every rank)."""
+    total = rows[0].copy()
+    for r in rows[1:]:
+        total += r
+    return total
+
+
+def allgather_counts(comm, n):
+    """Every rank's integer `n`, in rank order (a list)."""
+    return [int(v) for v in gather_rows(comm, np.array([n], dtype=np.float64))[:, 0]]
+
+
+def gather_to_root(comm, rows):
+    """Gatherv an (n, k) float64 array to rank 0: the concatenation there, None elsewhere."""
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    if not parallel(comm):
+        return rows
+    k = rows.shape[1]
+    counts = np.empty(comm.Get_size(), dtype=np.int64)
+    comm.Allgather(np.array([rows.shape[0]], dtype=np.int64), counts)
+    if comm.Get_rank() != 0:
+        comm.Gatherv(rows, None, root=0)
+        return None
+    recv = np.empty((int(counts.sum()), k), dtype=np.float64)
+    displs = np.concatenate([[0], np.cumsum(counts * k)[:-1]])
+    comm.Gatherv(rows, [recv, (counts * k).tolist(), displs.tolist(), _mpi().DOUBLE], root=0)
+    return recv
+
+
+def allgather_values(comm, values):
+    """Every rank's 1-d float64 array, concatenated in rank order on every rank."""
+    values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+    if not parallel(comm):
+        return values.copy()
+    counts = np.empty(comm.Get_size(), dtype=np.int64)
+    comm.Allgather(np.array([values.size], dtype=np.int64), counts)
+    out = np.empty(int(counts.sum()), dtype=np.float64)
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    comm.Allgatherv(values, [out, counts.tolist(), displs.tolist(), _mpi().DOUBLE])
+    return out
+
+
+def bcast_array(comm, arr, root=0):
+    """In place: every rank's `arr` (same shape and dtype everywhere) becomes root's."""
+    if parallel(comm):
+        comm.Bcast(arr, root=root)
+    return arr
+
+
+def weighted_mean(comm, model, weight=1.0, total=None):
+    """In place: every rank's float32 buffer becomes sum_r weight_r * model_r / total
+    (total: the sum of the weights, which every rank knows; default equal weights).
+
+    A Reduce_scatter and an Allgatherv on the buffer: each element is summed once, on one
+    rank, so every rank ends bit-identical, at an Allreduce's bandwidth cost."""
+    if not parallel(comm):
+        return model
+    MPI = _mpi()
+    size, rank = comm.Get_size(), comm.Get_rank()
+    total = size if total is None else total
+    if weight != 1.0:
+        model *= np.float32(weight)
+    counts, displs = _split(model.size, size)
+    part = np.empty(counts[rank], dtype=model.dtype)
+    comm.Reduce_scatter([model, MPI.FLOAT], [part, MPI.FLOAT], recvcounts=counts, op=MPI.SUM)
+    part *= np.float32(1.0 / total)
+    comm.Allgatherv([part, MPI.FLOAT], [model, (counts, displs), MPI.FLOAT])
+    return model
+
+
+def _split(n, parts):
+    """Counts and offsets of n elements cut into `parts` nearly equal pieces."""
+    counts = [n // parts + (1 if r < n % parts else 0) for r in range(parts)]
+    displs = [0]
+    for c in counts[:-1]:
+        displs.append(displs[-1] + c)
+    return counts, displs
+
+
+# ---------------------------------------------------------------------------- objects
+def _to_json(obj):
+    def default(v):
+        if isinstance(v, np.ndarray):
+            a = np.ascontiguousarray(v)
+            return {"__ndarray__": base64.b64encode(a.tobytes()).decode("ascii"),
+                    "dtype": a.dtype.str, "shape": list(a.shape)}
+        if isinstance(v, np.generic):
+            return v.item()
+        raise TypeError(f"cannot send a {type(v).__name__} between ranks")
+    return json.dumps(obj, default=default, allow_nan=True).encode()
+
+
+def _from_json(data):
+    def hook(d):
+        if "__ndarray__" in d:
+            raw = base64.b64decode(d["__ndarray__"])
+            return np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+        return d
+    return json.loads(bytes(data).decode(), object_hook=hook)
+
+
+def bcast_bytes(comm, data, root=0):
+    """Root's bytes on every rank (its length first, then the buffer)."""
+    if not parallel(comm):
+        return data
+    n = np.array([len(data) if comm.Get_rank() == root else 0], dtype=np.int64)
+    comm.Bcast(n, root=root)
+    buf = np.frombuffer(data, dtype=np.uint8).copy() if comm.Get_rank() == root else \
+        np.empty(int(n[0]), dtype=np.uint8)
+    comm.Bcast(buf, root=root)
+    return buf.tobytes()
+
+
+def bcast_obj(comm, obj, root=0):
+    """Root's small object (JSON types and numpy arrays; tuples arrive as lists)."""
+    if not parallel(comm):
+        return obj
+    return _from_json(bcast_bytes(comm, _to_json(obj) if comm.Get_rank() == root else b"", root))
+
+
+def allgather_obj(comm, obj):
+    """Every rank's small object, in rank order (JSON types and numpy arrays; tuples arrive
+    as lists)."""
+    if not parallel(comm):
+        return [obj]
+    mine = np.frombuffer(_to_json(obj), dtype=np.uint8)
+    counts = np.empty(comm.Get_size(), dtype=np.int64)
+    comm.Allgather(np.array([mine.size], dtype=np.int64), counts)
+    out = np.empty(int(counts.sum()), dtype=np.uint8)
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    comm.Allgatherv(mine, [out, counts.tolist(), displs.tolist(), _mpi().BYTE])
+    return [_from_json(out[d:d + c]) for d, c in zip(displs, counts)]
+
+
+def gather_obj(comm, obj, root=0):
+    """Every rank's small object on `root`, in rank order (a list there, None elsewhere)."""
+    if not parallel(comm):
+        return [obj]
+    mine = np.frombuffer(_to_json(obj), dtype=np.uint8)
+    counts = np.empty(comm.Get_size(), dtype=np.int64)
+    comm.Allgather(np.array([mine.size], dtype=np.int64), counts)
+    if comm.Get_rank() != root:
+        comm.Gatherv(mine, None, root=root)
+        return None
+    out = np.empty(int(counts.sum()), dtype=np.uint8)
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    comm.Gatherv(mine, [out, counts.tolist(), displs.tolist(), _mpi().BYTE], root=root)
+    return [_from_json(out[d:d + c]) for d, c in zip(displs, counts)]
+
+
+# ---------------------------------------------------------------------------- timing
+def time_collective(comm, run, reps=3):
+    """Seconds one call of `run()` takes (a collective over `comm`): a barrier before each
+    repetition, the best repetition, the slowest rank's best (the same on every rank)."""
+    if not parallel(comm):
+        return 0.0
+    best = math.inf
+    for _ in range(reps):
+        comm.Barrier()
+        t = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t)
+    return allreduce_scalar(comm, best, "max")
