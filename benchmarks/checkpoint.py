@@ -38,7 +38,7 @@ from h2odl_mpi.kernel import Network  # noqa: E402
 from h2odl_mpi.model_io import load_model, save_model  # noqa: E402
 from h2odl_mpi.params import validate  # noqa: E402
 from h2odl_mpi.preprocess import Preprocess  # noqa: E402
-from h2odl_mpi.trainer import net_config  # noqa: E402
+from h2odl_mpi.model_setup import net_config  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TRAIN = ROOT / "h2odl_mpi" / "datasets" / "mnist" / "train.csv.gz"

@@ -4,7 +4,7 @@
    2 ranks x 1 thread against 1 rank x 2 threads (samples/s and the measured communication
    share against target_ratio_comm_to_comp, with H2O's default scoring; then the test error
    after each epoch from a second run that scores after every iteration).
-2. Allreduce (the trainer's own average_model) timed at 2, 3 and 4 ranks for message sizes
+2. Allreduce (the trainer's own collectives.weighted_mean) timed at 2, 3 and 4 ranks for message sizes
    from 4 KiB to 32 MiB; a latency-bandwidth fit t = a * ceil(log2 P) + b * 2 (P-1)/P * bytes.
 3. A PROJECTION (not a measurement) of parallel efficiency at 64 and 1024 ranks on a
    100 Gb/s network: the fitted latency term, the link's bandwidth in place of the measured
@@ -35,10 +35,11 @@ SIZES = [4 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20, 32 << 20]
 
 
 def allreduce_probe(out_path, reps=15):
-    """Run inside mpirun: time average_model for each message size (median of reps)."""
+    """Run inside mpirun: time the model average (collectives.weighted_mean) for each message
+    size (median of reps)."""
     from mpi4py import MPI
     sys.path.insert(0, str(ROOT))
-    from h2odl_mpi.trainer import average_model
+    from h2odl_mpi.collectives import weighted_mean
     comm = MPI.COMM_WORLD
     rows = []
     for nbytes in SIZES:
@@ -47,7 +48,7 @@ def allreduce_probe(out_path, reps=15):
         for _ in range(reps):
             comm.Barrier()
             t = time.perf_counter()
-            average_model(comm, buf)
+            weighted_mean(comm, buf)
             times.append(time.perf_counter() - t)
         worst = comm.allreduce(float(np.median(times)), op=MPI.MAX)
         rows.append({"ranks": comm.size, "bytes": nbytes, "seconds": worst})
@@ -144,7 +145,7 @@ def plot(measured, fit, proj, path):
         ax1.loglog(xs, [r["seconds"] for r in pts], "o", label=f"measured, {P} ranks")
         ax1.loglog(xs, [a * math.ceil(math.log2(P)) + b * 2 * (P - 1) / P * s for s in xs], "-", alpha=0.6)
     ax1.set_xlabel("model buffer (bytes)")
-    ax1.set_ylabel("average_model time (s)")
+    ax1.set_ylabel("model average time (s)")
     ax1.set_title("Allreduce on this machine and the fit")
     ax1.legend(fontsize=8)
     ranks = [p["ranks"] for p in proj]

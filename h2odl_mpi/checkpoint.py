@@ -1,4 +1,5 @@
-"""Checkpoints, restart and the batch system's warning signals (docs/model_format.md).
+"""Checkpoints, restart and the batch system's warning signals (docs/model_format.md):
+writing them, finding the one to continue from, and restoring a run's state from it.
 
 A checkpoint is a model file (h2odl_mpi.model_io) with the training state in /progress:
 samples, iteration, epochs, the seed, every rank's numpy RNG state (JSON, no pickle).
@@ -15,12 +16,15 @@ samples, iteration, epochs, the seed, every rank's numpy RNG state (JSON, no pic
   exits with REQUEUE_EXIT_CODE.
 """
 import glob
+import json
 import os
 import re
 import signal
 import sys
 
-from h2odl_mpi.errors import UserError
+from h2odl_mpi.collectives import bcast_bytes, bcast_obj, gather_obj
+from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.params import parse_interval  # noqa: F401 - the checkpoint_interval parameter
 
 # exit status meaning "stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue me"
 REQUEUE_EXIT_CODE = 85
@@ -45,24 +49,6 @@ class TrainingInterrupted(Exception):
         super().__init__(f"stopped by signal {signum}: checkpoint {path}; "
                          f"exit status {REQUEUE_EXIT_CODE} (requeue)")
         self.path, self.signum = path, signum
-
-
-def parse_interval(text):
-    """("seconds", s) or ("iterations", n) from "600", "2.5", "100it"; ("off", 0) for "0"."""
-    t = str(text).strip().lower()
-    try:
-        if t.endswith("it"):
-            n = int(t[:-2])
-            if n < 0:
-                raise ValueError
-            return ("iterations", n) if n else ("off", 0)
-        s = float(t)
-        if not s >= 0:
-            raise ValueError
-        return ("seconds", s) if s else ("off", 0)
-    except ValueError:
-        raise UserError(f"checkpoint_interval: expected seconds (e.g. 600) or iterations "
-                        f"(e.g. 100it), got {text!r}") from None
 
 
 def checkpoint_path(directory, iteration):
@@ -91,20 +77,17 @@ def prune(directory, keep):
             pass
 
 
-def newest_valid(directory, warn=True, loaded=None):
+def newest_valid(directory, warn=True):
     """The newest checkpoint in `directory` that loads with its checksums, or None.
-    A damaged one is skipped with a warning on stderr.  `loaded` (a list): receives what
-    load_model returned for it, so that it need not be read twice."""
+    A damaged one is skipped with a warning on stderr."""
     from h2odl_mpi.model_io import load_model
     for p in list_checkpoints(directory):
         try:
-            result = load_model(p)
+            load_model(p)
         except UserError as e:
             if warn:
                 print(f"warning: skipping damaged checkpoint: {e}", file=sys.stderr, flush=True)
             continue
-        if loaded is not None:
-            loaded.append(result)
         return p
     return None
 
@@ -172,3 +155,106 @@ class StopFlag:
             # None: a handler installed outside Python (C), which cannot be put back
             signal.signal(s, h if h is not None else signal.SIG_DFL)
         self._old = {}
+
+
+# ------------------------------------------------------------------------------ resume
+def load_everywhere(path, comm):
+    """load_model(path) on every rank from one read of the file: rank 0 reads its bytes,
+    they go to every rank (Bcast of the HDF5 image, nothing pickled) and each rank parses
+    them from memory, checksums included.  A missing or damaged file is the same
+    UserError on every rank."""
+    from h2odl_mpi.model_io import load_model
+    rank = comm.Get_rank() if comm is not None else 0
+    image, err = None, None
+    if rank == 0:
+        try:
+            if not os.path.exists(path):
+                raise UserError(f"{path}: no such model file")
+            with open(path, "rb") as f:
+                image = f.read()
+        except OSError as e:
+            err = UserError(f"{path}: cannot read: {e.strerror or e}")
+        except UserError as e:
+            err = e
+    agree(comm, err)
+    image = bcast_bytes(comm, image)
+    loaded = None
+    try:
+        loaded = load_model(path, image=image)
+    except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
+        err = e
+    agree(comm, err)
+    return loaded
+
+
+def _checkpoint_to_continue(params, comm, rank, say):
+    """--checkpoint FILE, or the newest valid checkpoint under --resume DIR (the same path
+    on every rank), or None."""
+    path = params.get("checkpoint")
+    if path or not params.get("resume"):
+        return path or None
+    err = None
+    if rank == 0:
+        try:
+            d = params["resume"]
+            path = newest_valid(d) if os.path.isdir(d) else None
+        except Exception as e:  # noqa: BLE001 - reported on every rank
+            err = e
+    agree(comm, err)
+    path = bcast_obj(comm, path)
+    if path is None:
+        say(f"resume: no valid checkpoint in {params['resume']}: starting fresh")
+    return path
+
+
+def restore(params, comm, rank, frame, say):
+    """The checkpoint to continue from on every rank, as a dict (path, network, model,
+    info, state, history), or None.  A changed architecture, response or input layout
+    is refused, naming each difference."""
+    path = _checkpoint_to_continue(params, comm, rank, say)
+    if not path:
+        return None
+    network, model, info, old, attrs = load_everywhere(path, comm)
+    diff = differences(old, params) + layout_differences(info, frame.names, params)
+    if diff:
+        raise UserError(f"{path}: cannot continue this model with a different architecture, response or "
+                        "input layout: " + "; ".join(diff))
+    state = dict(attrs.get("state") or {})
+    state.setdefault("samples", int(attrs.get("training_samples", 0)))
+    state.setdefault("iteration", int(attrs.get("iterations", 0)))
+    state.setdefault("epochs", float(attrs.get("epochs", 0.0)))
+    state.setdefault("seed", int(old.get("seed", 0)))
+    return {"path": path, "network": network, "model": model, "info": info, "state": state,
+            "history": attrs.get("history", [])}
+
+
+def training_state(comm, rng, progress, n_total, seed, size, tspi, tuned_for):
+    """The training state a checkpoint holds (collective: every rank's RNG state goes to
+    rank 0).  tspi: the rows per iteration in use; tuned_for: the target_ratio_comm_to_comp
+    it was tuned for (-1 when it was not auto-tuned)."""
+    states = gather_obj(comm, json.dumps(rng.bit_generator.state))
+    return {"samples": int(progress.samples), "iteration": int(progress.iteration),
+            "epochs": progress.samples / n_total, "n_total": int(n_total), "seed": int(seed),
+            "n_ranks": int(size), "tspi": int(tspi), "tuned_for": float(tuned_for), "rng_states": states}
+
+
+def restore_rng(rng, restored, seed, rank, size):
+    """This rank's random stream of a continued run: its own stream where the checkpoint
+    has as many ranks, else new streams derived from the seed and the iteration."""
+    states = restored["state"].get("rng_states") or []
+    if len(states) == size:
+        rng.bit_generator.state = json.loads(states[rank])
+        return rng
+    import numpy as np
+    return np.random.default_rng([seed, rank, int(restored["state"]["iteration"])])
+
+
+def write_checkpoint(directory, comm, rank, run, state):
+    """Rank 0 writes directory/ckpt_<iteration>.h5 atomically and prunes old ones; the
+    other ranks go on and wait at the next collective.  Returns the path."""
+    from h2odl_mpi.outputs import write_model
+    path = checkpoint_path(directory, state["iteration"])
+    if rank == 0:
+        write_model(comm, path, run, state)
+        prune(directory, run.params["checkpoint_keep"])
+    return path

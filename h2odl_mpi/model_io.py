@@ -17,6 +17,7 @@ every path and attribute, so a flipped byte anywhere is found.  Files are writte
 temporary name, flushed, fsynced and renamed: a reader never sees a half-written file.
 """
 import csv
+import io
 import json
 import os
 import zlib
@@ -180,15 +181,16 @@ def _verify_datasets(path, f, network, model):
         raise UserError(f"{path}: missing arrays {', '.join(missing)}")
 
 
-def load_model(path):
+def load_model(path, image=None):
     """(network, model buffer, Preprocess, parameters, attrs) from a model file; attrs hold
     the root attributes, `history` (the scoring history rows) and, when the file has one,
     `state` (the training progress of a checkpoint).  A damaged, truncated or foreign file
-    is a UserError naming the file and what is wrong."""
-    if not os.path.exists(path):
+    is a UserError naming the file and what is wrong.  `image`: the file's bytes, already
+    read (as sent to every rank), parsed from memory; `path` then only names it."""
+    if image is None and not os.path.exists(path):
         raise UserError(f"{path}: no such model file")
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(io.BytesIO(image) if image is not None else path, "r") as f:
             fmt = f.attrs.get("format")
             if fmt != FORMAT:
                 raise UserError(f"{path}: not an h2odl_mpi model file of format {FORMAT} (format: {fmt!r})")

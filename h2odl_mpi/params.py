@@ -8,7 +8,7 @@ parameter.  The command line and the Python API both go through it.
 import difflib
 import math
 
-from h2odl_mpi.checkpoint import parse_interval
+from h2odl_mpi._kernel import lib
 from h2odl_mpi.errors import UserError
 
 INF = math.inf
@@ -19,6 +19,9 @@ LOSSES = ("Automatic", "CrossEntropy", "Quadratic", "Absolute", "Huber", "Quanti
 DISTRIBUTIONS = ("AUTO", "bernoulli", "multinomial", "gaussian", "poisson", "gamma", "tweedie",
                  "laplace", "quantile", "huber")
 WEIGHT_DISTRIBUTIONS = ("UniformAdaptive", "Uniform", "Normal")
+CATEGORICAL_ENCODINGS = ("AUTO", "OneHotInternal", "Binary", "LabelEncoder", "SortByResponse")
+MISSING_VALUES_HANDLING = ("MeanImputation", "Skip")
+MAX_HIDDEN_LAYERS = lib.H2O_MAX_LAYERS - 1  # the kernel's compile-time limit, less the output layer
 STOPPING_METRICS = ("AUTO", "deviance", "logloss", "MSE", "RMSE", "MAE", "RMSLE", "AUC", "AUCPR",
                     "misclassification", "mean_per_class_error")
 
@@ -69,12 +72,10 @@ SPEC = {
     "classification_stop": (float, 0.0, (-1.0, 1.0, False, False), "stop when training error <= this (-1 disables)"),
     "regression_stop": (float, 1e-6, (-1.0, INF, False, False), "stop when training MSE <= this (-1 disables)"),
     "standardize": (bool, True, None, "standardise numeric inputs"),
-    "categorical_encoding": (str, "AUTO", ("AUTO", "OneHotInternal", "Binary", "LabelEncoder",
-                                           "SortByResponse", "Eigen", "OneHotExplicit", "Enum",
-                                           "EnumLimited"), "categorical inputs to network inputs"),
+    "categorical_encoding": (str, "AUTO", CATEGORICAL_ENCODINGS, "categorical inputs to network inputs"),
     "use_all_factor_levels": (bool, True, None, "one input per level (false: drop the first)"),
     "max_categorical_features": (int, 2 ** 31 - 1, (1, INF, False, False), "hash categorical inputs into this many units"),
-    "missing_values_handling": (str, "MeanImputation", ("MeanImputation", "Skip"), "NA inputs"),
+    "missing_values_handling": (str, "MeanImputation", MISSING_VALUES_HANDLING, "NA inputs"),
     "weights_column": (str, None, None, "observation weights column"),
     "balance_classes": (bool, False, None, "over/under-sample classes to balance them"),
     "class_sampling_factors": (list, None, None, "per-class sampling factors (balance_classes), comma separated"),
@@ -104,6 +105,17 @@ SPEC = {
     "variable_importances": (bool, True, None, "compute the inputs' importances (Gedeon) at the end"),
     "export_weights_and_biases": (bool, False, None, "also write each layer's weights and biases as CSV "
                                                      "into the directory <model_out>.weights"),
+}
+
+# H2O's values of a parameter that this version does not implement: refused with the reason
+REFUSED_CHOICES = {
+    "categorical_encoding": {
+        "Eigen": "its projection of each column's one-hot matrix onto the leading eigenvector is "
+                 "not implemented",
+        "OneHotExplicit": "use OneHotInternal (the same units, built without copying the frame)",
+        "Enum": "use AUTO",
+        "EnumLimited": "use AUTO with max_categorical_features",
+    },
 }
 
 # H2O parameters this version knows but does not implement yet: setting them is an error,
@@ -163,6 +175,24 @@ def parse_value(name, text):
         raise UserError(f"--{name}: cannot read {text!r} as {typ.__name__}") from None
 
 
+def parse_interval(text):
+    """("seconds", s) or ("iterations", n) from "600", "2.5", "100it"; ("off", 0) for "0"."""
+    t = str(text).strip().lower()
+    try:
+        if t.endswith("it"):
+            n = int(t[:-2])
+            if n < 0:
+                raise ValueError
+            return ("iterations", n) if n else ("off", 0)
+        s = float(t)
+        if not s >= 0:
+            raise ValueError
+        return ("seconds", s) if s else ("off", 0)
+    except ValueError:
+        raise UserError(f"checkpoint_interval: expected seconds (e.g. 600) or iterations "
+                        f"(e.g. 100it), got {text!r}") from None
+
+
 def _bad_int(name, text):
     raise UserError(f"--{name}: expected an integer, got {text!r}")
 
@@ -175,6 +205,8 @@ def _check_range(name, value, check):
             lb = "(" if lo_open else "["
             rb = ")" if hi_open else "]"
             raise UserError(f"{name} = {value} is out of range {lb}{lo}, {hi}{rb}")
+    elif isinstance(check, tuple) and value in REFUSED_CHOICES.get(name, {}):
+        raise UserError(f"{name}={value!r} is not supported: {REFUSED_CHOICES[name][value]}")
     elif isinstance(check, tuple) and value not in check:
         raise UserError(f"{name} = {value!r} is not one of {', '.join(check)}")
 
@@ -207,8 +239,8 @@ def validate(params):
             _check_range(name, v, check)
     if not p["hidden"] or any(h < 1 for h in p["hidden"]):
         raise UserError(f"hidden must list positive layer sizes, got {p['hidden']}")
-    if len(p["hidden"]) > 15:
-        raise UserError(f"hidden: at most 15 hidden layers, got {len(p['hidden'])}")
+    if len(p["hidden"]) > MAX_HIDDEN_LAYERS:
+        raise UserError(f"hidden: at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(p['hidden'])}")
     n_hidden = len(p["hidden"])
     dropout = p["activation"].endswith("WithDropout")
     if p["hidden_dropout_ratios"] is None:

@@ -41,10 +41,10 @@ def test_save_load_predict_identical(tmp_path):
     data = _csv(tmp_path / "d.csv")
     s = train(_params(data, model_out=str(tmp_path / "m.h5")))
     network, buf, info, params, attrs = load_model(str(tmp_path / "m.h5"))
-    assert np.array_equal(buf, s["model"]) and attrs["state"]["iteration"] == s["iterations"]
+    assert np.array_equal(buf, s.model) and attrs["state"]["iteration"] == s["iterations"]
     from h2odl_mpi.frame import Frame
     rows = info.rows(Frame.read(data), training=False)
-    a = s["network_obj"].predict(s["model"], rows, "output", threads=1)
+    a = s.network.predict(s.model, rows, "output", threads=1)
     b = network.predict(buf, rows, "output", threads=1)
     assert np.array_equal(a, b)
     pred = tmp_path / "p.csv"
@@ -60,11 +60,11 @@ def test_two_epochs_equal_one_plus_one_bit_for_bit(tmp_path):
     data = _csv(tmp_path / "d.csv")
     straight = train(_params(data, epochs=2))
     first = train(_params(data, epochs=1, model_out=str(tmp_path / "e1.h5")))
-    assert not np.array_equal(first["model"], straight["model"])
+    assert not np.array_equal(first.model, straight.model)
     cont = train(_params(data, epochs=2, checkpoint=str(tmp_path / "e1.h5")))
     assert cont["iterations"] == straight["iterations"] == 6
     assert cont["training_samples"] == straight["training_samples"] == 600
-    assert np.array_equal(cont["model"], straight["model"])
+    assert np.array_equal(cont.model, straight.model)
 
 
 def test_mid_run_checkpoint_resumes_bit_for_bit(tmp_path):
@@ -77,9 +77,9 @@ def test_mid_run_checkpoint_resumes_bit_for_bit(tmp_path):
     for n in names[1:]:
         os.unlink(d / n)  # as if killed after iteration 2
     resumed = train(_params(data, epochs=2, resume=str(d)))
-    assert np.array_equal(resumed["model"], straight["model"])
+    assert np.array_equal(resumed.model, straight.model)
     assert sorted(os.listdir(d))[-1] == "ckpt_000000006.h5"
-    assert np.array_equal(train(_params(data, epochs=2))["model"], straight["model"])  # writing changes nothing
+    assert np.array_equal(train(_params(data, epochs=2)).model, straight.model)  # writing changes nothing
 
 
 def test_checkpoint_keep_prunes(tmp_path):
@@ -119,7 +119,7 @@ def test_damaged_files_are_detected_and_resume_falls_back(tmp_path, capfd):
     resumed = train(_params(data, epochs=2, resume=str(d)))  # falls back to iteration 2
     err = capfd.readouterr().err
     assert err.count("skipping damaged checkpoint") == 2 and os.path.basename(newest) in err
-    assert np.array_equal(resumed["model"], straight["model"])
+    assert np.array_equal(resumed.model, straight.model)
     assert ckpt.newest_valid(str(d)) == newest  # rewritten at the end, valid again
 
 
@@ -127,7 +127,7 @@ def test_resume_starts_fresh_without_checkpoints(tmp_path):
     data = _csv(tmp_path / "d.csv")
     a = train(_params(data, epochs=1, resume=str(tmp_path / "none")))
     b = train(_params(data, epochs=1))
-    assert np.array_equal(a["model"], b["model"])
+    assert np.array_equal(a.model, b.model)
     assert os.listdir(tmp_path / "none") == ["ckpt_000000003.h5"]
 
 
@@ -221,7 +221,7 @@ def test_other_data_with_new_or_missing_columns_is_refused(tmp_path):
 def test_export_weights_and_biases_as_csv(tmp_path):
     data = _csv(tmp_path / "d.csv")
     s = train(_params(data, epochs=1, model_out=str(tmp_path / "m.h5"), export_weights_and_biases=True))
-    net, model = s["network_obj"], s["model"]
+    net, model = s.network, s.model
     d = tmp_path / "m.h5.weights"
     assert sorted(os.listdir(d)) == sorted([f"{k}_{l}.csv" for k in ("weights", "biases") for l in (1, 2, 3)])
     assert open(d / "weights_1.csv").readline().strip() == "a,b,c,d"
@@ -235,31 +235,31 @@ def test_export_weights_and_biases_as_csv(tmp_path):
 
 
 def test_pretrained_autoencoder_initialises_hidden_layers(tmp_path):
-    from h2odl_mpi import trainer
+    from h2odl_mpi import model_setup
     data = _csv(tmp_path / "d.csv")
     ae = tmp_path / "ae.h5"
     train(validate({"train": data, "autoencoder": True, "ignored_columns": ["label"], "hidden": [8, 6],
                     "epochs": 2, "seed": 3, "reproducible": True, "quiet_mode": True, "model_out": str(ae)}))
     ae_net, ae_model, _, _, _ = load_model(str(ae))
     seen = {}
-    real = trainer._pretrained
+    real = model_setup.copy_pretrained
 
     def spy(params, comm, network, model, info):
         fresh = model.copy()
         real(params, comm, network, model, info)
         seen.update(net=network, before=fresh, after=model.copy())
-    trainer._pretrained = spy
+    model_setup.copy_pretrained = spy
     try:
         s = train(_params(data, epochs=1, pretrained_autoencoder=str(ae)))
     finally:
-        trainer._pretrained = real
+        model_setup.copy_pretrained = real
     net, after = seen["net"], seen["after"]
     for layer in (0, 1):  # input and hidden layers come from the autoencoder
         for name in ("weights", "biases"):
             assert np.array_equal(net.view(after, name, layer), ae_net.view(ae_model, name, layer))
     # the output layer keeps its fresh weights; the optimizer state starts at zero
     assert np.array_equal(net.view(after, "weights", 2), net.view(seen["before"], "weights", 2))
-    assert not np.array_equal(s["model"], after)  # and then it trained
+    assert not np.array_equal(s.model, after)  # and then it trained
     with pytest.raises(UserError, match=r"hidden: autoencoder \[8, 6\], now \[8, 5\]"):
         train(_params(data, epochs=1, hidden=[8, 5], pretrained_autoencoder=str(ae)))
     sup = tmp_path / "sup.h5"
@@ -306,7 +306,7 @@ def test_blocks_of_rows_train_as_one_call_on_one_thread(tmp_path):
     from h2odl_mpi.frame import Frame
     from h2odl_mpi.kernel import NetConfig, Network
     from h2odl_mpi.preprocess import Preprocess
-    from h2odl_mpi.trainer import _Blocks
+    from h2odl_mpi.hogwild import Blocks
     data = _csv(tmp_path / "d.csv", n=1000)
     frame = Frame.read(data)
     info = Preprocess.fit(frame, _params(data))
@@ -317,13 +317,13 @@ def test_blocks_of_rows_train_as_one_call_on_one_thread(tmp_path):
     one = net.new_model(5)
     net.train(one, rows, order, samples_before=70, seed=11, threads=1)
     split = net.new_model(5)
-    blocks = _Blocks(net, 1, ckpt.StopFlag(), seconds=1e-4)  # tiny blocks: many calls
+    blocks = Blocks(net, 1, ckpt.StopFlag(), seconds=1e-4)  # tiny blocks: many calls
     assert blocks.train(split, rows, order, 70, 11) == (3000, False)
     assert blocks.block < 3000
     assert np.array_equal(one, split)
     flag = ckpt.StopFlag()
     flag.signum = signal.SIGTERM  # a signal: no more blocks
-    assert _Blocks(net, 1, flag).train(net.new_model(5), rows, order, 0, 11) == (0, False)
+    assert Blocks(net, 1, flag).train(net.new_model(5), rows, order, 0, 11) == (0, False)
 
 
 def test_a_signal_before_training_checkpoints_the_starting_model(tmp_path):
@@ -346,7 +346,7 @@ def test_a_signal_before_training_checkpoints_the_starting_model(tmp_path):
     _, buf, _, _, attrs = load_model(str(d / "ckpt_000000000.h5"))
     assert attrs["state"]["samples"] == 0 and attrs["state"]["iteration"] == 0 and attrs["history"] == []
     resumed = train(_params(data, epochs=2, resume=str(d)))
-    assert np.array_equal(resumed["model"], train(_params(data, epochs=2))["model"])
+    assert np.array_equal(resumed.model, train(_params(data, epochs=2)).model)
 
 
 def test_a_signal_while_mpi_starts_is_not_lost(tmp_path):
@@ -383,11 +383,11 @@ def test_unwritable_outputs_fail_before_the_data_is_read(tmp_path):
 
 
 def test_a_failed_checkpoint_write_names_the_file(tmp_path, monkeypatch):
-    from h2odl_mpi import trainer
+    from h2odl_mpi import outputs
 
     def disk_full(path, *args, **kwargs):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(trainer, "save_model", disk_full)
+    monkeypatch.setattr(outputs, "save_model", disk_full)
     data = _csv(tmp_path / "d.csv")
     with pytest.raises(UserError, match=r"ckpt_000000001\.h5: cannot write: No space left on device"):
         train(_params(data, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval="1it"))

@@ -1,7 +1,8 @@
 """Pieces of the trainer on one process: row sampling for scoring, TSPI auto-tuning."""
 import numpy as np
 
-from h2odl_mpi.trainer import AutoTuner, sample_rows
+from h2odl_mpi.iteration_rows import AutoTuner, rows_for
+from h2odl_mpi.scoring import sample_rows
 
 
 def test_stratified_sampling_keeps_class_shares():
@@ -37,7 +38,7 @@ def test_rows_come_shuffled_when_every_iteration_trains_all_of_them(tmp_path, ca
     """shuffle_training_data=false trains a part of the rows in storage order; when each
     iteration trains all rows (an epoch per iteration on one rank) they come shuffled, as
     H2O turns shuffling on then, and the log says so."""
-    from h2odl_mpi import trainer
+    from h2odl_mpi import hogwild, trainer
     from h2odl_mpi.params import validate
     path = tmp_path / "d.csv"
     rng = np.random.default_rng(0)
@@ -45,12 +46,12 @@ def test_rows_come_shuffled_when_every_iteration_trains_all_of_them(tmp_path, ca
         f.write("x,y\n")
         f.writelines(f"{v:.4f},{int(v > 0)}\n" for v in rng.normal(size=400))
     seen = []
-    real = trainer._Blocks.train
+    real = hogwild.Blocks.train
 
     def spy(self, model, rows, order, *args):
         seen.append(np.array(order))
         return real(self, model, rows, order, *args)
-    trainer._Blocks.train = spy
+    hogwild.Blocks.train = spy
     try:
         for tspi in (0, 100):
             seen.clear()
@@ -64,12 +65,11 @@ def test_rows_come_shuffled_when_every_iteration_trains_all_of_them(tmp_path, ca
             if tspi == 0:
                 assert not np.array_equal(seen[0], seen[1])  # a new order every iteration
     finally:
-        trainer._Blocks.train = real
+        hogwild.Blocks.train = real
 
 
 def test_epochs_become_rows_without_floating_point_leftovers():
-    from h2odl_mpi.trainer import _rows_for
     assert (0.93 + 0.5) * 2000 > 2860  # what the rounding must not count
-    assert _rows_for(1.43, 2000) == 2860
-    assert _rows_for(0.93 + 0.5, 2000) == 2860
-    assert _rows_for(0.0005, 2000) == 1 and _rows_for(2.5, 3) == 8 and _rows_for(10, 60000) == 600000
+    assert rows_for(1.43, 2000) == 2860
+    assert rows_for(0.93 + 0.5, 2000) == 2860
+    assert rows_for(0.0005, 2000) == 1 and rows_for(2.5, 3) == 8 and rows_for(10, 60000) == 600000

@@ -81,7 +81,7 @@ def test_in_process_resume_on_a_smaller_communicator(tmp):
     if sub != MPI.COMM_NULL:
         s = trainer.train(validate(dict(p, epochs=2, resume=f"{tmp}/d")), sub)
         ok = s["training_samples"] == 2 * N and s["n_ranks"] == comm.size - 1 and \
-            s["startup_s"]["restore"] >= 0 and not np.array_equal(s["model"], first["model"])
+            s["startup_s"]["restore"] >= 0 and not np.array_equal(s.model, first.model)
         sub.Free()
     assert comm.allreduce(int(not ok)) == 0
 

@@ -6,7 +6,7 @@ import pytest
 from mpi4py import MPI
 
 from h2odl_mpi.cli import main
-from h2odl_mpi.trainer import average_model
+from h2odl_mpi.collectives import weighted_mean
 
 comm = MPI.COMM_WORLD
 
@@ -17,7 +17,7 @@ def test_average_is_bit_identical_and_the_mean():
     mine = rng.normal(size=10_001).astype(np.float32)
     everyone = np.array(comm.allgather(mine))
     model = mine.copy()
-    average_model(comm, model)
+    weighted_mean(comm, model)
     ref = everyone.astype(np.float64).mean(axis=0)
     np.testing.assert_allclose(model, ref, rtol=2e-6, atol=2e-7)
     first = comm.bcast(model if comm.rank == 0 else None, root=0)
@@ -55,14 +55,14 @@ def test_weighted_average_and_a_rank_without_rows():
     weights = np.array(comm.allgather(weight))
     everyone = np.array(comm.allgather(mine)).astype(np.float64)
     model = mine.copy()
-    average_model(comm, model, weight=weight, total=float(weights.sum()))
+    weighted_mean(comm, model, weight=weight, total=float(weights.sum()))
     ref = (weights[:, None] * everyone).sum(axis=0) / weights.sum()
     np.testing.assert_allclose(model, ref, rtol=1e-5, atol=1e-6)
     assert np.array_equal(comm.bcast(model if comm.rank == 0 else None, root=0), model)
 
 
 def test_row_shares_add_up_and_follow_local_rows():
-    from h2odl_mpi.trainer import row_shares
+    from h2odl_mpi.iteration_rows import row_shares
     assert row_shares(10, [5, 5, 5]).tolist() == [4, 3, 3]
     assert row_shares(9, [100, 0, 50]).tolist() == [6, 0, 3]
     assert row_shares(7, [0, 0]).tolist() == [0, 0]

@@ -67,14 +67,14 @@ def test_a_bad_file_on_one_rank_stops_every_rank(tmp, monkeypatch):
 CRASH = r"""
 import sys
 from mpi4py import MPI
-from h2odl_mpi import trainer
+from h2odl_mpi import combine
 from h2odl_mpi.cli import main
-real = trainer.average_model
-def crash(comm, model, *args, **kwargs):
+real = combine.ModelAverage.combine
+def crash(self, comm, model, *args, **kwargs):
     if comm.rank == 1:
         raise RuntimeError("simulated node failure on rank 1")
-    return real(comm, model, *args, **kwargs)
-trainer.average_model = crash
+    return real(self, comm, model, *args, **kwargs)
+combine.ModelAverage.combine = crash
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -97,11 +97,11 @@ def test_an_unexpected_failure_takes_the_job_down(tmp):
 DISK_FULL = r"""
 import sys
 from mpi4py import MPI
-from h2odl_mpi import trainer
+from h2odl_mpi import outputs
 from h2odl_mpi.cli import main
 def disk_full(path, *args, **kwargs):
     raise OSError(28, "No space left on device")
-trainer.save_model = disk_full
+outputs.save_model = disk_full
 sys.exit(main(sys.argv[1:]))
 """
 
