@@ -22,7 +22,7 @@ import re
 import signal
 import sys
 
-from h2odl_mpi.collectives import bcast_bytes, bcast_obj, gather_obj
+from h2odl_mpi.collectives import bcast_bytes, bcast_obj, gather_obj, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.params import parse_interval  # noqa: F401 - the checkpoint_interval parameter
 
@@ -164,7 +164,7 @@ def load_everywhere(path, comm):
     them from memory, checksums included.  A missing or damaged file is the same
     UserError on every rank."""
     from h2odl_mpi.model_io import load_model
-    rank = comm.Get_rank() if comm is not None else 0
+    rank, _ = rank_and_size(comm)
     image, err = None, None
     if rank == 0:
         try:

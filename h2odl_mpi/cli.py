@@ -16,6 +16,7 @@ import traceback
 
 from h2odl_mpi import params as P
 from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
+from h2odl_mpi.collectives import parallel, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 
 SUBCOMMANDS = ("train", "predict", "describe", "jobscript")
@@ -125,11 +126,11 @@ def main(argv=None):
         from h2odl_mpi.frame import describe
         return describe.run(ns)
     except TrainingInterrupted as e:
-        if comm is None or comm.Get_rank() == 0:
+        if rank_and_size(comm)[0] == 0:
             print(f"h2odl_mpi: {e}", file=sys.stderr, flush=True)
         return REQUEUE_EXIT_CODE
     except UserError as e:
-        if comm is None or comm.Get_rank() == 0:
+        if rank_and_size(comm)[0] == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     except SystemExit:
@@ -137,6 +138,6 @@ def main(argv=None):
     except BaseException:  # noqa: BLE001 - a failure on one rank must end every rank
         traceback.print_exc()
         sys.stderr.flush()
-        if comm is not None and comm.Get_size() > 1:
+        if parallel(comm):
             comm.Abort(1)
         return 1

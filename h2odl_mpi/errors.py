@@ -10,7 +10,7 @@ prints the message and ends the whole job.
 """
 import sys
 
-from h2odl_mpi.collectives import allgather_obj
+from h2odl_mpi.collectives import allgather_obj, parallel
 
 
 class UserError(Exception):
@@ -25,7 +25,7 @@ def agree(comm, error=None, own_first=False):
     own_first: a rank with an error of its own raises that one (so that rank 0 reports its
     own message plainly), the others the first failing rank's.
     """
-    if comm is None or comm.Get_size() == 1:
+    if not parallel(comm):
         if error is not None:
             raise error if isinstance(error, UserError) else UserError(_describe(error)) from error
         return
@@ -51,7 +51,7 @@ def fail_alone(comm, message, status=2):
     rank 0 writing a checkpoint while they go on): print the message and end every rank
     with `status` (MPI_Abort), rather than leave them waiting.  Without other ranks it
     raises UserError, which the CLI reports the usual way."""
-    if comm is None or comm.Get_size() == 1:
+    if not parallel(comm):
         raise UserError(message)
     print(f"error: {message}", file=sys.stderr, flush=True)
     comm.Abort(status)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from h2odl_mpi.collectives import allreduce_scalar
+from h2odl_mpi.collectives import allreduce_scalar, rank_and_size
 from h2odl_mpi.hogwild import probe_row_time
 
 
@@ -69,7 +69,7 @@ class RowsPerIteration:
     def __init__(self, params, comm, data, probe, restored_state=None):
         """data: the run's TrainingData; probe: (network, model, threads, seed) for the
         first guess of an auto-tuned run."""
-        size = 1 if comm is None else comm.Get_size()
+        _, size = rank_and_size(comm)
         tspi = params["train_samples_per_iteration"]
         self.param, self.tuner = tspi, None
         self.tuned_for = -1.0  # the target the value was tuned for, or -1

@@ -7,7 +7,7 @@ import time
 from h2odl_mpi.checkpoint import load_everywhere
 from h2odl_mpi.collectives import bcast_array, bcast_obj
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.kernel import NetConfig, Network
+from h2odl_mpi.kernel import NetConfig
 
 # distribution -> the kernel's loss for a linear output
 _LOSS_OF_DISTRIBUTION = {"poisson": "poisson", "gamma": "gamma", "tweedie": "tweedie", "bernoulli": "bernoulli",

@@ -11,6 +11,7 @@ import csv
 import numpy as np
 
 from h2odl_mpi.atomic import replacing
+from h2odl_mpi.collectives import rank_and_size
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.frame import Frame
 from h2odl_mpi.model_io import load_model
@@ -24,7 +25,7 @@ def predict_file(model_path, data_path, out_path, comm=None, threads=None, anoma
     except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
         err = e
     agree(comm, err)
-    if comm is not None and comm.Get_rank() != 0:
+    if rank_and_size(comm)[0] != 0:
         return None
     frame = Frame.read(data_path)  # rank 0 reads and scores, keeping the input's row order
     rows = info.rows(frame, training=False)

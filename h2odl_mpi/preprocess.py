@@ -35,7 +35,6 @@ import numpy as np
 from h2odl_mpi import class_balance
 from h2odl_mpi.encodings import (ARRAY_FIELDS, ENCODINGS, KINDS, META_FIELDS, NUMERIC_KIND,
                                  FitOptions, InputColumn, layout)
-from h2odl_mpi.encodings import CATEGORICAL_ENCODINGS, np_hash  # noqa: F401 - also known here
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.frame.c_view import frame_rows
 from h2odl_mpi.collectives import allreduce

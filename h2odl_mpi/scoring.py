@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from h2odl_mpi import metrics
-from h2odl_mpi.collectives import allgather_counts, allgather_values
+from h2odl_mpi.collectives import allgather_counts, allgather_values, rank_and_size
 from h2odl_mpi.iteration_rows import row_shares
 from h2odl_mpi.kernel import Rows
 from h2odl_mpi.stopping import EarlyStopping, best_is_better
@@ -47,7 +47,7 @@ class Scorer:
     rank holds the same numbers.  A sample is decoded once into sparse rows."""
 
     def __init__(self, frame, rows, info, params, n_max, seed, comm=None, stratified=False):
-        rank = comm.Get_rank() if comm is not None else 0
+        rank, _ = rank_and_size(comm)
         usable = rows.usable_rows()
         counts = allgather_counts(comm, len(usable))
         if n_max and sum(counts) > n_max:

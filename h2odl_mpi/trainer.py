@@ -24,7 +24,7 @@ import numpy as np
 
 from h2odl_mpi import checkpoint as ckpt
 from h2odl_mpi import importance
-from h2odl_mpi.collectives import agreed_sum, allgather_counts, allreduce_scalar, sum_in_place
+from h2odl_mpi.collectives import agreed_sum, allgather_counts, allreduce_scalar, rank_and_size, sum_in_place
 from h2odl_mpi.combine import combiner_for
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.frame import Frame
@@ -166,8 +166,7 @@ class Session:
 
     def __init__(self, params, comm, flag, combiner):
         self.params, self.comm, self.flag, self.combiner = params, comm, flag, combiner
-        self.rank = comm.Get_rank() if comm is not None else 0
-        self.size = comm.Get_size() if comm is not None else 1
+        self.rank, self.size = rank_and_size(comm)
         self.clock = Clock(t_start=time.time())
         self.report = Reporter(params, self.rank)
         check_outputs(params, comm, self.rank)

@@ -18,7 +18,8 @@ import pytest
 from h2odl_mpi._kernel import ffi, lib
 from h2odl_mpi.frame import Frame
 from h2odl_mpi.kernel import NetConfig, Network, Rows
-from h2odl_mpi.preprocess import Preprocess, np_hash
+from h2odl_mpi.encodings import np_hash
+from h2odl_mpi.preprocess import Preprocess
 from isa_variants import cpu_runs
 
 HERE = Path(__file__).parent

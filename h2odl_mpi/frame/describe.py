@@ -12,6 +12,7 @@ import json
 import sys
 import time
 
+from h2odl_mpi.collectives import rank_and_size
 from h2odl_mpi.errors import UserError
 
 
@@ -56,13 +57,13 @@ def run(args):
     frame = Frame.read(args.data, comm=comm, replicate=args.replicate, format=args.format, **options)
     seconds = time.perf_counter() - started
     summaries = frame.summary()
-    if comm is not None and comm.Get_rank() != 0:
+    if rank_and_size(comm)[0] != 0:
         return 0
     report = {
         "data": str(args.data),
         "rows": frame.n_rows,
         "n_columns": frame.n_columns,
-        "ranks": 1 if comm is None else comm.Get_size(),
+        "ranks": rank_and_size(comm)[1],
         "replicated": frame.replicated,
         "compressed_bytes": frame.compressed_bytes if not frame.replicated else frame.local_compressed_bytes,
         "float64_bytes": 8 * frame.n_rows * frame.n_columns,
