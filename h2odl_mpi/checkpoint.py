@@ -228,14 +228,30 @@ def restore(params, comm, rank, frame, say):
             "history": attrs.get("history", [])}
 
 
-def training_state(comm, rng, progress, n_total, seed, size, tspi, tuned_for):
+def training_state(comm, rng, progress, n_total, seed, size, tspi, tuned_for, combiner, model):
     """The training state a checkpoint holds (collective: every rank's RNG state goes to
     rank 0).  tspi: the rows per iteration in use; tuned_for: the target_ratio_comm_to_comp
-    it was tuned for (-1 when it was not auto-tuned)."""
+    it was tuned for (-1 when it was not auto-tuned); combiner: the rule combining the ranks'
+    models (of the training buffer `model`), whose name and arrays (the same on every rank)
+    are kept."""
     states = gather_obj(comm, json.dumps(rng.bit_generator.state))
     return {"samples": int(progress.samples), "iteration": int(progress.iteration),
             "epochs": progress.samples / n_total, "n_total": int(n_total), "seed": int(seed),
-            "n_ranks": int(size), "tspi": int(tspi), "tuned_for": float(tuned_for), "rng_states": states}
+            "n_ranks": int(size), "tspi": int(tspi), "tuned_for": float(tuned_for), "rng_states": states,
+            "combining_rule": combiner.name, "combiner_arrays": combiner.state(model)}
+
+
+def combiner_state(restored, combiner, say):
+    """The combining rule's arrays of a checkpoint to continue with, when it was written
+    with the same rule (another rule starts afresh, which is said)."""
+    if not restored:
+        return None
+    st = restored["state"]
+    if st.get("combining_rule", combiner.name) != combiner.name:
+        say(f"combining_rule: the checkpoint used {st['combining_rule']}, now {combiner.name}: "
+            "its state starts afresh")
+        return None
+    return st.get("combiner_arrays") or None
 
 
 def restore_rng(rng, restored, seed, rank, size):
@@ -249,12 +265,12 @@ def restore_rng(rng, restored, seed, rank, size):
     return np.random.default_rng([seed, rank, int(restored["state"]["iteration"])])
 
 
-def write_checkpoint(directory, comm, rank, run, state):
+def write_checkpoint(directory, comm, rank, run, model, state):
     """Rank 0 writes directory/ckpt_<iteration>.h5 atomically and prunes old ones; the
     other ranks go on and wait at the next collective.  Returns the path."""
     from h2odl_mpi.outputs import write_model
     path = checkpoint_path(directory, state["iteration"])
     if rank == 0:
-        write_model(comm, path, run, state)
+        write_model(comm, path, run, model, state)
         prune(directory, run.params["checkpoint_keep"])
     return path

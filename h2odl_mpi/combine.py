@@ -1,31 +1,59 @@
-"""Combining the ranks' models after each iteration: one object, one interface.
+"""Combining the ranks' models after each iteration: one interface, a rule per class.
 
-The training loop calls `combiner.combine(comm, model, rows_mine, rows_all)` once per
-iteration, on every rank, after each rank trained `rows_mine` rows of its copy of the model
-(`rows_all` of them over all ranks, which every rank knows).  On return every rank must
-hold the same model buffer (weights, biases and optimizer state), bit for bit.
-`combiner.time(comm, model)` measures one combine's communication, for the tuner of rows
-per iteration.  A combiner may keep state between iterations (a block momentum, say); it
-is made fresh for each training run.
+The training loop calls, on every rank:
 
-To add a rule: a class with these two methods, an entry in COMBINERS, and (once there is a
-choice) the parameter that picks it in params.SPEC.  `train(..., combiner=...)` takes any
-object with this interface, which is how tests swap one in.
+    combiner.start(comm, model, n_params, state)   once, before the first iteration
+    combiner.combine(comm, model, rows_mine, rows_all)   after every iteration
+    combiner.current(model)   the global model (to score, keep, save), not a copy when it can
+    combiner.state(model)     {name: float32 array}: what a checkpoint must hold, beside
+                              current(model), to continue with the same bits
+    combiner.time(comm, model)   seconds of one combine's communication, for the tuner
+    combiner.rows_cap(n_total, ranks)   the most rows between combines (over all ranks) the
+                              rule needs to stay accurate, or None; the tuner keeps below it
+    combiner.own_seconds      seconds spent in the rule's own arithmetic (beyond the mean)
+
+`model` is the rank's float32 buffer: the weights and biases (`model[:n_params]`) and then the
+optimizer state (ADADELTA's accumulators or the momenta).  `rows_mine` rows were trained into it
+on this rank since the last combine, `rows_all` on all ranks (every rank knows both).  After
+`combine` every rank holds the same buffer, bit for bit: each rule starts from the exact weighted
+mean (collectives.weighted_mean) and then does the same float32 arithmetic on every rank.  The
+optimizer state is always averaged (weighted by rows): it is a running statistic of the
+gradients, not a point to filter.  A rule does nothing on one rank: a 1-rank run is the same
+whatever the rule.
+
+To add a rule: a class with these methods, an entry in COMBINERS under its name, and the name
+among the choices of `combining_rule` in params.SPEC.
 """
+import time
+
 import numpy as np
 
-from h2odl_mpi.collectives import time_collective, weighted_mean
+from h2odl_mpi.collectives import parallel, time_collective, weighted_mean
 
 
 class ModelAverage:
     """Plain model averaging, as H2O does it: every rank's model weighted by the rows it
-    trained (a rank stopped early by a signal, or holding no rows, weighs less or nothing)."""
+    trained (a rank stopped early by a signal, or holding no rows, weighs less or nothing).
+    N ranks then move about as far per combine as one rank does alone, for N times the rows."""
 
-    name = "average"
+    name = "Average"
+    own_seconds = 0.0
+
+    def start(self, comm, model, n_params, state=None):
+        pass
 
     def combine(self, comm, model, rows_mine, rows_all):
         if rows_all > 0:
             weighted_mean(comm, model, weight=float(rows_mine), total=float(rows_all))
+
+    def current(self, model):
+        return model
+
+    def state(self, model):
+        return {}
+
+    def rows_cap(self, n_total, ranks):
+        return None
 
     def time(self, comm, model):
         """Seconds of one combine of a buffer of the model's size (the slowest rank's)."""
@@ -33,9 +61,153 @@ class ModelAverage:
         return time_collective(comm, lambda: weighted_mean(comm, scratch))
 
 
-COMBINERS = {"average": ModelAverage}
+class BlockMomentum(ModelAverage):
+    """Blockwise model-update filtering (BMUF: Chen and Huo, ICASSP 2016; CNTK's block
+    momentum learner; SlowMo, Wang et al., ICLR 2020), Nesterov form.
+
+    W is the global model, D the filtered block update.  Every rank trains from the start
+    point S = W + m D (Nesterov; S = W without it); at a combine, with A the weighted mean of
+    the ranks' models:
+
+        G = A - S                 the block's mean displacement
+        D = m D + r G             filtered with the block momentum m and block rate r
+        W = W + D
+        S = W + m D               where every rank trains from next
+
+    m defaults to 1 - 1/N for N ranks (CNTK's), so that a steady displacement adds up to
+    r G / (1 - m) = N r G: N ranks move as far as one rank would over all their rows, where plain
+    averaging moves 1/N of that.  `current` is W; a checkpoint holds W (as the model) and D."""
+
+    name = "BlockMomentum"
+
+    def __init__(self, momentum=-1.0, rate=1.0, nesterov=True):
+        self.momentum_param, self.rate, self.nesterov = momentum, float(rate), bool(nesterov)
+        self.w = self.d = None
+
+    def start(self, comm, model, n_params, state=None):
+        """model: the global model W every rank starts from (a fresh, pretrained or
+        checkpointed one); state: a checkpoint's D (None: zeros)."""
+        self.active = parallel(comm)
+        if not self.active:
+            return
+        n = comm.Get_size()
+        self.m = np.float32(1.0 - 1.0 / n if self.momentum_param < 0 else self.momentum_param)
+        self.r = np.float32(self.rate)
+        self.n_params = n_params
+        self.w = model[:n_params].copy()
+        d = (state or {}).get("block_update")
+        self.d = np.zeros(n_params, dtype=np.float32) if d is None else np.array(d, dtype=np.float32)
+        if self.d.shape != (n_params,):
+            raise ValueError(f"block_update has {self.d.size} values for {n_params} weights and biases")
+        self._start_point(model[:n_params])
+
+    def _start_point(self, out):
+        """out = W + m D (or W): where the ranks train from."""
+        if self.nesterov:
+            np.multiply(self.d, self.m, out=out)
+            out += self.w
+        else:
+            out[...] = self.w
+
+    def combine(self, comm, model, rows_mine, rows_all):
+        super().combine(comm, model, rows_mine, rows_all)
+        if not self.active or rows_all == 0:
+            return
+        t = time.perf_counter()
+        a = model[:self.n_params]       # A, the mean; becomes the next start point
+        g = np.empty_like(self.w)
+        self._start_point(g)            # S, recomputed: the same bits as when it was set
+        np.subtract(a, g, out=g)        # G = A - S
+        self.d *= self.m
+        g *= self.r
+        self.d += g                     # D = m D + r G
+        self.w += self.d                # W = W + D
+        self._start_point(a)
+        self.own_seconds += time.perf_counter() - t
+
+    def current(self, model):
+        if not self.active:
+            return model
+        out = model.copy()
+        out[:self.n_params] = self.w
+        return out
+
+    def state(self, model):
+        return {"block_update": self.d} if self.active else {}
+
+    # The block momentum 1 - 1/N takes about N combines to build up; measured on the MNIST
+    # pair at 8 ranks (benchmarks/rank_accuracy.py), 0.5 N combines an epoch left the test
+    # error 1.3 points above one rank's, 1.5 N and more matched it.
+    COMBINES_PER_EPOCH_PER_RANK = 1.5
+    rows_cap_reason = "about 1.5 x ranks combines an epoch, measured"
+
+    def rows_cap(self, n_total, ranks):
+        if ranks < 2:
+            return None
+        return max(ranks, n_total / (self.COMBINES_PER_EPOCH_PER_RANK * ranks))
+
+
+class ElasticAverage(ModelAverage):
+    """H2O's elastic_averaging (after elastic averaging SGD, Zhang, Choromanska and LeCun,
+    2015): the consensus model C is a moving average of the ranks' mean model A,
+
+        C = a A + (1 - a) C       a = elastic_averaging_moving_rate (H2O's time average)
+
+    and the ranks continue from A pulled toward C by elastic_averaging_regularization p:
+    A - p (A - C).  H2O applies that pull inside every row's update; here it is applied once a
+    combine, where the ranks meet.  `current` (scored, kept, saved) is C, as in H2O; a
+    checkpoint holds C (as the model) and the point the ranks train from."""
+
+    name = "ElasticAveraging"
+
+    def __init__(self, moving_rate=0.9, regularization=1e-3):
+        self.a, self.p = np.float32(moving_rate), np.float32(regularization)
+        self.c = None
+
+    def start(self, comm, model, n_params, state=None):
+        """model: the consensus C every rank starts from; state: a checkpoint's point the
+        ranks trained from (None: C)."""
+        self.active = parallel(comm)
+        if self.active:
+            self.n_params = n_params
+            self.c = model[:n_params].copy()
+            start = (state or {}).get("training_point")
+            if start is not None:
+                if np.shape(start) != (n_params,):
+                    raise ValueError(f"training_point has {np.size(start)} values for {n_params} weights and biases")
+                model[:n_params] = start
+
+    def combine(self, comm, model, rows_mine, rows_all):
+        super().combine(comm, model, rows_mine, rows_all)
+        if not self.active or rows_all == 0:
+            return
+        t = time.perf_counter()
+        a = model[:self.n_params]
+        self.c *= np.float32(1) - self.a
+        self.c += self.a * a            # C = a A + (1 - a) C
+        a -= self.p * (a - self.c)      # the ranks go on from A - p (A - C)
+        self.own_seconds += time.perf_counter() - t
+
+    def current(self, model):
+        if not self.active:
+            return model
+        out = model.copy()
+        out[:self.n_params] = self.c
+        return out
+
+    def state(self, model):
+        return {"training_point": model[:self.n_params].copy()} if self.active else {}
+
+
+COMBINERS = {"Average": ModelAverage, "BlockMomentum": BlockMomentum, "ElasticAveraging": ElasticAverage}
 
 
 def combiner_for(params):
-    """A fresh combiner for a training run's parameters."""
+    """A fresh combiner for a training run's parameters (params.validate resolves AUTO and
+    H2O's elastic_averaging into combining_rule)."""
+    rule = params.get("combining_rule", "Average")
+    if rule == "BlockMomentum":
+        return BlockMomentum(params["block_momentum"], params["block_learning_rate"], params["block_nesterov"])
+    if rule == "ElasticAveraging":
+        return ElasticAverage(params["elastic_averaging_moving_rate"], params["elastic_averaging_regularization"])
     return ModelAverage()

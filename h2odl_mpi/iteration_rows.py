@@ -43,11 +43,13 @@ class AutoTuner:
     """TSPI = -2: pick the global rows per iteration so that t_comm / (t_comm + t_comp)
     approaches the target, from times measured every iteration (smoothed)."""
 
-    def __init__(self, target, n_ranks, local_rows, total_rows, epochs, first_guess):
+    def __init__(self, target, n_ranks, local_rows, total_rows, epochs, first_guess, cap=None):
         self.target = max(target, 1e-6)
         self.lo = n_ranks  # at least one row per rank
         self.hi = max(self.lo, 10 * n_ranks * local_rows)  # 10 x what -1 would do
         self.hi = max(self.lo, min(self.hi, int(epochs * total_rows / 10) or self.lo))
+        if cap is not None:  # what the combining rule needs to stay accurate
+            self.hi = max(self.lo, min(self.hi, int(cap)))
         self.value = int(min(max(first_guess, self.lo), self.hi))
 
     def update(self, rows, t_comp, t_comm):
@@ -64,15 +66,18 @@ class AutoTuner:
 
 class RowsPerIteration:
     """The TSPI policy of one run: `value` is the next iteration's global rows; `update`
-    feeds it the agreed measurements of the last one."""
+    feeds it the agreed measurements of the last one.  The combining rule may cap the rows
+    between combines (`combiner.rows_cap`): the auto-tuner stays below the cap, and an
+    explicit TSPI above it is kept but said (`warning`)."""
 
-    def __init__(self, params, comm, data, probe, restored_state=None):
+    def __init__(self, params, comm, data, combiner, probe, restored_state=None):
         """data: the run's TrainingData; probe: (network, model, threads, seed) for the
         first guess of an auto-tuned run."""
         _, size = rank_and_size(comm)
         tspi = params["train_samples_per_iteration"]
-        self.param, self.tuner = tspi, None
+        self.param, self.tuner, self.warning = tspi, None, None
         self.tuned_for = -1.0  # the target the value was tuned for, or -1
+        cap = combiner.rows_cap(data.n_total, size)
         if tspi == 0:
             self.value = data.n_total
         elif tspi == -1:
@@ -83,9 +88,13 @@ class RowsPerIteration:
             self.value = data.n_total  # one rank: nothing to communicate, an epoch per iteration
         else:
             target = params["target_ratio_comm_to_comp"]
-            first = self._first_guess(target, comm, data, probe, restored_state or {})
-            self.tuner = AutoTuner(target, size, data.n_local, data.n_total, params["epochs"], first)
+            first = self._first_guess(target, comm, data, probe + (combiner,), restored_state or {})
+            self.tuner = AutoTuner(target, size, data.n_local, data.n_total, params["epochs"], first, cap)
             self.value, self.tuned_for = self.tuner.value, target
+        if self.tuner is None and cap is not None and self.value > cap:
+            self.warning = (f"train_samples_per_iteration: {self.value:,} rows between combines; "
+                            f"{combiner.name} needs at most about {int(cap):,} here to stay as accurate "
+                            f"as one rank ({combiner.rows_cap_reason})")
 
     @staticmethod
     def _first_guess(target, comm, data, probe, state):

@@ -126,9 +126,12 @@ def save_model(path, network, model, info, params, progress, history=(), state=N
             if state is not None:
                 pg = f.create_group("progress")
                 for k, v in state.items():
-                    if k != "rng_states":
+                    if k not in ("rng_states", "combiner_arrays"):
                         pg.attrs[k] = v
                 _dataset(pg, "rng_states", np.array(list(state["rng_states"]), dtype=object), dtype=_str)
+                cg = pg.create_group("combiner")
+                for k, v in (state.get("combiner_arrays") or {}).items():
+                    _dataset(cg, k, np.asarray(v, dtype=np.float32))
 
             def checksum_rest(_name, obj):  # the small datasets written by others
                 if isinstance(obj, h5py.Dataset) and "crc32" not in obj.attrs:
@@ -221,6 +224,8 @@ def load_model(path, image=None):
                 st = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f["progress"].attrs.items()}
                 st["rng_states"] = [s.decode() if isinstance(s, bytes) else str(s)
                                     for s in f["progress/rng_states"][...]]
+                if "progress/combiner" in f:
+                    st["combiner_arrays"] = {k: v[...] for k, v in f["progress/combiner"].items()}
                 attrs["state"] = st
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise UserError(f"{path}: cannot read the model file (damaged or truncated?): {e}") from None

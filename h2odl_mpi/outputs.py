@@ -42,9 +42,9 @@ def write_alone(comm, what, write, *args, **kwargs):
         fail_alone(comm, f"{what}: cannot write: {e.strerror or e}")
 
 
-def write_model(comm, path, run, state, importances=None):
+def write_model(comm, path, run, model, state, importances=None):
     """The model file (a checkpoint too: `state` is the training state)."""
-    write_alone(comm, path, save_model, path, run.network, run.model, run.info, run.params,
+    write_alone(comm, path, save_model, path, run.network, model, run.info, run.params,
                 {"epochs": state["epochs"], "training_samples": state["samples"],
                  "iterations": state["iteration"]}, run.history, state=state, importances=importances)
 
@@ -53,7 +53,7 @@ def write_results(comm, run, say):
     """Rank 0: every output file the parameters ask for."""
     params = run.params
     if params.get("model_out"):
-        write_model(comm, params["model_out"], run, run.state, run.summary["variable_importances"])
+        write_model(comm, params["model_out"], run, run.model, run.state, run.summary["variable_importances"])
         say(f"model written to {params['model_out']}")
         if params.get("export_weights_and_biases"):
             where = params["model_out"] + ".weights"

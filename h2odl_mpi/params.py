@@ -22,6 +22,7 @@ WEIGHT_DISTRIBUTIONS = ("UniformAdaptive", "Uniform", "Normal")
 CATEGORICAL_ENCODINGS = ("AUTO", "OneHotInternal", "Binary", "LabelEncoder", "SortByResponse")
 MISSING_VALUES_HANDLING = ("MeanImputation", "Skip")
 MAX_HIDDEN_LAYERS = lib.H2O_MAX_LAYERS - 1  # the kernel's compile-time limit, less the output layer
+COMBINING_RULES = ("AUTO", "Average", "BlockMomentum", "ElasticAveraging")
 STOPPING_METRICS = ("AUTO", "deviance", "logloss", "MSE", "RMSE", "MAE", "RMSLE", "AUC", "AUCPR",
                     "misclassification", "mean_per_class_error")
 
@@ -85,6 +86,16 @@ SPEC = {
     "fast_mode": (bool, True, None, "H2O's fast back-propagation approximation"),
     "shuffle_training_data": (bool, False, None, "shuffle rows each iteration"),
     "replicate_training_data": (bool, True, None, "every rank holds all training rows"),
+    "combining_rule": (str, "AUTO", COMBINING_RULES, "how the ranks' models are combined after each iteration "
+                                                    "(AUTO: BlockMomentum; Average: H2O's model averaging)"),
+    "block_momentum": (float, -1.0, None, "BlockMomentum: the block momentum in [0, 1) (-1: 1 - 1/ranks)"),
+    "block_learning_rate": (float, 1.0, (0.0, INF, True, False), "BlockMomentum: the block learning rate"),
+    "block_nesterov": (bool, True, None, "BlockMomentum: ranks train from the Nesterov look-ahead"),
+    "elastic_averaging": (bool, False, None, "H2O's elastic averaging (combining_rule ElasticAveraging)"),
+    "elastic_averaging_moving_rate": (float, 0.9, (0.0, 1.0, True, False),
+                                      "ElasticAveraging: weight of the ranks' mean in the consensus model"),
+    "elastic_averaging_regularization": (float, 1e-3, (0.0, 1.0, False, False),
+                                         "ElasticAveraging: pull of the ranks' model toward the consensus"),
     "autoencoder": (bool, False, None, "train an autoencoder"),
     "overwrite_with_best_model": (bool, True, None, "keep the best scored model"),
     "quiet_mode": (bool, False, None, "no progress lines"),
@@ -121,7 +132,7 @@ REFUSED_CHOICES = {
 # H2O parameters this version knows but does not implement yet: setting them is an error,
 # not a silent no-op.
 NOT_YET = ("nfolds", "fold_column", "fold_assignment", "keep_cross_validation_predictions",
-           "elastic_averaging", "sparse", "max_hit_ratio_k")
+           "sparse", "max_hit_ratio_k")
 
 # H2O-3's names for parameters that have a shorter one here: accepted as the same parameter
 ALIASES = {"training_frame": "train", "validation_frame": "validation", "response_column": "response"}
@@ -211,6 +222,19 @@ def _check_range(name, value, check):
         raise UserError(f"{name} = {value!r} is not one of {', '.join(check)}")
 
 
+def _resolve_combining_rule(p):
+    """AUTO is BlockMomentum; H2O's elastic_averaging=true is ElasticAveraging."""
+    if p["elastic_averaging"]:
+        if p["combining_rule"] not in ("AUTO", "ElasticAveraging"):
+            raise UserError(f"elastic_averaging = true and combining_rule = {p['combining_rule']} exclude each other")
+        p["combining_rule"] = "ElasticAveraging"
+    elif p["combining_rule"] == "AUTO":
+        p["combining_rule"] = "BlockMomentum"
+    bm = p["block_momentum"]
+    if not (bm == -1.0 or 0.0 <= bm < 1.0):
+        raise UserError(f"block_momentum = {bm} must be -1 (1 - 1/ranks) or in [0, 1)")
+
+
 def validate(params):
     """Check every parameter and fill the derived ones; returns a new dict."""
     p = defaults()
@@ -273,6 +297,7 @@ def validate(params):
                             "already holds trained weights)")
     if p["export_weights_and_biases"] and not p["model_out"]:
         raise UserError("export_weights_and_biases writes next to the model: give model_out too")
+    _resolve_combining_rule(p)
     if p["resume"] and not p["checkpoint_dir"]:
         p["checkpoint_dir"] = p["resume"]
     return p

@@ -52,6 +52,9 @@ def summary_of(run, clock, end):
         "n_ranks": run.size,
         "threads_per_rank": run.threads,
         "comm_fraction": clock.comm / train_time if train_time > 0 else 0.0,
+        # the combining rule's own arithmetic (part of comm_fraction), rank 0's
+        "combining_rule": run.combiner.name,
+        "combine_own_fraction": run.combiner.own_seconds / train_time if train_time > 0 else 0.0,
         "wait_fraction": clock.wait / train_time if train_time > 0 else 0.0,  # load imbalance
         "train_samples_per_iteration": end.tspi_used,
         "train_samples_per_iteration_param": run.params["train_samples_per_iteration"],
@@ -99,7 +102,8 @@ def progress_line(row, info, samples, target, train_time, elapsed):
 def final_lines(summary, info):
     lines = [f"done: {summary['training_samples']:,} samples, {summary['epochs']:.3f} epochs, "
              f"{summary['iterations']} iterations in {summary['training_time_s']:.2f}s "
-             f"({summary['samples_per_s']:,.0f} samples/s, comm {100 * summary['comm_fraction']:.1f}%)"]
+             f"({summary['samples_per_s']:,.0f} samples/s, comm {100 * summary['comm_fraction']:.1f}% "
+             f"of which {summary['combining_rule']}'s own arithmetic {100 * summary['combine_own_fraction']:.1f}%)"]
     for name in ("training", "validation"):
         m = summary["metrics"][name]
         if m:

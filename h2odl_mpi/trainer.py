@@ -180,12 +180,16 @@ class Session:
         self.threads = threads_per_rank(params, comm)
         self.seed = run_seed(params, comm, self.restored)
         self.model = starting_model(params, comm, self.network, self.info, self.seed, self.restored)
+        combiner.start(comm, self.model, self.network.n_params,
+                       ckpt.combiner_state(self.restored, combiner, self.report.say))
         self.report.start(self.size, self.threads, self.network, params, self.data.n_total, self.info)
         self._make_scorers()
         self._place_start()
-        self.tspi = RowsPerIteration(params, comm, self.data, (self.network, self.model, self.threads, self.seed,
-                                                               combiner),
+        self.tspi = RowsPerIteration(params, comm, self.data, combiner,
+                                     (self.network, self.model, self.threads, self.seed),
                                      self.restored["state"] if self.restored else None)
+        if self.tspi.warning:
+            self.report.say(f"warning: {self.tspi.warning}")
         self.blocks = Blocks(self.network, self.threads, self.flag)
         self.history = list(self.restored["history"]) if self.restored else []
         self.best = BestModel(self.info.kind, params["overwrite_with_best_model"])
@@ -248,6 +252,10 @@ class Session:
             self.report.say("shuffling the training rows: every iteration trains on all of them "
                             "(H2O enables shuffle_training_data then)")
         return order
+
+    def current(self):
+        """The global model (to score, keep or save): what the combining rule holds."""
+        return self.combiner.current(self.model)
 
     def train_rows(self, order):
         """The rows through the kernel's threads: (rows done, non-finite seen, seconds)."""
@@ -319,10 +327,10 @@ class Session:
         ts = time.perf_counter()
         self._score_metrics()
         if self.network.config.loss == "Huber":
-            self.train_scorer.estimate_huber_delta(self.network, self.model, self.threads, params["huber_alpha"])
+            self.train_scorer.estimate_huber_delta(self.network, self.current(), self.threads, params["huber_alpha"])
         c.score += time.perf_counter() - ts
         c.last_score = time.time()
-        self.best.offer(self.model, p.valid_metrics or p.train_metrics)
+        self.best.offer(self.current(), p.valid_metrics or p.train_metrics)
         p.stop_reason = self.stop_rules.reason(p.train_metrics, p.valid_metrics)
         elapsed = time.time() - c.t_start
         before = float(self.restored["history"][-1].get("duration_s", 0.0)) \
@@ -332,10 +340,10 @@ class Session:
         self.history.append(row)
         self.report.progress(row, self.info, p.samples, self.target_samples, c.comp + c.comm, elapsed)
 
-    def _score_metrics(self):
-        p = self.progress
-        p.train_metrics = self.train_scorer.score(self.network, self.model, self.threads)
-        p.valid_metrics = self.valid_scorer.score(self.network, self.model, self.threads) \
+    def _score_metrics(self, model=None):
+        p, model = self.progress, self.current() if model is None else model
+        p.train_metrics = self.train_scorer.score(self.network, model, self.threads)
+        p.valid_metrics = self.valid_scorer.score(self.network, model, self.threads) \
             if self.valid_scorer else {}
 
     def checkpoint(self, rows_all, rng_before, signalled):
@@ -345,7 +353,7 @@ class Session:
         if rows_all == 0:  # a signal before any row of this iteration: it did not happen
             p.iteration -= 1
             self.rng.bit_generator.state = rng_before
-        path = ckpt.write_checkpoint(self.params["checkpoint_dir"], self.comm, self.rank, self,
+        path = ckpt.write_checkpoint(self.params["checkpoint_dir"], self.comm, self.rank, self, self.current(),
                                      self.training_state())
         self.clock.last_ckpt = time.time()
         if signalled:
@@ -355,7 +363,7 @@ class Session:
 
     def training_state(self):
         return ckpt.training_state(self.comm, self.rng, self.progress, self.data.n_total, self.seed, self.size,
-                                   self.tspi.value, self.tspi.tuned_for)
+                                   self.tspi.value, self.tspi.tuned_for, self.combiner, self.model)
 
     # ---- the end --------------------------------------------------------------------
     def finish(self):
@@ -364,17 +372,19 @@ class Session:
         if p.interrupted:
             agree(self.comm, None)  # rank 0 has written the checkpoint before anyone exits
             raise ckpt.TrainingInterrupted(p.interrupted, self.flag.signum or "?")
+        self.state = self.training_state()  # (the combining rule's state, before its model is taken)
+        if not p.nonfinite:
+            self.model = self.current()
         if p.iteration == self.start_iteration and self.restored:  # nothing left to train: score once
-            self._score_metrics()
+            self._score_metrics(self.model)
         if not p.nonfinite and self.best.beats(p.valid_metrics or p.train_metrics):  # the same on every rank
             self.model[:] = self.best.model
-            self._score_metrics()
+            self._score_metrics(self.model)
         if params["variable_importances"]:
             p.importances = importance.table(self.info.input_names, importance.gedeon(self.network, self.model))
         self.summary = summary_of(self, self.clock, p)
-        self.state = self.training_state()
         if params.get("checkpoint_dir"):
-            ckpt.write_checkpoint(params["checkpoint_dir"], self.comm, self.rank, self, self.state)
+            ckpt.write_checkpoint(params["checkpoint_dir"], self.comm, self.rank, self, self.model, self.state)
         if self.rank == 0:
             write_results(self.comm, self, self.report.say)
             self.report.final(self.summary, self.info)

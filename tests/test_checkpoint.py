@@ -16,6 +16,7 @@ from h2odl_mpi.errors import UserError
 from h2odl_mpi.model_io import load_model
 from h2odl_mpi.params import validate
 from h2odl_mpi.trainer import train
+from process_cpu import wait_for_cpu
 
 
 def _csv(path, n=300, seed=0):
@@ -293,7 +294,7 @@ def test_a_signal_inside_one_long_iteration_stops_within_a_block(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     assert "rank(s)" in proc.stdout.readline()
-    time.sleep(1.0)
+    wait_for_cpu(proc.pid, 1.0)  # a second of training, however loaded the machine
     err = _signal_and_wait(proc, signal.SIGUSR1, 15)  # the whole iteration would take minutes
     assert proc.returncode == ckpt.REQUEUE_EXIT_CODE, err
     state = load_model(ckpt.newest_valid(str(d)))[4]["state"]

@@ -14,6 +14,7 @@ from h2odl_mpi import trainer
 from h2odl_mpi.model_io import load_model
 from h2odl_mpi.params import validate
 from nested import finish, launch, on_rank0
+from process_cpu import wait_for_cpu
 
 comm = MPI.COMM_WORLD
 N = 600
@@ -128,7 +129,7 @@ def test_signal_inside_a_long_iteration_stops_within_a_block(tmp):
         proc = launch(2, args)
         line = proc.stdout.readline()  # the start line: training begins right after it
         assert "rank(s)" in line, line + proc.stderr.read()
-        time.sleep(1.5)
+        wait_for_cpu(proc.pid, 3.0)  # both ranks training, however loaded the machine
         t_sig = time.time()
         proc.send_signal(signal.SIGUSR1)
         rc, _, err = finish(proc, 20, "the job after SIGUSR1")

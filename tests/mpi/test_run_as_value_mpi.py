@@ -36,17 +36,16 @@ def _params(path, **kw):
                           "variable_importances": False}, **kw))
 
 
-class KeepOwn:
+class KeepOwn(ModelAverage):
     """A combining rule that leaves every rank's model alone, counting its calls."""
+
+    name = "KeepOwn"
 
     def __init__(self):
         self.calls = []
 
     def combine(self, comm, model, rows_mine, rows_all):
         self.calls.append((rows_mine, rows_all))
-
-    def time(self, comm, model):
-        return 0.0
 
 
 @pytest.mark.mpi(min_size=2)
@@ -57,7 +56,7 @@ def test_a_combining_rule_swapped_in_is_used(data):
     assert all(total == sum(comm.allgather(mine)) for mine, total in own.calls)
     models = comm.allgather(run.model)
     assert not np.array_equal(models[0], models[1])  # nobody averaged
-    averaged = comm.allgather(train(_params(data), comm, combiner=ModelAverage()).model)
+    averaged = comm.allgather(train(_params(data, combining_rule="Average"), comm).model)
     assert all(np.array_equal(averaged[0], m) for m in averaged)
 
 

@@ -1,0 +1,96 @@
+"""The rules that combine the ranks' models (h2odl_mpi/combine.py), under mpirun: each does
+what its formula says for a combine (checked with numpy on the gathered inputs), every rank
+holds the same bits after every combine, and a run stopped at a checkpoint and resumed gives
+the same bits as a straight run, for every rule."""
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from h2odl_mpi.combine import BlockMomentum, ElasticAverage, ModelAverage
+from h2odl_mpi.params import validate
+from h2odl_mpi.trainer import train
+
+comm = MPI.COMM_WORLD
+N_PARAMS, N_STATE = 37, 11
+
+
+def _rank_models(step):
+    """This rank's model after training (weights and biases, then optimizer state) and its rows."""
+    rng = np.random.default_rng([step, comm.rank])
+    return rng.normal(size=N_PARAMS + N_STATE).astype(np.float32), int(rng.integers(1, 50))
+
+
+def _mean(models, rows):
+    return sum(np.float64(r) * m.astype(np.float64) for m, r in zip(models, rows)) / sum(rows)
+
+
+RULES = {"average": ModelAverage, "block_momentum": lambda: BlockMomentum(-1.0, 1.0, True),
+         "block_momentum_plain": lambda: BlockMomentum(0.6, 0.8, False),
+         "elastic": lambda: ElasticAverage(0.7, 0.05)}
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_each_rule_follows_its_formula_and_every_rank_agrees(rule):
+    combiner = RULES[rule]()
+    start = np.random.default_rng(99).normal(size=N_PARAMS + N_STATE).astype(np.float32)
+    model = start.copy()
+    combiner.start(comm, model, N_PARAMS)
+    w, d = start[:N_PARAMS].astype(np.float64), np.zeros(N_PARAMS)  # the reference's state
+    for step in range(4):
+        mine, rows = _rank_models(step)
+        if step > 0 and comm.rank == 0:
+            rows = 0  # a rank that trained nothing weighs nothing
+        models, counts = comm.allgather(mine), comm.allgather(rows)
+        s = np.array(model[:N_PARAMS], dtype=np.float64)  # where the ranks trained from
+        model[:] = mine
+        combiner.combine(comm, model, rows, sum(counts))
+        a = _mean(models, counts)
+        want_state = a[N_PARAMS:]
+        if rule == "average":
+            want, current = a[:N_PARAMS], a[:N_PARAMS]
+        elif rule.startswith("block_momentum"):
+            m = 1 - 1 / comm.size if combiner.momentum_param < 0 else combiner.momentum_param
+            d = m * d + combiner.rate * (a[:N_PARAMS] - s)
+            w = w + d
+            want, current = (w + m * d if combiner.nesterov else w), w
+        else:
+            w = 0.7 * a[:N_PARAMS] + 0.3 * w
+            want, current = a[:N_PARAMS] - 0.05 * (a[:N_PARAMS] - w), w
+        np.testing.assert_allclose(model[:N_PARAMS], want, rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(model[N_PARAMS:], want_state, rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(combiner.current(model)[:N_PARAMS], current, rtol=2e-5, atol=2e-5)
+        for other in comm.allgather(model):  # bit-identical on every rank
+            assert np.array_equal(other, model)
+        for name, arr in combiner.state(model).items():
+            assert all(np.array_equal(arr, o) for o in comm.allgather(arr)), name
+
+
+@pytest.fixture
+def data(tmp_path_factory):
+    path = None
+    if comm.rank == 0:
+        path = str(tmp_path_factory.mktemp("cb") / "d.csv")
+        rng = np.random.default_rng(6)
+        x = rng.normal(size=(600, 3))
+        with open(path, "w") as f:
+            f.write("a,b,c,y\n")
+            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a - c > 0)}\n" for a, b, c in x)
+    return comm.bcast(path, root=0)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("rule", ["Average", "BlockMomentum", "ElasticAveraging"])
+def test_checkpoint_and_resume_give_the_bits_of_a_straight_run(data, tmp_path_factory, rule):
+    tmp = comm.bcast(str(tmp_path_factory.mktemp("r")) if comm.rank == 0 else None, root=0)
+    p = dict(train=data, response="y", hidden=[6], threads=1, seed=3, quiet_mode=True, combining_rule=rule,
+             train_samples_per_iteration=120, overwrite_with_best_model=False, stopping_rounds=0,
+             classification_stop=-1.0, variable_importances=False, checkpoint_interval="0")
+    straight = train(validate(dict(p, epochs=2, checkpoint_dir=f"{tmp}/a")), comm)
+    train(validate(dict(p, epochs=1, checkpoint_dir=f"{tmp}/b")), comm)
+    resumed = train(validate(dict(p, epochs=2, resume=f"{tmp}/b")), comm)
+    assert resumed["continued_from"] is not None and resumed["iterations"] == straight["iterations"]
+    assert np.array_equal(resumed.model, straight.model)
+    assert resumed.state["combining_rule"] == rule
+    for name, arr in straight.state["combiner_arrays"].items():
+        assert np.array_equal(arr, resumed.state["combiner_arrays"][name])
