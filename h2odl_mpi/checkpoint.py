@@ -6,7 +6,10 @@ samples, iteration, epochs, the seed, every rank's numpy RNG state (JSON, no pic
 
 - `--checkpoint_dir DIR`: rank 0 writes DIR/ckpt_<iteration, 9 digits>.h5 atomically every
   `--checkpoint_interval` (seconds, e.g. "600", or iterations, e.g. "100it"; "0": only at
-  a signal and at the end), and keeps the newest `--checkpoint_keep` (default 3).
+  a signal and at the end), and keeps the newest `--checkpoint_keep` (default 3) of its own.
+  The run owns DIR while it trains (CheckpointDirectory: the lock file DIR/.h2odl_mpi.lock,
+  a second live run is refused); pruning removes only checkpoints of this run and of the
+  runs it continues with `--resume DIR`, never another run's or a damaged file.
 - `--checkpoint FILE` (H2O's name): continue the model in FILE; `--epochs` is the total.
 - `--resume DIR`: continue from the newest valid checkpoint in DIR (damaged ones skipped
   with a warning), start fresh when there is none; checkpoints keep going to DIR.
@@ -21,7 +24,9 @@ import os
 import re
 import signal
 import sys
+import uuid
 
+from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, discard, same_file
 from h2odl_mpi.collectives import bcast_bytes, bcast_obj, gather_obj, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.params import parse_interval  # noqa: F401 - the checkpoint_interval parameter
@@ -65,16 +70,45 @@ def list_checkpoints(directory):
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def prune(directory, keep):
-    """Delete all but the newest `keep` checkpoints (keep <= 0: keep all), and temporary
-    files that a killed writer left behind (only rank 0 writes, and not now)."""
-    old = list_checkpoints(directory)[keep:] if keep > 0 else []
-    stale = glob.glob(os.path.join(glob.escape(directory), "ckpt_*.h5.tmp*"))
-    for p in old + stale:
-        try:
-            os.unlink(p)
-        except OSError:
-            pass
+def is_checkpoint_name(path):
+    """Whether `path`'s file name is a checkpoint's (ckpt_<iteration>.h5)."""
+    return bool(_NAME.fullmatch(os.path.basename(path)))
+
+
+def _iteration(path):
+    """The iteration in a checkpoint's name (-1 for another name)."""
+    m = _NAME.search(os.path.basename(path))
+    return int(m.group(1)) if m else -1
+
+
+def lineage_of(path):
+    """The lineage recorded in a checkpoint's /progress (None if absent or unreadable)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            v = f["progress"].attrs.get("lineage") if "progress" in f else None
+    except Exception:  # noqa: BLE001 - a damaged file belongs to no one we know
+        return None
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def prune(directory, keep, mine=(), lineage=None):
+    """Delete the checkpoints of this run (`mine`: the ones it wrote or continues, all
+    valid) and of its `lineage` (its earlier, requeued parts) that are older than the newest
+    `keep` of `mine` (keep <= 0: keep all), and temporary files that a killed writer left
+    behind (the run owns the directory, so no one else is writing).  Other runs' files and
+    damaged ones that name no lineage are never deleted, nor counted as kept."""
+    mine = [p for p in dict.fromkeys(mine) if os.path.exists(p)]
+    if keep > 0 and mine:
+        kept = sorted(mine, key=_iteration, reverse=True)[:keep]
+        oldest = min(_iteration(p) for p in kept)
+        ours = {os.path.realpath(p) for p in mine}
+        for p in list_checkpoints(directory):
+            if _iteration(p) < oldest and (os.path.realpath(p) in ours or
+                                           (lineage is not None and lineage_of(p) == lineage)):
+                discard(p)
+    for p in glob.glob(os.path.join(glob.escape(directory), "ckpt_*.h5.tmp*")):
+        discard(p)
 
 
 def newest_valid(directory, warn=True):
@@ -128,10 +162,10 @@ def layout_differences(info, names, params):
 
 
 class StopFlag:
-    """SIGTERM/SIGUSR1 set a flag the trainer reads once per iteration; the previous
-    handlers come back on restore()."""
+    """SIGTERM/SIGUSR1 (and SIGINT: Ctrl-C stops the same way) set a flag the trainer reads
+    once per iteration; the previous handlers come back on restore()."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
     def __init__(self):
         self.signum = 0
@@ -268,9 +302,92 @@ def restore_rng(rng, restored, seed, rank, size):
 def write_checkpoint(directory, comm, rank, run, model, state):
     """Rank 0 writes directory/ckpt_<iteration>.h5 atomically and prunes old ones; the
     other ranks go on and wait at the next collective.  Returns the path."""
-    from h2odl_mpi.outputs import write_model
     path = checkpoint_path(directory, state["iteration"])
     if rank == 0:
-        write_model(comm, path, run, model, state)
-        prune(directory, run.params["checkpoint_keep"])
+        owner = getattr(run, "owner", None)
+        if owner is None:  # a run made without train(): it owns what it writes, unlocked
+            owner = run.owner = CheckpointDirectory(directory, comm)
+        owner.write(path, run, model, state)
     return path
+
+
+# ------------------------------------------------------------------- the directory's owner
+LOCK_NAME = ".h2odl_mpi.lock"
+
+
+class CheckpointDirectory:
+    """A run's ownership of its checkpoint directory, held by rank 0 from before the data
+    is read to the end of train(): the lock file (a second live run is refused, a stale lock
+    taken over), the checkpoints this run wrote, and its lineage: an id kept in each
+    checkpoint's /progress and carried on by a `--resume` of the same directory, so that
+    pruning removes the checkpoints of this run and its earlier requeued parts only."""
+
+    def __init__(self, directory, comm=None):
+        self.directory, self.comm = directory, comm
+        self.lock, self.lineage, self.adopted = None, None, None
+        self.written = []
+
+    def acquire(self, rank, params=None):
+        """Collective: rank 0 takes the directory's lock; a live owner, an unwritable
+        directory or, for a run that does not resume it, a directory holding checkpoints
+        (which this run would overwrite) is the same UserError on every rank.  No
+        directory: nothing to do."""
+        if not self.directory:
+            return self
+        err, note = None, None
+        if rank == 0:
+            lock = LockFile(os.path.join(self.directory, LOCK_NAME))
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+                self.lock, note = lock.acquire(), lock.taken_over
+                err = self._others_checkpoints(params or {})
+            except LockHeld as e:
+                err = UserError(f"checkpoint_dir {self.directory} is in use by another run: "
+                                f"{describe_owner(e.owner)} (lock file {e.path}); give another "
+                                "checkpoint_dir, or delete the lock file if that run has ended")
+            except OSError as e:
+                err = UserError(f"checkpoint_dir: cannot write into {self.directory}: {e.strerror or e}")
+        agree(self.comm, err)
+        if note:
+            print(f"warning: checkpoint_dir {self.directory}: took over the stale lock of {note}",
+                  file=sys.stderr, flush=True)
+        return self
+
+    def _others_checkpoints(self, params):
+        """A UserError if the directory holds checkpoints and this run does not resume it."""
+        if params.get("resume") and same_file(params["resume"], self.directory):
+            return None
+        found = list_checkpoints(self.directory)
+        if not found:
+            return None
+        self.release()
+        names = ", ".join(os.path.basename(p) for p in found[:3]) + (" ..." if len(found) > 3 else "")
+        return UserError(f"checkpoint_dir {self.directory} already holds checkpoints ({names}) that this run would "
+                         f"overwrite: continue them with --resume {self.directory}, or give an empty directory")
+
+    def release(self):
+        """Give the directory up (rank 0 removes its lock file); safe to call again."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _settle_lineage(self, run):
+        """The lineage, fixed at the first write: the continued checkpoint's when this run
+        resumes the same directory, else a new one."""
+        if self.lineage is not None:
+            return
+        params, restored = run.params, getattr(run, "restored", None)
+        old = None
+        if restored and params.get("resume") and same_file(params["resume"], self.directory):
+            old = restored["state"].get("lineage")
+        self.lineage = old or uuid.uuid4().hex
+        self.adopted = restored["path"] if old else None
+
+    def write(self, path, run, model, state):
+        """Write the checkpoint `path` (rank 0), then prune."""
+        from h2odl_mpi.outputs import write_model
+        self._settle_lineage(run)
+        write_model(self.comm, path, run, model, dict(state, lineage=self.lineage))
+        self.written.append(path)
+        prune(self.directory, run.params["checkpoint_keep"],
+              self.written + ([self.adopted] if self.adopted else []), self.lineage)

@@ -13,8 +13,11 @@ would accept:
 
 `load(path)` returns {name: value} ready for params.validate; flags given on the command line
 override the file (cli._train_params).  Every mistake is a UserError naming the file, and the
-key (with the closest known name for a typo) or the line of a TOML syntax error.
+key (with the closest known name for a typo) or the line of a TOML syntax error.  Only a
+regular file of at most 1 MiB is read (a device, a FIFO or a huge file is refused, naming it).
 """
+import os
+import stat
 import tomllib
 
 from h2odl_mpi import params as P
@@ -25,17 +28,12 @@ _TYPE_NAME = {str: "a string", int: "an integer", float: "a number", bool: "a bo
 _PLURAL = {str: "strings", int: "integers", float: "numbers"}
 
 
+MAX_BYTES = 1 << 20  # a config file holds parameters, not data: at most 1 MiB
 def load(path):
     """The train parameters in the TOML file `path`: {H2O name: value of the parameter's type}."""
+    text = _read_bounded(path)
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, not a config file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
+        doc = tomllib.loads(text.decode("utf-8"))
     except tomllib.TOMLDecodeError as e:  # the message ends "(at line L, column C)"
         raise UserError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError as e:
@@ -47,6 +45,40 @@ def load(path):
             raise UserError(f"{path}: {key} and {name} are the same parameter: give one")
         out[name] = _value(path, name, value)
     return out
+
+
+def _read_bounded(path):
+    """The bytes of config file `path`: a regular file of at most MAX_BYTES.  A device, a
+    FIFO, a socket or a directory is refused before it is opened for reading (and opened
+    without blocking, should it change meanwhile), so nothing hangs or fills the memory."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise UserError(f"{path}: is a directory, not a config file")
+        _check_regular(path, st)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as f:
+            _check_regular(path, os.fstat(f.fileno()))
+            data = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read config file: {e.strerror or e}") from None
+    if len(data) > MAX_BYTES:
+        raise UserError(f"{path}: a config file may hold at most {MAX_BYTES} bytes (1 MiB); this one is larger")
+    return data
+
+
+def _check_regular(path, st):
+    """UserError unless `st` (os.stat of `path`) is a regular file of at most MAX_BYTES."""
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a character device" if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
+                else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "not a regular file")
+        raise UserError(f"{path}: is {kind}, not a regular config file")
+    if st.st_size > MAX_BYTES:
+        raise UserError(f"{path}: a config file may hold at most {MAX_BYTES} bytes (1 MiB); this one has "
+                        f"{st.st_size}")
 
 
 def _unknown(path, key):

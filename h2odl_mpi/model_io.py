@@ -15,11 +15,15 @@ group, dataset and attribute.  In short:
 Every dataset carries the CRC32 of its bytes (attr crc32); the root's content_crc32 covers
 every path and attribute, so a flipped byte anywhere is found.  Files are written to a
 temporary name, flushed, fsynced and renamed: a reader never sees a half-written file.
+The HDF5 image is made in memory and written with plain system calls, so a full or failing
+disk is an OSError naming the cause, never a crash inside the HDF5 library.
 """
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,7 +31,7 @@ import h5py
 import numpy as np
 
 from h2odl_mpi import __version__
-from h2odl_mpi.atomic import replacing
+from h2odl_mpi.atomic import write_bytes
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.kernel import NetConfig, Network
 from h2odl_mpi.preprocess import Preprocess
@@ -89,72 +93,73 @@ def save_model(path, network, model, info, params, progress, history=(), state=N
     """Write the model atomically to `path`.  `progress`: epochs, training_samples,
     iterations.  `state` (what a restart needs): a dict of scalars plus `rng_states`, one
     JSON string per rank.  `importances`: the variable importance table
-    (h2odl_mpi.importance.table)."""
+    (h2odl_mpi.importance.table).  The HDF5 image is made in memory and written with plain
+    system calls (HDF5 itself never meets a full or failing disk, which can crash it), so a
+    failure of the disk is an OSError that leaves no file behind."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with replacing(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["software_version"] = __version__
-            f.attrs["parameters"] = json.dumps(params, default=_json_default, sort_keys=True)
-            for k, v in progress.items():
-                f.attrs[k] = v
-            g = f.create_group("network")
-            cfg = network.config
-            g.attrs["units"] = np.array(network.units, dtype=np.int64)
-            for k in ("activation", "output", "loss"):
-                g.attrs[k] = getattr(cfg, k)
-            g.attrs["config"] = json.dumps(cfg.__dict__, default=_json_default, sort_keys=True)
-            g.attrs["n_values"] = network.n_total
-            arrays = [(f"layer_{layer}/{name}", network.view(model, name, layer))
-                      for name, layer, _off, _shape in network.segments()]
-            # the CRCs run on other cores (zlib lets go of the GIL) while HDF5 writes
-            with ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) - 1))) as pool:
-                crcs = [pool.submit(_crc, a) for _key, a in arrays]
-                for key, a in arrays:
-                    g.create_dataset(key, data=a)
-                for (key, _a), crc in zip(arrays, crcs):
-                    g[key].attrs["crc32"] = crc.result()
-            info.to_hdf5(f.create_group("preprocess"))
-            h = f.create_group("scoring_history")
-            for key in (history[0] if history else ()):
-                _dataset(h, key, np.array([row.get(key, np.nan) for row in history], dtype=np.float64))
-            if importances:
-                vg = f.create_group("variable_importances")
-                _dataset(vg, "variable", np.array([r["variable"] for r in importances], dtype=object), dtype=_str)
-                for key in ("relative_importance", "scaled_importance", "percentage"):
-                    _dataset(vg, key, np.array([r[key] for r in importances], dtype=np.float64))
-            if state is not None:
-                pg = f.create_group("progress")
-                for k, v in state.items():
-                    if k not in ("rng_states", "combiner_arrays"):
-                        pg.attrs[k] = v
-                _dataset(pg, "rng_states", np.array(list(state["rng_states"]), dtype=object), dtype=_str)
-                cg = pg.create_group("combiner")
-                for k, v in (state.get("combiner_arrays") or {}).items():
-                    _dataset(cg, k, np.asarray(v, dtype=np.float32))
-
-            def checksum_rest(_name, obj):  # the small datasets written by others
-                if isinstance(obj, h5py.Dataset) and "crc32" not in obj.attrs:
-                    obj.attrs["crc32"] = _crc(obj[()])
-            f.visititems(checksum_rest)
-            f.attrs["content_crc32"] = content_crc(f)
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
-    _fsync_dir(path)
+    image = model_image(network, model, info, params, progress, history, state, importances)
+    with image.getbuffer() as view:
+        write_bytes(path, view)
 
 
-def _fsync_dir(path):
-    """Make the rename itself durable (POSIX: fsync the directory)."""
-    try:
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def model_image(network, model, info, params, progress, history=(), state=None, importances=None):
+    """The model file's bytes (an io.BytesIO holding the HDF5 image); see save_model."""
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["software_version"] = __version__
+        f.attrs["parameters"] = json.dumps(params, default=_json_default, sort_keys=True)
+        for k, v in progress.items():
+            f.attrs[k] = v
+        _write_network(f.create_group("network"), network, model)
+        info.to_hdf5(f.create_group("preprocess"))
+        h = f.create_group("scoring_history")
+        for key in (history[0] if history else ()):
+            _dataset(h, key, np.array([row.get(key, np.nan) for row in history], dtype=np.float64))
+        if importances:
+            vg = f.create_group("variable_importances")
+            _dataset(vg, "variable", np.array([r["variable"] for r in importances], dtype=object), dtype=_str)
+            for key in ("relative_importance", "scaled_importance", "percentage"):
+                _dataset(vg, key, np.array([r[key] for r in importances], dtype=np.float64))
+        if state is not None:
+            _write_state(f.create_group("progress"), state)
+
+        def checksum_rest(_name, obj):  # the small datasets written by others
+            if isinstance(obj, h5py.Dataset) and "crc32" not in obj.attrs:
+                obj.attrs["crc32"] = _crc(obj[()])
+        f.visititems(checksum_rest)
+        f.attrs["content_crc32"] = content_crc(f)
+    return image
+
+
+def _write_network(g, network, model):
+    """/network: the layout's attributes and each layer's arrays with their CRC32."""
+    cfg = network.config
+    g.attrs["units"] = np.array(network.units, dtype=np.int64)
+    for k in ("activation", "output", "loss"):
+        g.attrs[k] = getattr(cfg, k)
+    g.attrs["config"] = json.dumps(cfg.__dict__, default=_json_default, sort_keys=True)
+    g.attrs["n_values"] = network.n_total
+    arrays = [(f"layer_{layer}/{name}", network.view(model, name, layer))
+              for name, layer, _off, _shape in network.segments()]
+    # the CRCs run on other cores (zlib lets go of the GIL) while HDF5 writes
+    with ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) - 1))) as pool:
+        crcs = [pool.submit(_crc, a) for _key, a in arrays]
+        for key, a in arrays:
+            g.create_dataset(key, data=a)
+        for (key, _a), crc in zip(arrays, crcs):
+            g[key].attrs["crc32"] = crc.result()
+
+
+def _write_state(pg, state):
+    """/progress: the training state's scalars, the ranks' random states, the combiner."""
+    for k, v in state.items():
+        if k not in ("rng_states", "combiner_arrays"):
+            pg.attrs[k] = v
+    _dataset(pg, "rng_states", np.array(list(state["rng_states"]), dtype=object), dtype=_str)
+    cg = pg.create_group("combiner")
+    for k, v in (state.get("combiner_arrays") or {}).items():
+        _dataset(cg, k, np.asarray(v, dtype=np.float32))
 
 
 def _verify_datasets(path, f, network, model):
@@ -236,18 +241,44 @@ def export_weights_and_biases(path, network, model, info):
     """H2O's export_weights_and_biases: each layer's weights and biases as plain CSV files
     in directory `path`: weights_<k>.csv (one row per unit of layer k, one column per unit
     of layer k-1, headed by the input names for k = 1) and biases_<k>.csv, k = 1 for the
-    first hidden layer, as H2O numbers them.  Returns the file names."""
-    os.makedirs(path, exist_ok=True)
+    first hidden layer, as H2O numbers them.  The files are written into a temporary
+    directory that then replaces `path` whole.  Returns the file names."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.mkdir(tmp)
     written = []
-    for layer in range(network.n_layers):
-        k = layer + 1
-        w = network.view(model, "weights", layer)
-        b = network.view(model, "biases", layer)
-        header = list(info.input_names) if layer == 0 else [f"C{j + 1}" for j in range(w.shape[1])]
-        for name, head, rows in ((f"weights_{k}.csv", header, w), (f"biases_{k}.csv", ["C1"], b[:, None])):
-            target = os.path.join(path, name)
-            with replacing(target) as tmp, open(tmp, "w", newline="") as fh:
-                csv.writer(fh).writerow(head)
-                np.savetxt(fh, rows, fmt="%.9g", delimiter=",")  # 9 digits: float32 exactly
-            written.append(name)
+    try:
+        for layer in range(network.n_layers):
+            k = layer + 1
+            w = network.view(model, "weights", layer)
+            b = network.view(model, "biases", layer)
+            header = list(info.input_names) if layer == 0 else [f"C{j + 1}" for j in range(w.shape[1])]
+            for name, head, rows in ((f"weights_{k}.csv", header, w), (f"biases_{k}.csv", ["C1"], b[:, None])):
+                text = io.StringIO()
+                csv.writer(text).writerow(head)
+                np.savetxt(text, rows, fmt="%.9g", delimiter=",")  # 9 digits: float32 exactly
+                write_bytes(os.path.join(tmp, name), text.getvalue().encode())
+                written.append(name)
+        _swap_directory(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return written
+
+
+def _swap_directory(new, path):
+    """Put directory `new` in the place of `path` (an older directory there goes)."""
+    old = None
+    if os.path.lexists(path):
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise OSError(errno.EEXIST, "it exists and is not a directory")
+        old = f"{path}.old{os.getpid()}"
+        os.rename(path, old)
+    try:
+        os.rename(new, path)
+    except OSError:
+        if old is not None:
+            os.rename(old, path)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
