@@ -7,8 +7,9 @@ too, booleans as true/false); `--config run.toml` reads them from a TOML file
 starting MPI.  Errors in the input or the parameters print one line naming the culprit and
 exit with status 2 on every rank; an unexpected failure on one rank aborts the whole MPI
 job instead of leaving the other ranks waiting in a collective.  A training run stopped by
-SIGTERM or SIGUSR1 (with --checkpoint_dir or --resume) writes a checkpoint and exits with
-status 85 (checkpoint.REQUEUE_EXIT_CODE): "requeue me, then rerun with --resume DIR".
+SIGTERM, SIGUSR1 or SIGINT (with --checkpoint_dir or --resume) writes a checkpoint and exits
+with status 85 (checkpoint.REQUEUE_EXIT_CODE): "requeue me, then rerun with --resume DIR";
+SIGINT without a checkpoint directory ends the run with one line and status 130.
 """
 import argparse
 import sys
@@ -20,6 +21,7 @@ from h2odl_mpi.collectives import parallel, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 
 SUBCOMMANDS = ("train", "predict", "describe", "jobscript")
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 def _add_param_flags(parser):
@@ -50,7 +52,8 @@ def build_parser():
     pr.add_argument("--model", required=True, help="model file (HDF5) written by train --model_out")
     pr.add_argument("--data", required=True, help="data file to score")
     pr.add_argument("--out", required=True, help="predictions CSV to write")
-    pr.add_argument("--threads", type=int, default=0, help="kernel threads (0: all cores)")
+    pr.add_argument("--threads", type=int, default=0,
+                    help=f"kernel threads (0: all cores; at most {P.THREADS_PER_CORE} x the cores)")
     group = pr.add_mutually_exclusive_group()
     group.add_argument("--anomaly", action="store_true", help="per-row reconstruction error")
     group.add_argument("--deepfeatures", type=int, metavar="K", default=None,
@@ -80,6 +83,27 @@ def _train_params(ns):
             where = f" (or {name} in {ns.config})" if getattr(ns, "config", None) else ""
             raise UserError(f"--{name} is required{where}")
     return P.validate(raw)
+
+
+def _error_of(check, *args):
+    """The UserError `check(*args)` raises, or None (for errors.agree)."""
+    try:
+        check(*args)
+    except UserError as e:
+        return e
+    return None
+
+
+def _interrupted(comm, command):
+    """SIGINT (Ctrl-C) where nothing catches it: one line, status 130 (128 + SIGINT) on every
+    rank; in an MPI job the whole job ends, as the other ranks may be in a collective."""
+    if rank_and_size(comm)[0] == 0:
+        how = (": stopped without a checkpoint (give --checkpoint_dir to stop with one)"
+               if command == "train" else "")
+        print(f"h2odl_mpi: interrupted (SIGINT){how}", file=sys.stderr, flush=True)
+    if parallel(comm):
+        comm.Abort(INTERRUPTED_EXIT_CODE)
+    return INTERRUPTED_EXIT_CODE
 
 
 def _comm():
@@ -115,11 +139,12 @@ def main(argv=None):
             comm = _comm()
             agree(comm, error, own_first=True)
             from h2odl_mpi.trainer import train
-            train(params, comm, stop=stop)
+            train(params, comm, stop=stop, config_file=getattr(ns, "config", None))
             return 0
         comm = _comm()
         if ns.command == "predict":
             from h2odl_mpi.predict import predict_file
+            agree(comm, _error_of(P.check_threads, "--threads", ns.threads), own_first=True)
             predict_file(ns.model, ns.data, ns.out, comm, threads=ns.threads or None,
                          anomaly=ns.anomaly, deepfeatures=ns.deepfeatures)
             return 0
@@ -133,6 +158,8 @@ def main(argv=None):
         if rank_and_size(comm)[0] == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt:  # SIGINT without a checkpoint directory (with one: TrainingInterrupted)
+        return _interrupted(comm, argv[0])
     except SystemExit:
         raise
     except BaseException:  # noqa: BLE001 - a failure on one rank must end every rank

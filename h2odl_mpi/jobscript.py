@@ -77,8 +77,34 @@ exit "$rc"
 '''
 
 
+# What a string may hold to be written into the script as it is (a directive or shell code):
+# shlex's characters that never need quoting, ASCII only.  Anything else is refused, except
+# the script's own file name, which is quoted (shlex.quote) into a variable.
+_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+_JOB_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_TIME = re.compile(r"([0-9]+):([0-5][0-9]):([0-5][0-9])")
+
+
 def _q(args):
     return " ".join(shlex.quote(a) for a in args)
+
+
+def _check_strings(time, partition, account, job_name, launcher, train_args):
+    """ValueError naming the setting for any string that would need quoting in the script."""
+    if not isinstance(time, str) or not _TIME.fullmatch(time):
+        raise ValueError(f"time must be HH:MM:SS, got {time!r}")
+    if not isinstance(job_name, str) or not _JOB_NAME.fullmatch(job_name):
+        raise ValueError(f"job name must be letters, digits, - and _, got {job_name!r}")
+    for name, v in (("partition", partition), ("account", account)):
+        if v is not None and (not isinstance(v, str) or not _PLAIN.fullmatch(v)):
+            raise ValueError(f"{name} {v!r} is not a plain name (letters, digits and _@%+=:,./-)")
+    if launcher not in (None, "srun", "mpirun"):
+        raise ValueError(f"launcher must be srun or mpirun, got {launcher!r}")
+    for a in train_args:
+        # the default of H2ODL_TRAIN_ARGS is split on blanks by `read -a`: quotes would not survive
+        if not isinstance(a, str) or not _PLAIN.fullmatch(a):
+            raise ValueError(f"train argument {a!r} would need quoting in the script (blanks, quotes or "
+                             "shell characters): put it in a --config file instead")
 
 
 def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", partition=None,
@@ -88,24 +114,24 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
     if scheduler not in ("slurm", "pbs"):
         raise ValueError(f"scheduler must be slurm or pbs, got {scheduler!r}")
     for name, v in (("nodes", nodes), ("ranks_per_node", ranks_per_node), ("threads", threads)):
-        if int(v) != v or v < 1:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    _check_strings(time, partition, account, job_name, launcher, train_args)
     parts = time.split(":")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[1]) > 59 or int(parts[2]) > 59:
-        raise ValueError(f"time must be HH:MM:SS, got {time!r}")
     seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
     if scheduler == "slurm" and seconds <= SIGNAL_LEAD_S + 60:
         # Slurm may send --signal up to 60 s early: the job would be signalled as it starts,
         # before the ranks can checkpoint (a rank still starting up dies of the signal)
         raise ValueError(f"time must be longer than {SIGNAL_LEAD_S + 60} s for Slurm (the checkpoint "
                          f"signal comes {SIGNAL_LEAD_S} s before the end), got {time}")
-    if not job_name.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"job name must be letters, digits, - and _, got {job_name!r}")
-    for a in train_args:
-        # the default of H2ODL_TRAIN_ARGS is split on blanks by `read -a`: quotes would not survive
-        if not a or shlex.quote(a) != a:
-            raise ValueError(f"train argument {a!r} would need quoting in the script (blanks, quotes or "
-                             "shell characters): put it in a --config file instead")
+    if scheduler not in ("slurm", "pbs"):
+        raise ValueError(f"scheduler must be slurm or pbs, got {scheduler!r}")
+    for name, v in (("nodes", nodes), ("ranks_per_node", ranks_per_node), ("threads", threads)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    _check_strings(time, partition, account, job_name, launcher, train_args)
+    parts = time.split(":")
+    seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
     if scheduler == "slurm":
         head = ["#!/bin/bash", f"#SBATCH --job-name={job_name}", f"#SBATCH --nodes={nodes}",
                 f"#SBATCH --ntasks-per-node={ranks_per_node}", f"#SBATCH --cpus-per-task={threads}",
@@ -132,12 +158,13 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
         head += ["# PBS has no early signal: it sends SIGTERM at the wall time and SIGKILL the",
                  "# queue's kill_delay seconds later (often 10).  The ranks stop within about 2 s",
                  "# and rank 0 then writes the checkpoint: check that kill_delay covers both.",
-                 'JOB_ID=${PBS_JOBID:-local}', 'cd "${PBS_O_WORKDIR:-$PWD}"']
+                 'JOB_ID=${PBS_JOBID:-local}', 'cd "${PBS_O_WORKDIR:-$PWD}"',
+                 f"JOB_SCRIPT_NAME={shlex.quote(str(script_name))}  # the file the requeue submits again"]
         subs = {"__LAUNCHER__": launcher or "mpirun",
                 "__NTASKS_EXPR__": "$( [ -n \"${PBS_NODEFILE:-}\" ] && wc -l < \"$PBS_NODEFILE\" || echo %d )"
                                    % (nodes * ranks_per_node),
                 "__THREADS_EXPR__": "${OMP_NUM_THREADS:-%d}" % threads,  # PBS Pro sets it from ompthreads
-                "__REQUEUE_CMD__": 'qsub "${H2ODL_JOB_SCRIPT:-${PBS_O_WORKDIR:-$PWD}/%s}"' % script_name}
+                "__REQUEUE_CMD__": 'qsub "${H2ODL_JOB_SCRIPT:-${PBS_O_WORKDIR:-$PWD}/$JOB_SCRIPT_NAME}"'}
     subs.update({"__JOBNAME__": job_name, "__REQUEUE__": str(REQUEUE_EXIT),
                  "__TRAIN_ARGS__": _q(train_args).replace("\\", "\\\\")})
     body = _BODY
@@ -151,6 +178,7 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
 # the options, for error messages: render() keyword -> command-line option
 _OPTION = {"scheduler": "--scheduler", "nodes": "--nodes", "ranks_per_node": "--ranks-per-node",
            "threads": "--threads", "time": "--time", "job name": "--job-name",
+           "partition": "--partition", "account": "--account", "launcher": "--launcher",
            "train argument": ""}  # the message names the argument
 # set by the script itself from CKPT_DIR (H2ODL_CHECKPOINT_DIR)
 _SET_BY_SCRIPT = ("resume", "checkpoint_dir")
@@ -219,6 +247,8 @@ def _check_train_args(args):
 
 def _write_atomically(path, text):
     """Write text to path whole (a temporary file renamed over it), executable."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a directory or device: never renamed over
+        raise UserError(f"-o {path}: is not a regular file")
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -240,11 +270,11 @@ def run(args):
                         "the same setting)")
     if args.launcher not in (None, "srun", "mpirun"):
         raise UserError(f"--launcher: expected srun or mpirun, got {args.launcher!r}")
-    if not re.fullmatch(r"\d+:\d\d:\d\d", args.time or ""):
+    if not _TIME.fullmatch(args.time or ""):
         raise UserError(f"--time: expected HH:MM:SS (e.g. 04:00:00), got {args.time!r}")
     for option, v in (("--account", args.account), ("--partition", args.partition or args.queue)):
-        if v is not None and (not v or shlex.quote(v) != v):
-            raise UserError(f"{option}: {v!r} is not a plain name")
+        if v is not None and not _PLAIN.fullmatch(v):
+            raise UserError(f"{option}: {v!r} is not a plain name (letters, digits and _@%+=:,./-)")
     _check_train_args(args.train_args)
     kw = dict(scheduler=scheduler, nodes=_positive("--nodes", args.nodes),
               ranks_per_node=_positive("--ranks-per-node", args.ranks_per_node),

@@ -22,7 +22,8 @@ import os
 import numpy as np
 
 from h2odl_mpi._kernel import ffi, lib
-from h2odl_mpi.params import WEIGHT_DISTRIBUTIONS
+from h2odl_mpi.params import MAX_UNITS, WEIGHT_DISTRIBUTIONS
+from h2odl_mpi.sizes import memory_available, size_text
 
 ACTIVATIONS = {"Tanh": lib.H2O_TANH, "Rectifier": lib.H2O_RECTIFIER,
                "Maxout": lib.H2O_MAXOUT, "ExpRectifier": lib.H2O_EXPRECTIFIER}
@@ -99,6 +100,9 @@ class NetConfig:
         for i, u in enumerate(units):
             if int(u) != u or u < 1:
                 raise ValueError(f"units[{i}] must be a positive integer, got {u!r}")
+            if u > MAX_UNITS:
+                raise ValueError(f"units[{i}] = {int(u):,}: a layer may have at most {MAX_UNITS:,} units "
+                                 "(the kernel counts them in a C int)")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if self.output not in OUTPUTS:
@@ -284,11 +288,36 @@ def available_cores():
         return max(1, os.cpu_count() or 1)
 
 
+def buffer_floats(config):
+    """(n_params, n_total) of `config`'s model buffer, counted here as h2o_layout_of counts
+    them, before anything is built or allocated (Python integers: no overflow).  ValueError
+    naming the layer when one has more rows than the kernel's C int holds (Maxout: 2 a unit)."""
+    config.validate()
+    units, n_layers = [int(u) for u in config.units], len(config.units) - 1
+    n_params = 0
+    for l in range(n_layers):
+        maxout = config.activation == "Maxout" and (l < n_layers - 1 or config.output == "autoencoder")
+        rows = units[l + 1] * (2 if maxout else 1)
+        if rows > MAX_UNITS:
+            raise ValueError(f"units[{l + 1}] = {units[l + 1]:,}: a Maxout layer may have at most "
+                             f"{MAX_UNITS // 2:,} units (2 rows each, counted in a C int)")
+        n_params += units[l] * rows + rows
+    momenta = np.float32(config.momentum_start) != 0 or np.float32(config.momentum_stable) != 0
+    state = 2 if config.adaptive_rate else 1 if momenta else 0   # ADADELTA: 2 arrays; momentum: 1
+    return n_params, n_params * (1 + state)
+
+
 class Network:
     """One architecture: layout of the model buffer, initialisation, train, predict."""
 
     def __init__(self, config: NetConfig):
         self.config = config
+        _, n_total = buffer_floats(config)
+        avail = memory_available()
+        if avail is not None and 4 * n_total > avail:
+            raise ValueError(f"the network {[int(u) for u in config.units]} needs a model buffer of "
+                             f"{n_total:,} floats ({size_text(4 * n_total)}), more than the "
+                             f"{size_text(avail)} of memory available")
         self._c = config.to_c()
         self._layout = ffi.new("h2o_layout *")
         try:

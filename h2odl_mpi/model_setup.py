@@ -2,12 +2,18 @@
 and the data description, the run's seed, and the first model buffer (fresh weights from the
 seed, an autoencoder's layers with pretrained_autoencoder, or a checkpoint's model), the same
 on every rank."""
+import socket
 import time
 
 from h2odl_mpi.checkpoint import load_everywhere
-from h2odl_mpi.collectives import bcast_array, bcast_obj
-from h2odl_mpi.errors import UserError
-from h2odl_mpi.kernel import NetConfig
+from h2odl_mpi.collectives import allgather_obj, bcast_array, bcast_obj
+from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.kernel import NetConfig, buffer_floats
+from h2odl_mpi.sizes import memory_available, size_text
+from h2odl_mpi.stopping import METRICS, resolve_metric
+
+# model buffers a rank holds while training: its own, the combining rule's copy, the best model
+MODEL_COPIES = 3
 
 # distribution -> the kernel's loss for a linear output
 _LOSS_OF_DISTRIBUTION = {"poisson": "poisson", "gamma": "gamma", "tweedie": "tweedie", "bernoulli": "bernoulli",
@@ -19,8 +25,52 @@ _SAME_NAME = ("input_dropout_ratio", "adaptive_rate", "rho", "epsilon", "rate", 
               "fast_mode")
 
 
-def net_config(params, info):
-    """The kernel's NetConfig for validated params and a data description."""
+def net_config(params, info, comm=None):
+    """The kernel's NetConfig for validated params and a data description, refused (on every
+    rank of `comm`) when its model buffers cannot fit in memory.  Collective."""
+    check_stopping_metric(params, info)
+    config = _config(params, info)
+    check_size(params, config, comm)
+    return config
+
+
+def check_stopping_metric(params, info):
+    """H2O's refusal of a classification metric for a regression or an autoencoder (and,
+    here, of AUC / AUCPR with more than 2 classes, which are not computed then)."""
+    given = params["stopping_metric"]
+    name = resolve_metric(given, info.classification, info.autoencoder)
+    if METRICS[name][3] and (info.autoencoder or not info.classification):
+        what = "an autoencoder" if info.autoencoder else f"a regression (response {info.response!r} is numeric)"
+        raise UserError(f"stopping_metric = {given} is for classification, this is {what}: use deviance, "
+                        "MSE, RMSE, MAE or RMSLE")
+    if name in ("AUC", "AUCPR") and info.classification and info.n_classes != 2:
+        raise UserError(f"stopping_metric = {given} needs 2 classes, response {info.response!r} has "
+                        f"{info.n_classes}: use logloss, misclassification or mean_per_class_error")
+
+
+def check_size(params, config, comm):
+    """Refuse a network whose model buffers (weights, biases, optimizer state; MODEL_COPIES
+    of them a rank) do not fit in the memory available to the ranks of one node: counted
+    from the units before anything is allocated; the same error on every rank."""
+    hosts = allgather_obj(comm, socket.gethostname())
+    local = max(1, sum(h == socket.gethostname() for h in hosts))
+    error = None
+    try:
+        n_params, n_total = buffer_floats(config)
+        need, avail = 4 * n_total * MODEL_COPIES * local, memory_available()
+        if avail is not None and need > avail:
+            ranks = f" for each of {local} ranks on this node" if local > 1 else ""
+            error = UserError(
+                f"hidden {params['hidden']}: the network {list(config.units)} (inputs, hidden, outputs) has "
+                f"{n_params:,} weights and biases; with the optimizer state and {MODEL_COPIES} copies while "
+                f"training it needs {size_text(need // local)}{ranks}, more than the {size_text(avail)} "
+                f"of memory available on {socket.gethostname()}")
+    except ValueError as e:
+        error = UserError(f"hidden {params['hidden']}: {e}")
+    agree(comm, error, own_first=True)
+
+
+def _config(params, info):
     units = [info.n_inputs] + list(params["hidden"])
     dist, loss = params["distribution"], params["loss"]
     if info.autoencoder:

@@ -7,6 +7,7 @@ parameter.  The command line and the Python API both go through it.
 """
 import difflib
 import math
+import os
 
 from h2odl_mpi._kernel import lib
 from h2odl_mpi.errors import UserError
@@ -22,6 +23,9 @@ WEIGHT_DISTRIBUTIONS = ("UniformAdaptive", "Uniform", "Normal")
 CATEGORICAL_ENCODINGS = ("AUTO", "OneHotInternal", "Binary", "LabelEncoder", "SortByResponse")
 MISSING_VALUES_HANDLING = ("MeanImputation", "Skip")
 MAX_HIDDEN_LAYERS = lib.H2O_MAX_LAYERS - 1  # the kernel's compile-time limit, less the output layer
+MAX_UNITS = 2 ** 31 - 1     # units of a layer: a C int in the kernel's h2o_config
+THREADS_PER_CORE = 4        # threads: at most this many per core this process may use
+ALLOW_INF = ("max_w2",)     # float parameters for which Inf means something (H2O's default)
 COMBINING_RULES = ("AUTO", "Average", "BlockMomentum", "ElasticAveraging")
 STOPPING_METRICS = ("AUTO", "deviance", "logloss", "MSE", "RMSE", "MAE", "RMSLE", "AUC", "AUCPR",
                     "misclassification", "mean_per_class_error")
@@ -182,7 +186,7 @@ def parse_value(name, text):
                 return [float(s) for s in items]
             return items
         return str(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # (int(float("inf")) overflows)
         raise UserError(f"--{name}: cannot read {text!r} as {typ.__name__}") from None
 
 
@@ -206,6 +210,30 @@ def parse_interval(text):
 
 def _bad_int(name, text):
     raise UserError(f"--{name}: expected an integer, got {text!r}")
+
+
+def cores_available():
+    """Cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def check_threads(name, threads):
+    """A thread count: 0 (automatic) up to THREADS_PER_CORE x the cores this process may use
+    (more only oversubscribes the cores, and tens of thousands make OpenMP fail)."""
+    limit = THREADS_PER_CORE * cores_available()
+    if not 0 <= threads <= limit:
+        raise UserError(f"{name} = {threads}: expected 0 (all cores) up to {limit} ({THREADS_PER_CORE} x the "
+                        f"{limit // THREADS_PER_CORE} cores this process may use)")
+    return threads
+
+
+def _check_finite(name, value):
+    """NaN is refused for every float parameter, Inf for all but ALLOW_INF."""
+    if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and name not in ALLOW_INF)):
+        raise UserError(f"{name} = {value}: expected a finite number")
 
 
 def _check_range(name, value, check):
@@ -235,6 +263,21 @@ def _resolve_combining_rule(p):
         raise UserError(f"block_momentum = {bm} must be -1 (1 - 1/ranks) or in [0, 1)")
 
 
+def _check_sizes(p):
+    """Hidden layers (count, units), sampling factors and threads within their limits."""
+    if not p["hidden"] or any(h < 1 for h in p["hidden"]):
+        raise UserError(f"hidden must list positive layer sizes, got {p['hidden']}")
+    if len(p["hidden"]) > MAX_HIDDEN_LAYERS:
+        raise UserError(f"hidden: at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(p['hidden'])}")
+    if max(p["hidden"]) > MAX_UNITS:
+        raise UserError(f"hidden: a layer of {max(p['hidden']):,} units is more than the kernel's "
+                        f"limit of {MAX_UNITS:,}")
+    for f in p["class_sampling_factors"] or ():
+        if not (math.isfinite(f) and f > 0):
+            raise UserError(f"class_sampling_factors value {f} must be a finite number > 0")
+    check_threads("threads", p["threads"])
+
+
 def validate(params):
     """Check every parameter and fill the derived ones; returns a new dict."""
     p = defaults()
@@ -259,12 +302,10 @@ def validate(params):
             v = p[name] = int(v)
         if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
             raise UserError(f"{name} must be of type {typ.__name__}, got {v!r}")
+        _check_finite(name, v)
         if check is not None:
             _check_range(name, v, check)
-    if not p["hidden"] or any(h < 1 for h in p["hidden"]):
-        raise UserError(f"hidden must list positive layer sizes, got {p['hidden']}")
-    if len(p["hidden"]) > MAX_HIDDEN_LAYERS:
-        raise UserError(f"hidden: at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(p['hidden'])}")
+    _check_sizes(p)
     n_hidden = len(p["hidden"])
     dropout = p["activation"].endswith("WithDropout")
     if p["hidden_dropout_ratios"] is None:

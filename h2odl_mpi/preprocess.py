@@ -39,6 +39,7 @@ from h2odl_mpi.errors import UserError
 from h2odl_mpi.frame.c_view import frame_rows
 from h2odl_mpi.collectives import allreduce
 from h2odl_mpi.frame.column import CATEGORICAL, NUMERIC
+from h2odl_mpi.frame.finite import Use, refuse
 from h2odl_mpi.frame.summary import level_counts
 from h2odl_mpi.input_sources import input_sources, numeric_values
 from h2odl_mpi.params import defaults as parameter_defaults
@@ -140,8 +141,35 @@ class Preprocess:
             raise UserError("no input columns left (all constant or ignored)")
         pre = cls(columns, n_inputs, settings=_settings(p, options),
                   dropped={**{n: "ignored" for n in ignored}, **dropped}, **info)
+        pre.check_finite(frame, summaries)
         pre._fit_rows(frame, p, comm)
         return pre
+
+    def check_finite(self, frame, summaries=None, response=True):
+        """Refuse Inf, -Inf and numbers that overflow the network's float32 once transformed
+        in the numeric columns this description takes from `frame` (inputs, the response
+        when `response`, weights, offset), naming the file, column and row (frame.finite).
+        summaries: the frame's, to scan only columns whose extremes are bad.  Collective."""
+        uses = [Use(col.name, "input", src.decode, col.sub, col.mul)
+                for col, src, _ in input_sources(self.columns, frame) if col.kind == NUMERIC_KIND.kind]
+        names = dict(zip(frame.names, frame.types))
+        if response and not self.autoencoder and names.get(self.response) == NUMERIC:
+            sub, mul = (0.0, 0.0) if self.classification else (self.response_mean, 1.0 / self.response_sd)
+            uses.append(Use(self.response, "response", frame.column(self.response).decode, sub, mul))
+        for role, mul in (("weights_column", 0.0), ("offset_column", 1.0)):
+            name = getattr(self, role)
+            if name is not None and names.get(name) == NUMERIC:
+                uses.append(Use(name, role, frame.column(name).decode, 0.0, mul))
+        refuse(frame, uses, summaries=summaries)
+
+    def check_data(self, frame, vframe, fitted=True):
+        """The trainer's check of its frames before the first row is trained: the training
+        frame's values when this description was not fitted on it (a checkpoint's), the
+        validation frame's always.  Collective."""
+        if not fitted:
+            self.check_finite(frame)
+        if vframe is not None:
+            self.check_finite(vframe)
 
     def _fit_rows(self, frame, p, comm):
         """The usable training rows and class balance: they need the row-level arrays
@@ -336,6 +364,18 @@ class Preprocess:
 
 
 # ---------------------------------------------------------------------- fit steps
+
+def check_validation_columns(params, vframe):
+    """The columns scoring the validation frame needs (the response, the offset column), found
+    as soon as it is read, before any training.  The same on every rank (column names are)."""
+    if vframe is None:
+        return
+    for key in ("response", "offset_column"):
+        name = params.get(key) if not (key == "response" and params.get("autoencoder")) else None
+        if name and name not in vframe.names:
+            raise UserError(f"{params.get('validation') or 'validation frame'}: no column {name!r} "
+                            f"({key}), which scoring the validation data needs")
+
 
 def _with_defaults(params):
     """`params` with params.defaults() for the keys it lacks or sets to None."""

@@ -15,7 +15,11 @@ from h2odl_mpi.frame.column import CATEGORICAL
 IDENTITY_LINK = ("AUTO", "gaussian", "laplace", "huber", "quantile")
 REGRESSION_DISTRIBUTIONS = ("gaussian", "poisson", "gamma", "tweedie", "laplace", "quantile", "huber")
 MAX_AUTO_CLASSES = 255
-MAX_CLASSES = 1_000_000
+# H2O refuses a response with more levels than Model.Parameters.MAX_SUPPORTED_LEVELS: 1000 in
+# H2O-3's earlier releases (1 << 20 in later ones).  Here 1000: scoring keeps a K x K confusion
+# matrix per scoring event (gathered over the ranks, written to the summary), which at 1 << 20
+# classes alone would be 8 TiB.
+MAX_CLASSES = 1000
 
 
 def number_label(v):
@@ -63,10 +67,13 @@ def fit_response(frame, response, kind, summary, classification, p, comm):
             domain, numeric = list(frame.domain(response)), False
         else:
             values = distinct_numbers(frame, response, comm, MAX_CLASSES + 1)
-            if values is None:
-                raise UserError(f"response {response!r} has more than 1,000,000 distinct "
-                                "values: not a classification response")
-            domain, numeric = [number_label(v) for v in values], True
+            domain, numeric = (None if values is None else [number_label(v) for v in values]), True
+        if domain is None or len(domain) > MAX_CLASSES:
+            many = f"more than {MAX_CLASSES:,}" if domain is None else f"{len(domain):,}"
+            raise UserError(f"response {response!r} has {many} distinct values: too many classes "
+                            f"(at most {MAX_CLASSES:,}, as H2O) for a classification with "
+                            f"distribution={dist}" + ("; for a numeric response use a regression "
+                                                      "distribution such as gaussian" if numeric else ""))
         if len(domain) < 2:
             raise UserError(f"response {response!r} has fewer than 2 classes")
         if dist == "bernoulli" and len(domain) != 2:

@@ -33,7 +33,7 @@ from h2odl_mpi.iteration_rows import RowPicker, RowsPerIteration, row_shares, ro
 from h2odl_mpi.kernel import Network
 from h2odl_mpi.model_setup import net_config, run_seed, starting_model
 from h2odl_mpi.outputs import check_outputs, write_results
-from h2odl_mpi.preprocess import Preprocess
+from h2odl_mpi.preprocess import Preprocess, check_validation_columns
 from h2odl_mpi.reporting import Reporter, history_row, summary_of
 from h2odl_mpi.scoring import BestModel, Scorer, StopRules
 
@@ -115,7 +115,7 @@ class Stats:
         self.t_comp, self.t_comm, self.t_wait = self.t_comp / size, self.t_comm / size, self.t_wait / size
 
 
-def train(params, comm=None, stop=None, combiner=None):
+def train(params, comm=None, stop=None, combiner=None, config_file=None):
     """Train with validated params over `comm` (an mpi4py communicator or None); returns a
     TrainingRun.  Files are written (by rank 0) only where params name them.
 
@@ -124,15 +124,18 @@ def train(params, comm=None, stop=None, combiner=None):
     with 85).  `stop`: a checkpoint.StopFlag installed earlier (the CLI's, which also sees
     signals that arrive while MPI starts); by default one is installed here, and the
     previous handlers are back when train() returns.  `combiner`: how the ranks' models are
-    combined (see h2odl_mpi.combine); by default the one the parameters select."""
+    combined (see h2odl_mpi.combine); by default the one the parameters select.
+    `config_file`: the --config file the parameters were read from (no output may overwrite it)."""
     flag = stop or ckpt.StopFlag()
     if params.get("checkpoint_dir"):
         flag.install()
+    owner = ckpt.CheckpointDirectory(params.get("checkpoint_dir"), comm)  # its lock: rank 0's
     try:
-        session = Session(params, comm, flag, combiner or combiner_for(params))
+        session = Session(params, comm, flag, combiner or combiner_for(params), owner, config_file)
         return session.run()
     finally:
         flag.restore()
+        owner.release()
 
 
 def read_data(params, comm):
@@ -143,6 +146,7 @@ def read_data(params, comm):
     for f, path in ((frame, params["train"]), (vframe, params.get("validation"))):
         if f is not None and f.n_rows == 0:
             raise UserError(f"{path}: no data rows")
+    check_validation_columns(params, vframe)  # before any training, not at the first scoring
     return frame, vframe
 
 
@@ -164,19 +168,21 @@ def training_rows(params, comm, frame, vframe, info):
 class Session:
     """One training run in progress: its parts, made once, and the loop over them."""
 
-    def __init__(self, params, comm, flag, combiner):
+    def __init__(self, params, comm, flag, combiner, owner=None, config_file=None):
         self.params, self.comm, self.flag, self.combiner = params, comm, flag, combiner
+        self.owner = owner  # checkpoint.CheckpointDirectory: the checkpoint directory's lock
         self.rank, self.size = rank_and_size(comm)
         self.clock = Clock(t_start=time.time())
         self.report = Reporter(params, self.rank)
-        check_outputs(params, comm, self.rank)
+        check_outputs(params, comm, self.rank, owner, config_file)  # outputs vs inputs, writable, locked
         frame, vframe = read_data(params, comm)
         self.clock.data = time.time() - self.clock.t_start
         self.restored = ckpt.restore(params, comm, self.rank, frame, self.report.say)
         self.clock.restore = time.time() - self.clock.t_start - self.clock.data
         self.info = self.restored["info"] if self.restored else Preprocess.fit(frame, params)
+        self.info.check_data(frame, vframe, fitted=not self.restored)  # Inf, overflow: refused
         self.data = training_rows(params, comm, frame, vframe, self.info)
-        self.network = Network(net_config(params, self.info))
+        self.network = Network(net_config(params, self.info, comm))  # (sizes checked on every rank)
         self.threads = threads_per_rank(params, comm)
         self.seed = run_seed(params, comm, self.restored)
         self.model = starting_model(params, comm, self.network, self.info, self.seed, self.restored)
@@ -302,10 +308,14 @@ class Session:
         p.local_used.append(trained)
         if stats.nonfinite > 0 or not np.all(np.isfinite(self.model[:self.network.n_params])):
             p.nonfinite = True
+            if self.best.model is None:  # (the same on every rank) nothing good to keep: no model of NaNs
+                kept = "" if self.params["overwrite_with_best_model"] else " (overwrite_with_best_model=false keeps none)"
+                raise UserError(f"training diverged at iteration {p.iteration}: non-finite weights or loss and "
+                                f"no good model scored before it{kept}; nothing written.  Try a lower rate, "
+                                "standardize=true, or check the data for huge values")
             self.report.say(f"iteration {p.iteration}: non-finite weights or loss; stopping and "
-                            "keeping the last good model")
-            if self.best.model is not None:
-                self.model[:] = self.best.model
+                            "keeping the best model scored before it")
+            self.model[:] = self.best.model
             return False
         self.tspi.update(rows_all, stats.t_comp, stats.t_comm)
         if stats.score > 0:

@@ -47,6 +47,7 @@ class Frame:
         self.compressed_bytes = sum(b for _, b in per_rank)
         rank, _ = rank_and_size(self._data_comm)
         self.first_row = sum(self.rank_rows[:rank])
+        self.source = None          # the path it was read from (set by the readers), for messages
         self._summary = None
 
     # ---------------------------------------------------------------------- constructors
@@ -60,7 +61,7 @@ class Frame:
         from_svmlight or from_parquet.
         """
         columns = readers.read_columns(path, comm, replicate, format, **options)
-        return cls(columns, comm, replicate)
+        return cls(columns, comm, replicate)._from(path)
 
     @classmethod
     def from_csv(cls, path, comm=None, replicate=False, sep=None, header=None,
@@ -82,14 +83,14 @@ class Frame:
                                    quoted_newlines=quoted_newlines, block_bytes=block_bytes,
                                    chunk_rows=chunk_rows, max_levels=max_levels,
                                    use_threads=use_threads, memory_pool=memory_pool)
-        return cls(columns, comm, replicate)
+        return cls(columns, comm, replicate)._from(path)
 
     @classmethod
     def from_svmlight(cls, path, comm=None, replicate=False, chunk_rows=readers.DEFAULT_CHUNK_ROWS):
         """Read SVMLight text: column 'target', then C<i> per feature index i (collective)."""
         inputs = readers.resolve(path, comm)
         return cls(readers.read_svmlight(inputs, comm, replicate, chunk_rows=chunk_rows),
-                   comm, replicate)
+                   comm, replicate)._from(path)
 
     @classmethod
     def from_parquet(cls, path, comm=None, replicate=False, chunk_rows=readers.DEFAULT_CHUNK_ROWS,
@@ -97,7 +98,7 @@ class Frame:
         """Read Parquet files, sharing row groups among ranks (collective)."""
         inputs = readers.resolve(path, comm)
         return cls(readers.read_parquet(inputs, comm, replicate, chunk_rows=chunk_rows,
-                                        max_levels=max_levels), comm, replicate)
+                                        max_levels=max_levels), comm, replicate)._from(path)
 
     @classmethod
     def from_arrays(cls, data, comm=None, replicate=False, chunk_rows=readers.DEFAULT_CHUNK_ROWS):
@@ -105,6 +106,11 @@ class Frame:
         (None is NA), numbers numeric (NaN is NA).  Collective."""
         columns = readers.columns_from_arrays(data, comm, replicate, chunk_rows)
         return cls(columns, comm, replicate)
+
+    def _from(self, path):
+        """Remember the path(s) read, which messages name."""
+        self.source = ", ".join(map(str, path)) if isinstance(path, (list, tuple)) else str(path)
+        return self
 
     # ------------------------------------------------------------------------- structure
     @property

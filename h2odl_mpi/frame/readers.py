@@ -158,7 +158,7 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
             builder = _locally(comm, lambda: read_shard(kinds))
         else:
             agree(comm, None)
-    return _finish(builder, comm, data_comm, chunk_rows, max_levels, stats)
+    return _finish(builder, comm, data_comm, chunk_rows, max_levels, stats, shard.mode != "strided")
 
 
 class IngestStats:
@@ -177,11 +177,14 @@ class Columns(list):
     ingest = None
 
 
-def _finish(builder, comm, data_comm, chunk_rows, max_levels, stats=None):
+def _finish(builder, comm, data_comm, chunk_rows, max_levels, stats=None, file_order=True):
+    """file_order: the ranks' rows, rank after rank, are the inputs' rows in order (not so
+    when the ranks parsed every size-th block of one stream in turn)."""
     domains = _locally(comm, lambda: global_domains(data_comm, builder, max_levels))
     columns = Columns(_locally(comm, lambda: build_columns(builder, domains, chunk_rows)))
     columns.ingest = {"blocks": builder.blocks, "max_block_rows": builder.max_block_rows,
-                      "max_block_bytes": stats.max_block_bytes if stats else None}
+                      "max_block_bytes": stats.max_block_bytes if stats else None,
+                      "file_order": bool(file_order)}
     return columns
 
 
@@ -216,7 +219,7 @@ def read_svmlight(inputs, comm=None, replicate=False, block_bytes=1 << 22,
     if width > 1 and not zero_based:
         for attr in ("names", "kinds", "levels", "_known", "chunks"):
             del getattr(builder, attr)[1]
-    return _finish(builder, comm, data_comm, chunk_rows, None)
+    return _finish(builder, comm, data_comm, chunk_rows, None, file_order=shard.mode != "strided")
 
 
 # --------------------------------------------------------------------------------- Parquet

@@ -68,7 +68,8 @@ def summarize(columns, comm):
             counts[j, 1] += values.size - present.size
             counts[j, 2] += np.count_nonzero(present == 0)
             if present.size:
-                sums[j] += present.sum()
+                with np.errstate(over="ignore", invalid="ignore"):  # huge values: refused later (finite.py)
+                    sums[j] += present.sum()
                 lows[j] = min(lows[j], present.min())
                 highs[j] = max(highs[j], present.max())
                 with np.errstate(invalid="ignore"):
@@ -89,7 +90,8 @@ def summarize(columns, comm):
         for chunk_index in range(col.n_chunks):
             values = col.chunk(chunk_index).decode()
             deviations = values[~np.isnan(values)] - means[j]
-            squares[j] += np.dot(deviations, deviations)
+            with np.errstate(over="ignore", invalid="ignore"):
+                squares[j] += np.dot(deviations, deviations)
     squares = allreduce(comm, squares, "sum")
 
     counts_by_column = level_counts(columns, comm)
