@@ -65,6 +65,8 @@ def output_conflict(params, config_file=None):
     for i, (name, out) in enumerate(outs):
         if os.path.isdir(out) and name != "export_weights_and_biases":
             return UserError(f"{name} {out} is a directory: give a file name")
+        if os.path.exists(out) and not os.path.isdir(out) and not os.path.isfile(out):
+            return UserError(f"{name} {out} is not a regular file (a device or a FIFO is never written over)")
         for other, path in outs[:i]:
             if same_file(out, path):
                 return UserError(f"{name} and {other} are the same file ({out}): give each output its own file")

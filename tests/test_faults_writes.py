@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -482,3 +483,15 @@ def test_a_config_file_growing_past_the_limit_while_read(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "_check_regular", lambda p, st: None)  # as if it grew after the check
     with pytest.raises(UserError, match=r"run\.toml: a config file may hold at most 50 bytes"):
         config.load(str(path))
+
+
+def test_an_output_that_is_a_device_is_refused_and_left_alone(tmp_path):
+    """--model_out /dev/null (or any device, FIFO): refused before anything is read; the
+    atomic write would otherwise rename a regular file over the device."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for out in ("/dev/null", str(fifo)):
+        r = subprocess.run([sys.executable, "-m", "h2odl_mpi", "train", "--train", str(tmp_path / "none.csv"),
+                            "--response", "y", "--model_out", out], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "is not a regular file" in r.stderr and "Traceback" not in r.stderr
+    assert not os.path.isfile("/dev/null") and stat.S_ISFIFO(os.stat(fifo).st_mode)
