@@ -124,14 +124,6 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
         # before the ranks can checkpoint (a rank still starting up dies of the signal)
         raise ValueError(f"time must be longer than {SIGNAL_LEAD_S + 60} s for Slurm (the checkpoint "
                          f"signal comes {SIGNAL_LEAD_S} s before the end), got {time}")
-    if scheduler not in ("slurm", "pbs"):
-        raise ValueError(f"scheduler must be slurm or pbs, got {scheduler!r}")
-    for name, v in (("nodes", nodes), ("ranks_per_node", ranks_per_node), ("threads", threads)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    _check_strings(time, partition, account, job_name, launcher, train_args)
-    parts = time.split(":")
-    seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
     if scheduler == "slurm":
         head = ["#!/bin/bash", f"#SBATCH --job-name={job_name}", f"#SBATCH --nodes={nodes}",
                 f"#SBATCH --ntasks-per-node={ranks_per_node}", f"#SBATCH --cpus-per-task={threads}",
