@@ -294,7 +294,8 @@ def test_a_signal_inside_one_long_iteration_stops_within_a_block(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     assert "rank(s)" in proc.stdout.readline()
-    wait_for_cpu(proc.pid, 1.0)  # a second of training, however loaded the machine
+    # drawing the 20 million row indices takes about a CPU second before the first row trains
+    wait_for_cpu(proc.pid, 3.0)  # then training, however loaded the machine
     err = _signal_and_wait(proc, signal.SIGUSR1, 15)  # the whole iteration would take minutes
     assert proc.returncode == ckpt.REQUEUE_EXIT_CODE, err
     state = load_model(ckpt.newest_valid(str(d)))[4]["state"]

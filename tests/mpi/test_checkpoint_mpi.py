@@ -129,7 +129,7 @@ def test_signal_inside_a_long_iteration_stops_within_a_block(tmp):
         proc = launch(2, args)
         line = proc.stdout.readline()  # the start line: training begins right after it
         assert "rank(s)" in line, line + proc.stderr.read()
-        wait_for_cpu(proc.pid, 3.0)  # both ranks training, however loaded the machine
+        wait_for_cpu(proc.pid, 6.0)  # row indices drawn, then both ranks training, however loaded
         t_sig = time.time()
         proc.send_signal(signal.SIGUSR1)
         rc, _, err = finish(proc, 20, "the job after SIGUSR1")
