@@ -7,6 +7,7 @@ import numpy as np
 
 from h2odl_mpi.collectives import parallel
 from h2odl_mpi.kernel import available_cores
+from h2odl_mpi.params import check_threads
 
 
 def threads_per_rank(params, comm):
@@ -17,7 +18,7 @@ def threads_per_rank(params, comm):
     for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK", "PBS_NUM_PPN", "NCPUS"):
         v = os.environ.get(var, "")
         if v.isdigit() and int(v) > 0:
-            return int(v)
+            return check_threads(var, int(v))  # within the limit of --threads, naming the variable
     local = 1
     if parallel(comm):
         from mpi4py import MPI

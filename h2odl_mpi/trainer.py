@@ -183,7 +183,7 @@ class Session:
         self.info.check_data(frame, vframe, fitted=not self.restored)  # Inf, overflow: refused
         self.data = training_rows(params, comm, frame, vframe, self.info)
         self.network = Network(net_config(params, self.info, comm))  # (sizes checked on every rank)
-        self.threads = threads_per_rank(params, comm)
+        self.threads = self._threads()
         self.seed = run_seed(params, comm, self.restored)
         self.model = starting_model(params, comm, self.network, self.info, self.seed, self.restored)
         combiner.start(comm, self.model, self.network.n_params,
@@ -201,6 +201,17 @@ class Session:
         self.best = BestModel(self.info.kind, params["overwrite_with_best_model"])
         self.stop_rules = StopRules(params, self.info)
         self.summary, self.state = None, None
+
+    def _threads(self):
+        """Kernel threads per rank; a refused count (from the environment, which may differ
+        between nodes) fails every rank together."""
+        threads, err = None, None
+        try:
+            threads = threads_per_rank(self.params, self.comm)
+        except UserError as e:
+            err = e
+        agree(self.comm, err)
+        return threads
 
     def _make_scorers(self):
         p, d, info = self.params, self.data, self.info

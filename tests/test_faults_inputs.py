@@ -398,3 +398,13 @@ def test_sigint_without_a_checkpoint_directory_exits_130_with_one_line(tmp_path)
     assert code == 130, err
     assert [l for l in err.splitlines() if l.strip()] == [l for l in err.splitlines() if "interrupted (SIGINT)" in l]
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_a_huge_thread_count_from_the_environment_is_refused(tmp_path):
+    """OMP_NUM_THREADS (or the batch system's cpus-per-task) is held to --threads' limit."""
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n" + "".join(f"{i % 7},{i % 2}\n" for i in range(100)))
+    env = dict(os.environ, OMP_NUM_THREADS="100000")
+    r = subprocess.run([sys.executable, "-m", "h2odl_mpi", "train", "--train", str(path), "--response", "y",
+                        "--hidden", "3", "--epochs", "1"], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and "OMP_NUM_THREADS = 100000" in r.stderr and "Traceback" not in r.stderr
