@@ -126,11 +126,7 @@ class BlockMomentum(ModelAverage):
         self.own_seconds += time.perf_counter() - t
 
     def current(self, model):
-        if not self.active:
-            return model
-        out = model.copy()
-        out[:self.n_params] = self.w
-        return out
+        return _with_weights(model, self.w) if self.active else model
 
     def state(self, model):
         return {"block_update": self.d} if self.active else {}
@@ -189,14 +185,17 @@ class ElasticAverage(ModelAverage):
         self.own_seconds += time.perf_counter() - t
 
     def current(self, model):
-        if not self.active:
-            return model
-        out = model.copy()
-        out[:self.n_params] = self.c
-        return out
+        return _with_weights(model, self.c) if self.active else model
 
     def state(self, model):
         return {"training_point": model[:self.n_params].copy()} if self.active else {}
+
+
+def _with_weights(model, weights):
+    """A copy of `model` whose weights and biases (its first len(weights) values) are `weights`."""
+    out = model.copy()
+    out[:weights.size] = weights
+    return out
 
 
 COMBINERS = {"Average": ModelAverage, "BlockMomentum": BlockMomentum, "ElasticAveraging": ElasticAverage}

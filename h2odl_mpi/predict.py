@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from h2odl_mpi.atomic import replacing
+from h2odl_mpi.atomic import same_file, write_bytes
 from h2odl_mpi.collectives import rank_and_size
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.frame import Frame
@@ -91,7 +91,7 @@ def check_output(path, inputs=()):
         raise UserError(f"--out {path}: cannot write in {parent} "
                         f"({'read-only file system' if read_only else 'permission denied'})")
     for option, other in inputs:
-        if os.path.exists(target) and os.path.exists(other) and os.path.samefile(target, other):
+        if os.path.exists(target) and same_file(target, other):
             raise UserError(f"--out {path}: is the {option} file: it would be overwritten")
 
 
@@ -102,9 +102,6 @@ def write_csv(path, header, values):
     w.writerow(header)
     w.writerows(values.tolist())
     try:
-        with replacing(path) as tmp, open(tmp, "w", newline="") as f:
-            f.write(text.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
+        write_bytes(path, text.getvalue().encode())
     except OSError as e:
         raise UserError(f"--out {path}: cannot write: {e.strerror or e}") from None

@@ -244,6 +244,9 @@ class Session:
                             f"{done_epochs:.4g} epochs, {start:,} samples")
         self.start_iteration = self.progress.iteration
         self.picker = RowPicker(self.data, self.rng, p["shuffle_training_data"])
+        self.checkpoint_every = ckpt.parse_interval(p["checkpoint_interval"])  # (kind, amount)
+        history = self.restored["history"] if self.restored else []
+        self.duration_before = float(history[-1].get("duration_s", 0.0)) if history else 0.0  # continued runs
 
     # ---- the loop -------------------------------------------------------------------
     def run(self):
@@ -303,7 +306,7 @@ class Session:
             now - c.last_score >= params["score_interval"] and
             c.score <= params["score_duty_cycle"] * max(now - c.t_start, 1e-9)))
         time_up = lead and params["max_runtime_secs"] > 0 and now - c.t_start >= params["max_runtime_secs"]
-        ck_kind, ck_every = ckpt.parse_interval(params["checkpoint_interval"])
+        ck_kind, ck_every = self.checkpoint_every
         ck_due = lead and bool(params.get("checkpoint_dir")) and not done and (
             (ck_kind == "seconds" and now - c.last_ckpt >= ck_every) or
             (ck_kind == "iterations" and p.iteration % ck_every == 0))
@@ -346,17 +349,17 @@ class Session:
         """A scoring event: metrics, the Huber delta, the best model, stop rules, history."""
         c, p, params = self.clock, self.progress, self.params
         ts = time.perf_counter()
-        self._score_metrics()
+        model = self.current()  # (a copy for some rules: taken once)
+        self._score_metrics(model)
         if self.network.config.loss == "Huber":
-            self.train_scorer.estimate_huber_delta(self.network, self.current(), self.threads, params["huber_alpha"])
+            self.train_scorer.estimate_huber_delta(self.network, model, self.threads, params["huber_alpha"])
         c.score += time.perf_counter() - ts
         c.last_score = time.time()
-        self.best.offer(self.current(), p.valid_metrics or p.train_metrics)
+        self.best.offer(model, p.valid_metrics or p.train_metrics)
         p.stop_reason = self.stop_rules.reason(p.train_metrics, p.valid_metrics)
         elapsed = time.time() - c.t_start
-        before = float(self.restored["history"][-1].get("duration_s", 0.0)) \
-            if self.restored and self.restored["history"] else 0.0
-        row = history_row(p.iteration, p.samples / self.data.n_total, p.samples, before + elapsed, rows_all,
+        row = history_row(p.iteration, p.samples / self.data.n_total, p.samples, self.duration_before + elapsed,
+                          rows_all,
                           c.comm / max(c.comm + c.comp, 1e-12), p.train_metrics, p.valid_metrics)
         self.history.append(row)
         self.report.progress(row, self.info, p.samples, self.target_samples, c.comp + c.comm, elapsed)
