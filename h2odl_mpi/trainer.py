@@ -115,26 +115,30 @@ class Stats:
         self.t_comp, self.t_comm, self.t_wait = self.t_comp / size, self.t_comm / size, self.t_wait / size
 
 
-def train(params, comm=None, stop=None, combiner=None, config_file=None):
+def train(params, comm=None, stop=None, combiner=None, config_file=None, data=None):
     """Train with validated params over `comm` (an mpi4py communicator or None); returns a
     TrainingRun.  Files are written (by rank 0) only where params name them.
 
     With a checkpoint directory, SIGTERM/SIGUSR1 stop training within a block of rows on
     every rank, write a checkpoint and raise checkpoint.TrainingInterrupted (the CLI exits
     with 85).  `stop`: a checkpoint.StopFlag installed earlier (the CLI's, which also sees
-    signals that arrive while MPI starts); by default one is installed here, and the
-    previous handlers are back when train() returns.  `combiner`: how the ranks' models are
+    signals that arrive while MPI starts, or a search's, which trains many models): the
+    caller owns it and restores it; by default one is installed here, and the previous
+    handlers are back when train() returns.  `combiner`: how the ranks' models are
     combined (see h2odl_mpi.combine); by default the one the parameters select.
-    `config_file`: the --config file the parameters were read from (no output may overwrite it)."""
+    `config_file`: the --config file the parameters were read from (no output may overwrite it).
+    `data`: the (training, validation or None) frames already read on `comm` from the files
+    params name (a search reads them once for many models); by default they are read here."""
     flag = stop or ckpt.StopFlag()
     if params.get("checkpoint_dir"):
         flag.install()
     owner = ckpt.CheckpointDirectory(params.get("checkpoint_dir"), comm)  # its lock: rank 0's
     try:
-        session = Session(params, comm, flag, combiner or combiner_for(params), owner, config_file)
+        session = Session(params, comm, flag, combiner or combiner_for(params), owner, config_file, data)
         return session.run()
     finally:
-        flag.restore()
+        if stop is None:
+            flag.restore()
         owner.release()
 
 
@@ -143,6 +147,11 @@ def read_data(params, comm):
     validation data, in the compressed column store."""
     frame = Frame.read(params["train"], comm=comm, replicate=params["replicate_training_data"])
     vframe = Frame.read(params["validation"], comm=comm) if params.get("validation") else None
+    return check_frames(params, frame, vframe)
+
+
+def check_frames(params, frame, vframe):
+    """The frames, refused when empty or when the validation columns do not fit."""
     for f, path in ((frame, params["train"]), (vframe, params.get("validation"))):
         if f is not None and f.n_rows == 0:
             raise UserError(f"{path}: no data rows")
@@ -168,14 +177,14 @@ def training_rows(params, comm, frame, vframe, info):
 class Session:
     """One training run in progress: its parts, made once, and the loop over them."""
 
-    def __init__(self, params, comm, flag, combiner, owner=None, config_file=None):
+    def __init__(self, params, comm, flag, combiner, owner=None, config_file=None, data=None):
         self.params, self.comm, self.flag, self.combiner = params, comm, flag, combiner
         self.owner = owner  # checkpoint.CheckpointDirectory: the checkpoint directory's lock
         self.rank, self.size = rank_and_size(comm)
         self.clock = Clock(t_start=time.time())
         self.report = Reporter(params, self.rank)
         check_outputs(params, comm, self.rank, owner, config_file)  # outputs vs inputs, writable, locked
-        frame, vframe = read_data(params, comm)
+        frame, vframe = check_frames(params, *data) if data is not None else read_data(params, comm)
         self.clock.data = time.time() - self.clock.t_start
         self.restored = ckpt.restore(params, comm, self.rank, frame, self.report.say)
         self.clock.restore = time.time() - self.clock.t_start - self.clock.data
