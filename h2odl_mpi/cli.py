@@ -1,4 +1,4 @@
-"""The command line: `python -m h2odl_mpi [train|predict|describe|jobscript] ...`.
+"""The command line: `python -m h2odl_mpi [train|grid|predict|describe|jobscript] ...`.
 
 Every H2O parameter is a flag with H2O's name (`--input_dropout_ratio 0.2`, dashes accepted
 too, booleans as true/false); `--config run.toml` reads them from a TOML file
@@ -20,7 +20,7 @@ from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupte
 from h2odl_mpi.collectives import parallel, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 
-SUBCOMMANDS = ("train", "predict", "describe", "jobscript")
+SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid")
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
@@ -58,6 +58,7 @@ def build_parser():
     group.add_argument("--anomaly", action="store_true", help="per-row reconstruction error")
     group.add_argument("--deepfeatures", type=int, metavar="K", default=None,
                        help="activations of hidden layer K (0-based)")
+    _add_grid_parser(sub)
     from h2odl_mpi.frame import describe
     d = sub.add_parser("describe", allow_abbrev=False, help="summarise a data file (column store)")
     describe.add_arguments(d)
@@ -65,6 +66,42 @@ def build_parser():
     j = sub.add_parser("jobscript", allow_abbrev=False, help="print a Slurm or PBS job script for train")
     jobscript.add_arguments(j)
     return parser
+
+
+def _add_grid_parser(sub):
+    g = sub.add_parser("grid", allow_abbrev=False,
+                       help="train many models: H2O's grid or random search on groups of ranks")
+    g.add_argument("--config", required=True, metavar="FILE",
+                   help="TOML grid file: train parameters, [hyper_params] and [search_criteria]; "
+                        "train flags given here override its fixed parameters")
+    g.add_argument("--search_dir", "--search-dir", dest="search_dir", required=True, metavar="DIR",
+                   help="the search's directory: models, leaderboard, best_model.h5; rerunning the same "
+                        "command continues the search there")
+    g.add_argument("--ranks_per_model", "--ranks-per-model", dest="ranks_per_model", type=int, default=1,
+                   metavar="R", help="ranks that train each model together (must divide the ranks; default 1)")
+    _add_param_flags(g)
+
+
+def _grid_inputs(ns):
+    """(fixed parameters, hyper_params, search_criteria): the grid file's, flags over it."""
+    from h2odl_mpi.search import grid_file
+    fixed, hyper, criteria = grid_file.load(ns.config)
+    for name in P.SPEC:
+        v = getattr(ns, name, None)
+        if v is not None:
+            fixed[name] = P.parse_value(name, v)
+    return fixed, hyper, criteria
+
+
+def _run_grid(ns, comm, inputs, error, stop):
+    """The grid subcommand on every rank, the grid file read (or its error) before MPI started."""
+    agree(comm, error, own_first=True)
+    from h2odl_mpi.search import grid_search
+    try:
+        grid_search(*inputs, ns.search_dir, ns.ranks_per_model, comm, stop=stop)
+    finally:
+        stop.restore()
+    return 0
 
 
 def _train_params(ns):
@@ -141,6 +178,15 @@ def main(argv=None):
             from h2odl_mpi.trainer import train
             train(params, comm, stop=stop, config_file=getattr(ns, "config", None))
             return 0
+        if ns.command == "grid":
+            error, inputs = None, None
+            try:
+                inputs = _grid_inputs(ns)
+            except UserError as e:
+                error = e
+            stop = StopFlag().install()  # (models always checkpoint: signals count from here on)
+            comm = _comm()
+            return _run_grid(ns, comm, inputs, error, stop)
         comm = _comm()
         if ns.command == "predict":
             from h2odl_mpi.predict import predict_file

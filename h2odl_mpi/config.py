@@ -31,19 +31,28 @@ _PLURAL = {str: "strings", int: "integers", float: "numbers"}
 MAX_BYTES = 1 << 20  # a config file holds parameters, not data: at most 1 MiB
 def load(path):
     """The train parameters in the TOML file `path`: {H2O name: value of the parameter's type}."""
+    return parameters(path, read_toml(path))
+
+
+def read_toml(path):
+    """The TOML document in file `path` as a dict (a bounded regular file; errors name it)."""
     text = _read_bounded(path)
     try:
-        doc = tomllib.loads(text.decode("utf-8"))
+        return tomllib.loads(text.decode("utf-8"))
     except tomllib.TOMLDecodeError as e:  # the message ends "(at line L, column C)"
         raise UserError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid TOML: not UTF-8 text (byte {e.start})") from None
+
+
+def parameters(path, doc):
+    """{H2O name: value} of the top-level keys of TOML document `doc` (read from `path`)."""
     out = {}
     for key, value in doc.items():
         name = P.canonical(key)
         if name in out:
             raise UserError(f"{path}: {key} and {name} are the same parameter: give one")
-        out[name] = _value(path, name, value)
+        out[name] = value_of(path, name, value)
     return out
 
 
@@ -87,7 +96,8 @@ def _unknown(path, key):
     return UserError(f"{path}: unknown parameter {key!r}{hint}")
 
 
-def _value(path, key, value):
+def value_of(path, key, value):
+    """`value` (from the TOML file `path`) as a value of train parameter `key`."""
     if isinstance(value, dict):
         raise UserError(f"{path}: [{key}] is a table; the file takes train parameters at the top "
                         "level only, no sections")

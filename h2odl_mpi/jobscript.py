@@ -7,7 +7,9 @@ or mpirun) running `python -m h2odl_mpi train --resume DIR --checkpoint_dir DIR 
 signal before the wall time that the trainer answers by checkpointing and exiting with
 REQUEUE_EXIT, and the requeue (Slurm: scontrol requeue; PBS: qsub of the same script) when
 it does.  Every setting can also be overridden at submission through H2ODL_* variables.
-The scripts in jobscripts/ are this module's output.
+With --search the job runs `grid` instead (h2odl_mpi.search): many models on groups of
+ranks, its search directory where a train job keeps its checkpoints, continued by the same
+command after a requeue.  The scripts in jobscripts/ are this module's output.
 
 `python -m h2odl_mpi jobscript --scheduler slurm --nodes 4 ... -- <train arguments>` prints
 one (`run`/`add_arguments` below; no MPI needed, so it runs on a login node):
@@ -54,10 +56,7 @@ case "$LAUNCHER" in
   *)      echo "unknown launcher $LAUNCHER" >&2; exit 2 ;;
 esac
 
-echo "h2odl_mpi job $JOB_ID: $NTASKS ranks x $OMP_NUM_THREADS threads, checkpoints in $CKPT_DIR"
-# --resume continues from the newest valid checkpoint in CKPT_DIR (fresh if there is none)
-"${LAUNCH[@]}" "$PYTHON" -m h2odl_mpi train --resume "$CKPT_DIR" --checkpoint_dir "$CKPT_DIR" \
-    "${TRAIN_ARGS[@]}" &
+__LAUNCH_LINES__ &
 child=$!
 # the scheduler's warning signal goes to the launcher, which passes it to every rank; the
 # ranks stop together at the end of their current rows, checkpoint and exit REQUEUE_EXIT
@@ -76,6 +75,15 @@ fi
 exit "$rc"
 '''
 
+
+_TRAIN_LAUNCH = '''echo "h2odl_mpi job $JOB_ID: $NTASKS ranks x $OMP_NUM_THREADS threads, checkpoints in $CKPT_DIR"
+# --resume continues from the newest valid checkpoint in CKPT_DIR (fresh if there is none)
+"${LAUNCH[@]}" "$PYTHON" -m h2odl_mpi train --resume "$CKPT_DIR" --checkpoint_dir "$CKPT_DIR" \\
+    "${TRAIN_ARGS[@]}"'''
+_SEARCH_LAUNCH = '''echo "h2odl_mpi job $JOB_ID: $NTASKS ranks x $OMP_NUM_THREADS threads, search in $CKPT_DIR"
+# the same command continues the search in CKPT_DIR: finished models stay, interrupted ones resume
+"${LAUNCH[@]}" "$PYTHON" -m h2odl_mpi grid --search_dir "$CKPT_DIR" --ranks_per_model %d \\
+    "${TRAIN_ARGS[@]}"'''
 
 # What a string may hold to be written into the script as it is (a directive or shell code):
 # shlex's characters that never need quoting, ASCII only.  Anything else is refused, except
@@ -108,15 +116,22 @@ def _check_strings(time, partition, account, job_name, launcher, train_args):
 
 
 def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", partition=None,
-           account=None, job_name="h2odl", train_args=(), launcher=None, script_name="train.pbs"):
+           account=None, job_name="h2odl", train_args=(), launcher=None, script_name="train.pbs",
+           search=False, ranks_per_model=1):
     """The job script text for `scheduler` ('slurm' or 'pbs').  script_name (PBS): the file
-    the script is saved as in the submission directory, which the requeue submits again."""
+    the script is saved as in the submission directory, which the requeue submits again.
+    search: the job runs `grid` (train_args then start with --config GRID_FILE) with
+    `ranks_per_model`, its search directory where a train job keeps its checkpoints."""
     if scheduler not in ("slurm", "pbs"):
         raise ValueError(f"scheduler must be slurm or pbs, got {scheduler!r}")
-    for name, v in (("nodes", nodes), ("ranks_per_node", ranks_per_node), ("threads", threads)):
+    for name, v in (("nodes", nodes), ("ranks_per_node", ranks_per_node), ("threads", threads),
+                    ("ranks_per_model", ranks_per_model)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     _check_strings(time, partition, account, job_name, launcher, train_args)
+    if search and (nodes * ranks_per_node) % ranks_per_model:
+        raise ValueError(f"ranks_per_model {ranks_per_model} must divide the job's ranks, "
+                         f"{nodes} x {ranks_per_node} = {nodes * ranks_per_node}")
     parts = time.split(":")
     seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
     if scheduler == "slurm" and seconds <= SIGNAL_LEAD_S + 60:
@@ -157,6 +172,7 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
                                    % (nodes * ranks_per_node),
                 "__THREADS_EXPR__": "${OMP_NUM_THREADS:-%d}" % threads,  # PBS Pro sets it from ompthreads
                 "__REQUEUE_CMD__": 'qsub "${H2ODL_JOB_SCRIPT:-${PBS_O_WORKDIR:-$PWD}/$JOB_SCRIPT_NAME}"'}
+    subs["__LAUNCH_LINES__"] = _SEARCH_LAUNCH % ranks_per_model if search else _TRAIN_LAUNCH
     subs.update({"__JOBNAME__": job_name, "__REQUEUE__": str(REQUEUE_EXIT),
                  "__TRAIN_ARGS__": _q(train_args).replace("\\", "\\\\")})
     body = _BODY
@@ -168,7 +184,7 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
 # ---- the `jobscript` subcommand --------------------------------------------------------
 
 # the options, for error messages: render() keyword -> command-line option
-_OPTION = {"scheduler": "--scheduler", "nodes": "--nodes", "ranks_per_node": "--ranks-per-node",
+_OPTION = {"ranks_per_model": "--ranks-per-model", "scheduler": "--scheduler", "nodes": "--nodes", "ranks_per_node": "--ranks-per-node",
            "threads": "--threads", "time": "--time", "job name": "--job-name",
            "partition": "--partition", "account": "--account", "launcher": "--launcher",
            "train argument": ""}  # the message names the argument
@@ -203,6 +219,11 @@ def add_arguments(parser):
                              "the checkpoint directory ./checkpoints/NAME")
     parser.add_argument("--launcher", default=None, metavar="srun|mpirun",
                         help="how ranks start (default: srun for Slurm, mpirun for PBS)")
+    parser.add_argument("--search", action="store_true",
+                        help="a search job: runs `grid` with the arguments after `--` (which must give "
+                             "--config GRID_FILE), its search directory ./checkpoints/NAME")
+    parser.add_argument("--ranks-per-model", dest="ranks_per_model", default="1", metavar="R",
+                        help="with --search: ranks that train each model together (default 1)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE",
                         help="write the script to FILE (executable) instead of printing it")
     parser.set_defaults(train_args=[])
@@ -219,15 +240,21 @@ def _positive(option, text):
     return v
 
 
-def _check_train_args(args):
+def _check_train_args(args, search=False):
     """Flags among the train arguments must be train flags (a typo would fail only on the
-    cluster, after the queue wait); --resume and --checkpoint_dir are the script's."""
+    cluster, after the queue wait); --resume and --checkpoint_dir are the script's, and a
+    search job's --search_dir and --ranks_per_model too; a search job needs --config."""
     from h2odl_mpi import params as P
     known = set(P.SPEC) | set(P.ALIASES) | {"config"}
+    if search and not any(a == "--config" or a.startswith("--config=") for a in args):
+        raise UserError("--search: give the grid file after `--`: -- --config grid.toml")
     for a in args:
         if not a.startswith("--") or a == "--":
             continue
         name = a[2:].split("=", 1)[0].replace("-", "_")
+        if search and name in ("search_dir", "ranks_per_model"):
+            raise UserError(f"train argument {a}: a search job sets --search_dir (to $H2ODL_CHECKPOINT_DIR, "
+                            "default ./checkpoints/<job name>) and --ranks_per_model (--ranks-per-model) itself")
         if name in _SET_BY_SCRIPT:
             raise UserError(f"train argument {a}: the script sets --resume and --checkpoint_dir "
                             "itself (to $H2ODL_CHECKPOINT_DIR, default ./checkpoints/<job name>)")
@@ -267,8 +294,9 @@ def run(args):
     for option, v in (("--account", args.account), ("--partition", args.partition or args.queue)):
         if v is not None and not _PLAIN.fullmatch(v):
             raise UserError(f"{option}: {v!r} is not a plain name (letters, digits and _@%+=:,./-)")
-    _check_train_args(args.train_args)
-    kw = dict(scheduler=scheduler, nodes=_positive("--nodes", args.nodes),
+    _check_train_args(args.train_args, search=args.search)
+    kw = dict(search=bool(args.search), ranks_per_model=_positive("--ranks-per-model", args.ranks_per_model),
+              scheduler=scheduler, nodes=_positive("--nodes", args.nodes),
               ranks_per_node=_positive("--ranks-per-node", args.ranks_per_node),
               threads=_positive("--threads", args.threads), time=args.time,
               partition=args.partition or args.queue, account=args.account, job_name=args.job_name,

@@ -183,3 +183,45 @@ def test_subcommand_bad_values_are_one_line_with_status_2(argv, needle):
 def test_render_refuses_train_args_the_script_cannot_carry():
     with pytest.raises(ValueError, match="quoting"):
         render("slurm", train_args=["--train", "a'b.csv"])
+
+
+# ---- search jobs (`grid` on groups of ranks) -------------------------------------------------
+
+SEARCH = dict(scheduler="slurm", nodes=4, ranks_per_node=8, threads=4, time="12:00:00", job_name="h2odl-search",
+              search=True, ranks_per_model=4)
+SEARCH_ARGS = ["--config", "grid.toml", "--epochs", "10"]
+
+
+def test_committed_search_script_is_the_generators_output():
+    assert (ROOT / "jobscripts" / "slurm" / "search.sbatch").read_text() == render(train_args=SEARCH_ARGS, **SEARCH)
+
+
+@pytest.mark.parametrize("exit_code", [REQUEUE_EXIT, 0])
+def test_search_body_runs_grid_in_its_directory_and_requeues(tmp_path, exit_code):
+    log = tmp_path / "calls.log"
+    _standins(tmp_path / "bin", log, ["srun", "scontrol"], exit_code)
+    script = tmp_path / "job.sbatch"
+    script.write_text(render("slurm", nodes=2, ranks_per_node=2, threads=1, train_args=SEARCH_ARGS,
+                             search=True, ranks_per_model=2))
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}", SLURM_NTASKS="4",
+               SLURM_CPUS_PER_TASK="1", SLURM_JOB_ID="99", H2ODL_CHECKPOINT_DIR=str(tmp_path / "sd"))
+    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == exit_code, r.stderr
+    calls = log.read_text().splitlines()
+    assert (f"-m h2odl_mpi grid --search_dir {tmp_path / 'sd'} --ranks_per_model 2 --config grid.toml --epochs 10"
+            in calls[0])
+    assert (len(calls) == 2 and calls[1].startswith("scontrol requeue 99")) if exit_code else len(calls) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--search", "--", "--epochs", "3"], "give the grid file"),
+    (["--search", "--", "--config", "g.toml", "--search_dir", "x"], "sets --search_dir"),
+    (["--search", "--ranks-per-node", "3", "--ranks-per-model", "2", "--", "--config", "g.toml"], "must divide"),
+    (["--search", "--ranks-per-model", "0", "--", "--config", "g.toml"], "--ranks-per-model"),
+])
+def test_search_job_settings_are_refused(argv, message, capsys):
+    from h2odl_mpi.cli import main
+    assert main(["jobscript", "--scheduler", "slurm"] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
