@@ -94,7 +94,8 @@ class GridSearch:
         err, frames = None, None
         try:
             f = self.fixed
-            frame = Frame.read(f["train"], comm=self.group, replicate=bool(f.get("replicate_training_data")))
+            replicate = f.get("replicate_training_data", P.SPEC["replicate_training_data"][1])  # (H2O: true)
+            frame = Frame.read(f["train"], comm=self.group, replicate=bool(replicate))
             vframe = Frame.read(f["validation"], comm=self.group) if f.get("validation") else None
             frames = (frame, vframe)
         except UserError as e:

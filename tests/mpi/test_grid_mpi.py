@@ -1,0 +1,89 @@
+"""Grid search on groups of ranks (under mpirun -n 2 and -n 3): every combination trained
+exactly once whatever the ranks per model, with the metrics of the model trained alone on
+as many ranks; a search of 2 groups stopped by SIGTERM to mpirun and continued."""
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from h2odl_mpi.params import validate
+from h2odl_mpi.search import grid_search
+from h2odl_mpi.trainer import train
+from nested import finish, launch, on_rank0
+
+comm = MPI.COMM_WORLD
+HYPER = {"hidden": [[4], [6, 3]], "l1": [0.0, 1e-3]}
+
+
+@pytest.fixture
+def tmp(tmp_path_factory):
+    return comm.bcast(str(tmp_path_factory.mktemp("grid")) if comm.rank == 0 else None, root=0)
+
+
+def _data(tmp, n=400):
+    path = f"{tmp}/d.csv"
+    if comm.rank == 0:
+        x = np.random.default_rng(4).normal(size=(n, 3))
+        with open(path, "w") as f:
+            f.write("a,b,c,y\n")
+            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a + b > 0)}\n" for a, b, c in x)
+    comm.Barrier()
+    return path
+
+
+def _fixed(path):
+    return {"train": path, "response": "y", "epochs": 2, "seed": 9, "threads": 1, "reproducible": True,
+            "train_samples_per_iteration": 100, "variable_importances": False, "stopping_rounds": 0,
+            "score_interval": 0.0}
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("ranks_per_model", ["one", "all"])
+def test_every_combination_once_with_the_metrics_of_a_model_trained_alone(tmp, ranks_per_model):
+    path = _data(tmp)
+    r = 1 if ranks_per_model == "one" else comm.size
+    board = grid_search(_fixed(path), HYPER, {"strategy": "Cartesian"}, f"{tmp}/s", ranks_per_model=r, comm=comm)
+    assert board == comm.bcast(board, root=0)
+    assert sorted(x["model_id"] for x in board) == [f"model_{i}" for i in range(1, 5)]
+    assert all(x["status"] == "done" for x in board)
+    groups = {json.load(open(f"{tmp}/s/results/{k}.json"))["group"] for k in range(4)}
+    assert groups <= set(range(comm.size // r))
+    alone_comm = comm if r == comm.size else None
+    for x in board:
+        alone = train(validate(dict(_fixed(path), hidden=x["hidden"], l1=x["l1"], quiet_mode=True)), alone_comm)
+        assert x["metrics"]["training"] == alone.metrics["training"], x["model_id"]
+
+
+@pytest.mark.mpi(min_size=2)
+def test_sigterm_to_mpirun_stops_every_group_and_the_same_command_continues(tmp):
+    path = _data(tmp, n=2000)
+
+    def body():
+        grid = f"{tmp}/grid.toml"
+        with open(grid, "w") as f:
+            f.write(f'train = "{path}"\nresponse = "y"\nepochs = 200\nseed = 3\nthreads = 1\nhidden = [32, 32]\n'
+                    'variable_importances = false\nstopping_rounds = 0\ncheckpoint_interval = "0"\n'
+                    '[hyper_params]\nl1 = [0.0, 1e-5, 1e-4, 1e-3]\n')
+        sd = f"{tmp}/sd"
+        args = ["grid", "--config", grid, "--search_dir", sd]
+        proc = launch(2, args)
+        t0 = time.time()
+        while len(os.listdir(f"{sd}/claims") if os.path.isdir(f"{sd}/claims") else []) < 2:
+            assert proc.poll() is None and time.time() - t0 < 60, "the search ended before two models started"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        rc, _, err = finish(proc, 60, "the search after SIGTERM")
+        assert rc == 85, err
+        rc, out, err = finish(launch(2, args), 300, "the continued search")
+        assert rc == 0, err
+        board = json.load(open(f"{sd}/leaderboard.json"))
+        assert sorted(x["model_id"] for x in board) == [f"model_{i}" for i in range(1, 5)]
+        assert all(x["status"] == "done" for x in board)
+        continued = [json.load(open(f"{sd}/results/{k}.json"))["continued_from"] for k in range(4)]
+        assert sum(c is not None for c in continued) >= 1, continued
+    on_rank0(body)
