@@ -20,7 +20,9 @@
  *   ADADELTA:  for each layer  Edx2_W, Eg2_W (like W_l), Edx2_b, Eg2_b (like b_l)
  *   momentum:  for each layer  V_W (like W_l), V_b (like b_l)   (only if a momentum != 0)
  *
- * THE MATH (H2O-3 Neurons.java semantics; e = -dLoss/d(output), "negative half gradient").
+ * THE MATH (H2O-3 Neurons.java semantics; e = -dLoss/d(output) = H2O's output error with
+ * the sign turned: -2 x the distribution's "negative half gradient" (hex/DistributionFactory),
+ * Neurons.Linear / autoEncoderGradient; softmax with CrossEntropy: t - y, as in H2O).
  *   forward, hidden layer l (activation f, dropout ratio p_l):
  *     net_j = b_j + sum_i W[j,i] a_i      (for Maxout: a_u = max(net_2u, net_2u+1))
  *     Tanh a = tanh(net); Rectifier a = max(0, net); ExpRectifier a = net >= 0 ? net : exp(net) - 1
@@ -28,12 +30,18 @@
  *     scoring: a *= (1 - p_l).  Input dropout: each input zeroed with probability
  *     input_dropout while training, no rescaling at scoring (as H2O).
  *   output: SOFTMAX  y = softmax(net), e_k = w_row * (t_k - y_k)   (CrossEntropy)
- *           LINEAR   y = net + offset (link space), e = w_row * neg_half_gradient(t, y):
- *             QUADRATIC t - y; ABSOLUTE y > t ? -1 : 1; HUBER |t-y| <= d ? t-y : d*sign(t-y);
- *             QUANTILE t > y ? alpha : alpha - 1; POISSON t - exp(y); GAMMA t*exp(-y) - 1;
- *             TWEEDIE t*exp((1-p)y) - exp((2-p)y); BERNOULLI t - 1/(1+exp(-y)).
+ *           LINEAR   y = net + offset (link space), e = w_row * 2 * neg_half_gradient(t, y):
+ *             QUADRATIC 2(t - y); ABSOLUTE y > t ? -1 : 1 (laplace's half gradient is +-1/2);
+ *             HUBER |t-y| <= d ? 2(t-y) : 2d*sign(t-y); QUANTILE t > y ? alpha : alpha - 1
+ *             (half gradient alpha/2, (alpha-1)/2); POISSON 2(t - exp(y));
+ *             GAMMA 2(t*exp(-y) - 1); TWEEDIE 2(t*exp((1-p)y) - exp((2-p)y));
+ *             BERNOULLI 2(t - 1/(1+exp(-y))).
  *           AUTOENCODER  the output layer has the hidden activation (no dropout),
- *             target = the row's inputs before input dropout, e_k = w_row * (t_k - y_k) (Quadratic).
+ *             target = the row's inputs before input dropout, e_k = w_row * 2(t_k - y_k)
+ *             (Quadratic: gaussian), then g_k = e_k f'(y_k) as for a hidden unit.  (H2O-3
+ *             takes g_k = e_k, without f': the gradient of the activation's matching loss,
+ *             which for a Rectifier output with t_k < 0 decreases without bound.  Here g
+ *             is the gradient of the reconstruction error, on purpose.)
  *   backward: g_j = e_j * f'(a_j) with f' = 1 - a^2 (Tanh), [a > 0] (Rectifier),
  *     a > 0 ? 1 : a + 1 (ExpRectifier), 1 on the winning channel (Maxout); g = e at SOFTMAX
  *     and LINEAR outputs; g = 0 for dropped units.  Error to the previous layer uses the
@@ -55,11 +63,12 @@
  *     fan-in (dense rows) or by the row's non-zero inputs after input dropout (CSR rows),
  *     Eg2_b and Edx2_b follow the weight rules with q in place of grad^2, and b += r gb.
  *     Manual rate: the weight rules with gb.
- *   loss (H2O_PRED_LOSS, stats.loss_sum; the gradients above are its -d/dy):
- *     CrossEntropy -log y_t; QUADRATIC (t-y)^2/2; ABSOLUTE |t-y|; HUBER r^2/2 if |r| <= d
- *     else d(|r| - d/2); QUANTILE alpha r if r > 0 else (alpha-1) r (r = t-y); POISSON
- *     exp(y) - t y; GAMMA t exp(-y) + y; TWEEDIE exp((2-p)y)/(2-p) - t exp((1-p)y)/(1-p);
- *     BERNOULLI log(1 + exp(y)) - t y; AUTOENCODER sum_k (t_k - y_k)^2 / 2.
+ *   loss (H2O_PRED_LOSS, stats.loss_sum; the gradients above are its -d/dy; H2O's
+ *     deviance, up to a constant for the last four linear ones):
+ *     CrossEntropy -log y_t; QUADRATIC (t-y)^2; ABSOLUTE |t-y|; HUBER r^2 if |r| <= d
+ *     else d(2|r| - d); QUANTILE alpha r if r > 0 else (alpha-1) r (r = t-y); POISSON
+ *     2(exp(y) - t y); GAMMA 2(t exp(-y) + y); TWEEDIE 2(exp((2-p)y)/(2-p) - t exp((1-p)y)/(1-p));
+ *     BERNOULLI 2(log(1 + exp(y)) - t y); AUTOENCODER sum_k (t_k - y_k)^2.
  *   a unit whose activation is exactly 0 (dropped, or an inactive rectifier) passes no
  *     error back (its g is 0), so in fast mode its incoming and outgoing work is skipped.
  *   momentum(n): momentum_ramp == 0 means momentum_start throughout (as H2O).

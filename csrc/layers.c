@@ -184,26 +184,31 @@ static int is_log_link(int loss) {
     return loss == H2O_LOSS_POISSON || loss == H2O_LOSS_GAMMA || loss == H2O_LOSS_TWEEDIE;
 }
 
-/* -dLoss/dy of a LINEAR output in link space, and the loss itself */
+/* -dLoss/dy of a LINEAR output in link space, and the loss itself.  H2O-3's output gradient
+ * (Neurons.Linear.setOutputLayerGradient) is -2 x its distribution's negHalfGradient: twice
+ * the residual for gaussian (Quadratic), huber, poisson, gamma, tweedie and bernoulli;
+ * laplace (Absolute) and quantile have half-gradients +-0.5 and 0.5 alpha / 0.5 (alpha - 1),
+ * so theirs are +-1 and alpha / alpha - 1.  Each loss is the one whose -d/dy that is (H2O's
+ * deviance, up to a constant for the log-link and logistic ones). */
 static float linear_neg_grad(const h2o_config *c, float t, float y, float *loss) {
     const float r = t - y, p = c->tweedie_power, d = c->huber_delta, q = c->quantile_alpha;
     switch (c->loss) {
     case H2O_LOSS_ABSOLUTE: *loss = fabsf(r); return y > t ? -1.f : 1.f;
     case H2O_LOSS_HUBER:
-        if (fabsf(r) <= d) { *loss = 0.5f * r * r; return r; }
-        *loss = d * (fabsf(r) - 0.5f * d); return d * sgnf(r);
+        if (fabsf(r) <= d) { *loss = r * r; return 2.f * r; }
+        *loss = d * (2.f * fabsf(r) - d); return 2.f * d * sgnf(r);
     case H2O_LOSS_QUANTILE: *loss = r > 0.f ? q * r : (q - 1.f) * r; return r > 0.f ? q : q - 1.f;
-    case H2O_LOSS_POISSON: *loss = expf(y) - t * y; return t - expf(y);
-    case H2O_LOSS_GAMMA: *loss = t * expf(-y) + y; return t * expf(-y) - 1.f;
+    case H2O_LOSS_POISSON: *loss = 2.f * (expf(y) - t * y); return 2.f * (t - expf(y));
+    case H2O_LOSS_GAMMA: *loss = 2.f * (t * expf(-y) + y); return 2.f * (t * expf(-y) - 1.f);
     case H2O_LOSS_TWEEDIE:
-        *loss = expf((2.f - p) * y) / (2.f - p) - t * expf((1.f - p) * y) / (1.f - p);
-        return t * expf((1.f - p) * y) - expf((2.f - p) * y);
+        *loss = 2.f * (expf((2.f - p) * y) / (2.f - p) - t * expf((1.f - p) * y) / (1.f - p));
+        return 2.f * (t * expf((1.f - p) * y) - expf((2.f - p) * y));
     case H2O_LOSS_BERNOULLI: {
         const float ay = fabsf(y);
-        *loss = (y > 0.f ? y : 0.f) + log1pf(expf(-ay)) - t * y;
-        return t - 1.f / (1.f + expf(-y));
+        *loss = 2.f * ((y > 0.f ? y : 0.f) + log1pf(expf(-ay)) - t * y);
+        return 2.f * (t - 1.f / (1.f + expf(-y)));
     }
-    default: *loss = 0.5f * r * r; return r; /* H2O_LOSS_QUADRATIC */
+    default: *loss = r * r; return 2.f * r; /* H2O_LOSS_QUADRATIC */
     }
 }
 

@@ -151,15 +151,15 @@ static int output_gradient(const h2o_config *c, const h2o_layout *lay, ws_t *w, 
         const float yl = w->net[l][0] + offset;
         if (!isfinite(yl)) return 0;
         g[0] = weight * linear_neg_grad(c, t, yl, loss);
-    } else { /* autoencoder, Quadratic */
+    } else { /* autoencoder, Quadratic: H2O's -2 x gaussian negHalfGradient per output */
         float s = 0.f;
         for (int k = 0; k < K; k++) {
             if (!isfinite(y[k])) return 0;
             const float r = w->xt[k] - y[k];
             s += r * r;
-            w->err[l][k] = weight * r;
+            w->err[l][k] = weight * 2.f * r;
         }
-        *loss = 0.5f * s;
+        *loss = s;
         hidden_backprop(c->activation, y, w->err[l], w->amax[l], K, g);
         (void)lay;
     }

@@ -1,4 +1,4 @@
-"""The command line: `python -m h2odl_mpi [train|grid|predict|describe|jobscript] ...`.
+"""The command line: `python -m h2odl_mpi [train|grid|predict|evaluate|describe|jobscript|report] ...`.
 
 Every H2O parameter is a flag with H2O's name (`--input_dropout_ratio 0.2`, dashes accepted
 too, booleans as true/false); `--config run.toml` reads them from a TOML file
@@ -20,7 +20,7 @@ from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupte
 from h2odl_mpi.collectives import parallel, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 
-SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid")
+SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid", "evaluate", "report")
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
@@ -58,10 +58,20 @@ def build_parser():
     group.add_argument("--anomaly", action="store_true", help="per-row reconstruction error")
     group.add_argument("--deepfeatures", type=int, metavar="K", default=None,
                        help="activations of hidden layer K (0-based)")
+    group.add_argument("--reconstruction", action="store_true",
+                       help="an autoencoder's reconstruction in the inputs' units (reconstr_<input>)")
+    pr.add_argument("--per_feature", "--per-feature", dest="per_feature", action="store_true",
+                    help="with --anomaly: each input's squared reconstruction error (reconstr_<input>.SE)")
+    from h2odl_mpi import evaluate
+    evaluate.add_arguments(sub.add_parser("evaluate", allow_abbrev=False,
+                                          help="a saved model's metrics on a labelled data file"))
     _add_grid_parser(sub)
     from h2odl_mpi.frame import describe
     d = sub.add_parser("describe", allow_abbrev=False, help="summarise a data file (column store)")
     describe.add_arguments(d)
+    from h2odl_mpi import report
+    report.add_arguments(sub.add_parser("report", allow_abbrev=False,
+                                        help="a model file as one self-contained HTML page (needs matplotlib)"))
     from h2odl_mpi import jobscript
     j = sub.add_parser("jobscript", allow_abbrev=False, help="print a Slurm or PBS job script for train")
     jobscript.add_arguments(j)
@@ -159,6 +169,9 @@ def main(argv=None):
     comm = None
     try:
         ns = build_parser().parse_args(argv)
+        if ns.command == "report":  # no MPI: one process reads the model file
+            from h2odl_mpi import report
+            return report.run(ns)
         if ns.command == "jobscript":  # no MPI: it runs on a login node
             from h2odl_mpi import jobscript
             ns.train_args = after_dashes
@@ -192,8 +205,12 @@ def main(argv=None):
             from h2odl_mpi.predict import predict_file
             agree(comm, _error_of(P.check_threads, "--threads", ns.threads), own_first=True)
             predict_file(ns.model, ns.data, ns.out, comm, threads=ns.threads or None,
-                         anomaly=ns.anomaly, deepfeatures=ns.deepfeatures)
+                         anomaly=ns.anomaly, deepfeatures=ns.deepfeatures, per_feature=ns.per_feature,
+                         reconstruction=ns.reconstruction)
             return 0
+        if ns.command == "evaluate":
+            from h2odl_mpi import evaluate
+            return evaluate.run(ns, comm)
         from h2odl_mpi.frame import describe
         return describe.run(ns)
     except TrainingInterrupted as e:

@@ -36,6 +36,9 @@ LOSSES = {"Quadratic": lib.H2O_LOSS_QUADRATIC, "Absolute": lib.H2O_LOSS_ABSOLUTE
 PREDICTIONS = {"output": lib.H2O_PRED_OUTPUT, "recon": lib.H2O_PRED_RECON,
                "hidden": lib.H2O_PRED_HIDDEN, "loss": lib.H2O_PRED_LOSS}
 MAX_LAYERS = lib.H2O_MAX_LAYERS
+# a fresh model's hidden biases (H2O-3's DeepLearningModelInfo.initializeMembers):
+# activation -> (first hidden layer, deeper hidden layers); the others and the output start at 0
+HIDDEN_BIAS_START = {"Rectifier": (0.5, 1.0), "Maxout": (0.5, 1.0)}
 assert len(ACTIVATIONS) == lib.H2O_N_ACTIVATIONS and len(OUTPUTS) == lib.H2O_N_OUTPUTS
 assert len(LOSSES) == lib.H2O_N_LOSSES
 
@@ -369,7 +372,12 @@ class Network:
         raise KeyError(f"no array {name!r} for layer {layer}")
 
     def new_model(self, seed=0, distribution="UniformAdaptive", scale=1.0):
-        """A fresh model buffer: weights drawn from `seed`, biases and state zero."""
+        """A fresh model buffer: weights drawn from `seed`, optimizer state zero, and the
+        biases H2O-3 starts from (DeepLearningModelInfo.initializeMembers): the hidden
+        layers of Rectifier and Maxout networks (the ...WithDropout ones are the same
+        kernel activation) at 0.5 in the first hidden layer and 1.0 in deeper ones, every
+        Maxout channel alike; Tanh and ExpRectifier hidden layers and the output layer
+        (an autoencoder's too) at 0."""
         if distribution not in WEIGHT_DISTRIBUTIONS:
             raise ValueError(f"initial_weight_distribution must be one of {WEIGHT_DISTRIBUTIONS}, got {distribution!r}")
         if not (math.isfinite(scale) and scale > 0):
@@ -388,6 +396,9 @@ class Network:
                 w[...] = rng.uniform(-scale, scale, size=w.shape)
             else:
                 w[...] = rng.normal(0.0, scale, size=w.shape)
+        if self.config.activation in HIDDEN_BIAS_START:
+            for l in range(self.n_layers - 1):
+                self.view(model, "biases", l)[...] = HIDDEN_BIAS_START[self.config.activation][min(l, 1)]
         return model
 
     def _check_model(self, model):

@@ -10,6 +10,9 @@ group, dataset and attribute.  In short:
   /preprocess            the data description (docs/preprocessing.md)
   /scoring_history       one float64 dataset per column
   /variable_importances  the inputs' importances (Gedeon), most important first
+  attr model_summary     H2O's layer table of the model (JSON, model_summary.py)
+  attr cross_validation  a cross-validated model's metrics and summary table (JSON)
+  /metrics/<data>        the final model's training / validation metrics (a JSON string each)
   /progress              training state to continue from: samples, iteration, seed, every
                          rank's random state (JSON)
 Every dataset carries the CRC32 of its bytes (attr crc32); the root's content_crc32 covers
@@ -30,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import h5py
 import numpy as np
 
-from h2odl_mpi import __version__
+from h2odl_mpi import __version__, model_summary
 from h2odl_mpi.atomic import write_bytes
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.kernel import NetConfig, Network
@@ -83,26 +86,35 @@ def content_crc(f):
     return crc
 
 
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def _dataset(group, name, data, **kw):
     ds = group.create_dataset(name, data=data, **kw)
     ds.attrs["crc32"] = _crc(data)
     return ds
 
 
-def save_model(path, network, model, info, params, progress, history=(), state=None, importances=None):
+def save_model(path, network, model, info, params, progress, history=(), state=None, importances=None,
+               cross_validation=None, metrics=None):
     """Write the model atomically to `path`.  `progress`: epochs, training_samples,
     iterations.  `state` (what a restart needs): a dict of scalars plus `rng_states`, one
     JSON string per rank.  `importances`: the variable importance table
-    (h2odl_mpi.importance.table).  The HDF5 image is made in memory and written with plain
-    system calls (HDF5 itself never meets a full or failing disk, which can crash it), so a
-    failure of the disk is an OSError that leaves no file behind."""
+    (h2odl_mpi.importance.table).  `cross_validation`: a cross-validated model's metrics and
+    summary table (outputs.cross_validation_of), kept as JSON.  The HDF5 image is made in
+    memory and written with plain system calls (HDF5 itself never meets a full or failing
+    disk, which can crash it), so a failure of the disk is an OSError that leaves no file
+    behind."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    image = model_image(network, model, info, params, progress, history, state, importances)
+    image = model_image(network, model, info, params, progress, history, state, importances, cross_validation,
+                        metrics)
     with image.getbuffer() as view:
         write_bytes(path, view)
 
 
-def model_image(network, model, info, params, progress, history=(), state=None, importances=None):
+def model_image(network, model, info, params, progress, history=(), state=None, importances=None,
+                cross_validation=None, metrics=None):
     """The model file's bytes (an io.BytesIO holding the HDF5 image); see save_model."""
     image = io.BytesIO()
     with h5py.File(image, "w") as f:
@@ -111,6 +123,9 @@ def model_image(network, model, info, params, progress, history=(), state=None, 
         f.attrs["parameters"] = json.dumps(params, default=_json_default, sort_keys=True)
         for k, v in progress.items():
             f.attrs[k] = v
+        f.attrs["model_summary"] = json.dumps(  # H2O's "Status of Neuron Layers", one dict a layer
+            model_summary.table(network, model, params, progress.get("training_samples", 0)),
+            default=_json_default)
         _write_network(f.create_group("network"), network, model)
         info.to_hdf5(f.create_group("preprocess"))
         h = f.create_group("scoring_history")
@@ -121,6 +136,13 @@ def model_image(network, model, info, params, progress, history=(), state=None, 
             _dataset(vg, "variable", np.array([r["variable"] for r in importances], dtype=object), dtype=_str)
             for key in ("relative_importance", "scaled_importance", "percentage"):
                 _dataset(vg, key, np.array([r[key] for r in importances], dtype=np.float64))
+        if cross_validation:  # (JSON: NaN where a fold's metric is undefined)
+            f.attrs["cross_validation"] = json.dumps(cross_validation, default=_json_default)
+        if metrics:  # {"training": {...}, "validation": {...}}: the final model's, confusion matrix included
+            mg = f.create_group("metrics")
+            for name, m in metrics.items():
+                if m:
+                    _dataset(mg, name, json.dumps(m, default=_json_default), dtype=_str)
         if state is not None:
             _write_state(f.create_group("progress"), state)
 
@@ -216,6 +238,12 @@ def load_model(path, image=None):
             _verify_datasets(path, f, network, model)
             info = Preprocess.from_hdf5(f["preprocess"])
             attrs = {k: f.attrs[k] for k in f.attrs}
+            if "model_summary" in attrs:  # (files written before it have none)
+                attrs["model_summary"] = json.loads(attrs["model_summary"])
+            if "cross_validation" in attrs:  # (a cross-validated model's metrics and summary table)
+                attrs["cross_validation"] = json.loads(attrs["cross_validation"])
+            if "metrics" in f:  # the final model's metrics by data set (files before it: none)
+                attrs["metrics"] = {k: json.loads(_text(v[()])) for k, v in f["metrics"].items()}
             h = f["scoring_history"]
             cols = {k: h[k][...].tolist() for k in h}
             attrs["history"] = [dict(zip(cols, vals)) for vals in zip(*cols.values())]

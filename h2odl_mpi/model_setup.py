@@ -29,6 +29,7 @@ def net_config(params, info, comm=None):
     """The kernel's NetConfig for validated params and a data description, refused (on every
     rank of `comm`) when its model buffers cannot fit in memory.  Collective."""
     check_stopping_metric(params, info)
+    check_offset(params, info)
     config = _config(params, info)
     check_size(params, config, comm)
     return config
@@ -39,6 +40,9 @@ def check_stopping_metric(params, info):
     here, of AUC / AUCPR with more than 2 classes, which are not computed then)."""
     given = params["stopping_metric"]
     name = resolve_metric(given, info.classification, info.autoencoder)
+    if info.autoencoder and name != "MSE":  # H2O-3: DeepLearningParameters.validate
+        raise UserError(f"stopping_metric = {given}: an autoencoder is scored by its reconstruction MSE, "
+                        "use AUTO or MSE")
     if METRICS[name][3] and (info.autoencoder or not info.classification):
         what = "an autoencoder" if info.autoencoder else f"a regression (response {info.response!r} is numeric)"
         raise UserError(f"stopping_metric = {given} is for classification, this is {what}: use deviance, "
@@ -46,6 +50,14 @@ def check_stopping_metric(params, info):
     if name in ("AUC", "AUCPR") and info.classification and info.n_classes != 2:
         raise UserError(f"stopping_metric = {given} needs 2 classes, response {info.response!r} has "
                         f"{info.n_classes}: use logloss, misclassification or mean_per_class_error")
+
+
+def check_offset(params, info):
+    """H2O-3's refusal of an offset column for classification (DeepLearningParameters.validate:
+    the offset is in the link space of a regression)."""
+    if params.get("offset_column") is not None and info.classification:
+        raise UserError(f"offset_column = {params['offset_column']}: an offset is only supported for "
+                        f"regression, and response {info.response!r} makes this a classification")
 
 
 def check_size(params, config, comm):

@@ -53,13 +53,15 @@ def _unwritable(params):
     return None
 
 
-def output_conflict(params, config_file=None):
+def output_conflict(params, config_file=None, n_folds=None):
     """A UserError for the first output that is, or would be read as, an input (compared
     by real path, and by os.path.samefile where both exist), that is another output, or
-    that is one of the checkpoint files checkpoint_dir writes and prunes; else None."""
+    that is one of the checkpoint files checkpoint_dir writes and prunes; else None.
+    n_folds: the folds of a cross-validation with a fold_column (known once it is read)."""
     outs = [(k, params[k]) for k in OUTPUTS if params.get(k)]
     if params.get("export_weights_and_biases") and params.get("model_out"):
         outs.append(("export_weights_and_biases", params["model_out"] + ".weights"))
+    outs += cross_validation_outputs(params, n_folds)
     ins = [(k, params[k]) for k in INPUTS if params.get(k)] + ([("config", config_file)] if config_file else [])
     dirs = [(k, params[k]) for k in ("checkpoint_dir", "resume") if params.get(k)]
     for i, (name, out) in enumerate(outs):
@@ -79,6 +81,24 @@ def output_conflict(params, config_file=None):
                 return UserError(f"{name} {out} is a checkpoint file name in {dname} {d} (ckpt_<iteration>.h5, "
                                  "written and pruned by the run): give another name")
     return _checkpoint_dir_conflict(params.get("checkpoint_dir"), ins)
+
+
+def cross_validation_outputs(params, n_folds=None):
+    """(parameter, path) of the files cross-validation writes next to model_out: each fold's
+    model <stem>_cv_<k><ext> (keep_cross_validation_models; as many as the folds, when
+    known), <stem>_cv_holdout_predictions.csv, <stem>_cv_fold_assignment.csv."""
+    out = params.get("model_out")
+    if not out or not (params.get("nfolds") or params.get("fold_column")):
+        return []
+    stem, ext = os.path.splitext(out)
+    n = n_folds or params.get("nfolds") or 0
+    files = [("keep_cross_validation_models", f"{stem}_cv_{k}{ext or '.h5'}")
+             for k in range(1, n + 1) if params.get("keep_cross_validation_models")]
+    for key, name in (("keep_cross_validation_predictions", "holdout_predictions"),
+                      ("keep_cross_validation_fold_assignment", "fold_assignment")):
+        if params.get(key):
+            files.append((key, f"{stem}_cv_{name}.csv"))
+    return files
 
 
 def _reads(iname, path, out):
@@ -143,7 +163,7 @@ def write_alone(comm, what, write, *args, run=None, **kwargs):
         _fail(comm, run, f"{what}: cannot write: {cause(e)}")
 
 
-def write_model(comm, path, run, model, state, importances=None):
+def write_model(comm, path, run, model, state, importances=None, cross_validation=None):
     """The model file (a checkpoint too: `state` is the training state).  If it cannot be
     written, the model is kept elsewhere and the message says where."""
     progress = {"epochs": state["epochs"], "training_samples": state["samples"], "iterations": state["iteration"]}
@@ -151,7 +171,8 @@ def write_model(comm, path, run, model, state, importances=None):
     def write(where):
         """The model file at `where`."""
         save_model(where, run.network, model, run.info, run.params, progress, run.history, state=state,
-                   importances=importances)
+                   importances=importances, cross_validation=cross_validation,
+                   metrics=(getattr(run, "summary", None) or {}).get("metrics"))  # (the final model's)
     try:
         write(path)
     except Exception as e:  # noqa: BLE001 - HDF5 raises RuntimeError, ValueError, ...
@@ -190,7 +211,8 @@ def write_results(comm, run, say):
     """Rank 0: every output file the parameters ask for."""
     params = run.params
     if params.get("model_out"):
-        write_model(comm, params["model_out"], run, run.model, run.state, run.summary["variable_importances"])
+        write_model(comm, params["model_out"], run, run.model, run.state, run.summary["variable_importances"],
+                    cross_validation_of(run.summary))
         say(f"model written to {params['model_out']}")
         if params.get("export_weights_and_biases"):
             where = params["model_out"] + ".weights"
@@ -200,6 +222,15 @@ def write_results(comm, run, say):
         write_alone(comm, params["scoring_history"], write_history, params["scoring_history"], run.history, run=run)
     if params.get("summary_json"):
         write_alone(comm, params["summary_json"], write_json, params["summary_json"], run.summary, run=run)
+
+
+def cross_validation_of(summary):
+    """What a model file keeps of a cross-validated run's summary (None without one)."""
+    if "cross_validation_metrics_summary" not in summary:
+        return None
+    return {"metrics": summary["metrics"].get("cross_validation"),
+            "metrics_summary": summary["cross_validation_metrics_summary"],
+            "models": summary.get("cross_validation_models")}
 
 
 def write_json(path, summary):

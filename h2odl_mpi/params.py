@@ -1,13 +1,16 @@
 """H2O Deep Learning parameters: names, defaults and validation, in one place.
 
 Every parameter keeps H2O-3's name and default so an H2O user's parameter list carries over.
-`validate(params)` checks types and ranges and fills derived defaults (dropout ratios for
-the ...WithDropout activations, the loss for a distribution, the seed); its errors name the
-parameter.  The command line and the Python API both go through it.
+`validate(params)` checks types and ranges, puts H2O-3's (Java) spelling of a named choice in
+place of any spelling H2O accepts (h2o-py's "rectifier_with_dropout", "mean_imputation",
+"mse": CHOICE_SPELLINGS), and fills derived defaults (dropout ratios for the ...WithDropout
+activations, the loss for a distribution, the seed); its errors name the parameter.  The
+command line, config files and the Python API all go through it.
 """
 import difflib
 import math
 import os
+import re
 
 from h2odl_mpi._kernel import lib
 from h2odl_mpi.errors import UserError
@@ -27,6 +30,7 @@ MAX_UNITS = 2 ** 31 - 1     # units of a layer: a C int in the kernel's h2o_conf
 THREADS_PER_CORE = 4        # threads: at most this many per core this process may use
 ALLOW_INF = ("max_w2",)     # float parameters for which Inf means something (H2O's default)
 COMBINING_RULES = ("AUTO", "Average", "BlockMomentum", "ElasticAveraging")
+FOLD_ASSIGNMENTS = ("AUTO", "Random", "Modulo", "Stratified")
 STOPPING_METRICS = ("AUTO", "deviance", "logloss", "MSE", "RMSE", "MAE", "RMSLE", "AUC", "AUCPR",
                     "misclassification", "mean_per_class_error")
 
@@ -120,6 +124,17 @@ SPEC = {
     "variable_importances": (bool, True, None, "compute the inputs' importances (Gedeon) at the end"),
     "export_weights_and_biases": (bool, False, None, "also write each layer's weights and biases as CSV "
                                                      "into the directory <model_out>.weights"),
+    # N-fold cross-validation (h2odl_mpi/cross_validation.py, h2odl_mpi/folds.py)
+    "nfolds": (int, 0, None, "cross-validation folds: 0 (none) or at least 2"),
+    "fold_column": (str, None, None, "column naming each row's cross-validation fold (levels, or integers "
+                                     "0..N-1 or 1..N); never an input"),
+    "fold_assignment": (str, "AUTO", FOLD_ASSIGNMENTS, "how nfolds assigns rows to folds (AUTO: Random)"),
+    "keep_cross_validation_models": (bool, True, None, "write each fold's model as <model_out stem>_cv_<k>.h5 "
+                                                       "(with model_out)"),
+    "keep_cross_validation_predictions": (bool, False, None, "write the holdout predictions as <model_out "
+                                                             "stem>_cv_holdout_predictions.csv"),
+    "keep_cross_validation_fold_assignment": (bool, False, None, "write each row's fold as <model_out "
+                                                                 "stem>_cv_fold_assignment.csv"),
 }
 
 # H2O's values of a parameter that this version does not implement: refused with the reason
@@ -135,11 +150,27 @@ REFUSED_CHOICES = {
 
 # H2O parameters this version knows but does not implement yet: setting them is an error,
 # not a silent no-op.
-NOT_YET = ("nfolds", "fold_column", "fold_assignment", "keep_cross_validation_predictions",
-           "sparse", "max_hit_ratio_k")
+NOT_YET = ("sparse", "max_hit_ratio_k")
 
 # H2O-3's names for parameters that have a shorter one here: accepted as the same parameter
 ALIASES = {"training_frame": "train", "validation_frame": "validation", "response_column": "response"}
+
+
+def choice_key(text):
+    """How H2O-3 matches a choice (water.util.EnumUtils.valueOf): case and every character but
+    letters and digits ignored, so h2o-py's spellings ("rectifier_with_dropout",
+    "mean_imputation", "one_hot_internal", "mse", "cross_entropy", "uniform_adaptive", "auto")
+    name the same choice as H2O-3's Java ones ("RectifierWithDropout", ...)."""
+    return re.sub(r"[^0-9A-Z]", "", str(text).upper())
+
+
+# The one table of spellings: for every parameter with named choices (SPEC), choice_key of
+# each choice (those REFUSED_CHOICES refuses too) -> the canonical H2O-3 (Java) spelling that
+# validate() puts in its place, so every spelling works from the CLI, a config file and Python.
+CHOICE_SPELLINGS = {name: {choice_key(c): c for c in (*spec[2], *REFUSED_CHOICES.get(name, ()))}
+                    for name, spec in SPEC.items()
+                    if isinstance(spec[2], tuple) and spec[2] and isinstance(spec[2][0], str)}
+assert all(len(t) == len(SPEC[n][2]) + len(REFUSED_CHOICES.get(n, ())) for n, t in CHOICE_SPELLINGS.items())
 
 
 def closest(name, extra=()):
@@ -250,6 +281,35 @@ def _check_range(name, value, check):
         raise UserError(f"{name} = {value!r} is not one of {', '.join(check)}")
 
 
+def _check_cross_validation(p):
+    """H2O-3's checks of the cross-validation parameters (ModelBuilder.init, DeepLearning's
+    validate), and this version's: the files it keeps go next to model_out."""
+    n, column, how = p["nfolds"], p["fold_column"], p["fold_assignment"]
+    if n < 0 or n == 1:
+        raise UserError(f"nfolds = {n}: must be 0 (no cross-validation) or at least 2")
+    if column and n:
+        raise UserError("nfolds and fold_column exclude each other: the fold column names the folds")
+    if how != "AUTO" and (column or not n):
+        raise UserError(f"fold_assignment = {how}: " + ("not allowed with fold_column (the column assigns the folds)"
+                                                        if column else "only for cross-validation (give nfolds >= 2)"))
+    for key in ("keep_cross_validation_predictions", "keep_cross_validation_fold_assignment"):
+        if p[key] and not (n or column):
+            raise UserError(f"{key}: only for cross-validation (give nfolds >= 2 or fold_column)")
+        if p[key] and not p["model_out"]:
+            raise UserError(f"{key} writes next to the model: give model_out too")
+    if not (n or column):
+        return
+    name = "fold_column" if column else "nfolds"
+    if p["autoencoder"]:
+        raise UserError(f"{name}: cross-validation is not supported for an autoencoder (as in H2O-3)")
+    if p["checkpoint"]:
+        raise UserError(f"{name}: cross-validation cannot continue a checkpoint (every fold model would start "
+                        "from it); train without checkpoint")
+    for key in ("response", "weights_column", "offset_column"):
+        if column and column == p[key]:
+            raise UserError(f"fold_column: column {column!r} is the {key}; give the folds a column of their own")
+
+
 def _resolve_combining_rule(p):
     """AUTO is BlockMomentum; H2O's elastic_averaging=true is ElasticAveraging."""
     if p["elastic_averaging"]:
@@ -296,6 +356,8 @@ def validate(params):
         v = p[name]
         if v is None:
             continue
+        if name in CHOICE_SPELLINGS and isinstance(v, str):  # h2o-py's spelling -> H2O-3's
+            v = p[name] = CHOICE_SPELLINGS[name].get(choice_key(v), v)
         if typ is float and isinstance(v, int) and not isinstance(v, bool):
             v = p[name] = float(v)
         if typ is int and isinstance(v, float) and v == int(v):
@@ -306,6 +368,8 @@ def validate(params):
         if check is not None:
             _check_range(name, v, check)
     _check_sizes(p)
+    if p["class_sampling_factors"] is not None and not p["balance_classes"]:
+        raise UserError("class_sampling_factors requires balance_classes = true (as in H2O-3)")
     n_hidden = len(p["hidden"])
     dropout = p["activation"].endswith("WithDropout")
     if p["hidden_dropout_ratios"] is None:
@@ -338,6 +402,7 @@ def validate(params):
                             "already holds trained weights)")
     if p["export_weights_and_biases"] and not p["model_out"]:
         raise UserError("export_weights_and_biases writes next to the model: give model_out too")
+    _check_cross_validation(p)
     _resolve_combining_rule(p)
     if p["resume"] and not p["checkpoint_dir"]:
         p["checkpoint_dir"] = p["resume"]

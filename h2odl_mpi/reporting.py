@@ -2,7 +2,7 @@
 scoring history rows, the final lines and the run summary (also the summary JSON)."""
 import time
 
-from h2odl_mpi import metrics
+from h2odl_mpi import metrics, model_summary
 
 
 class Reporter:
@@ -26,6 +26,11 @@ class Reporter:
 
     def final(self, summary, info):
         self.say(final_lines(summary, info))
+        if summary.get("cross_validation_metrics_summary"):  # H2O's cross-validation summary table
+            self.say(cross_validation_table(summary["cross_validation_metrics_summary"]))
+        if summary.get("model_summary"):  # H2O's model print: the layer table
+            self.say(model_summary.text(summary["model_summary"],
+                                        model_summary.title(info, summary["training_samples"])))
         if summary.get("variable_importances"):
             self.say("variable importances (Gedeon; the 10 largest, scaled): " + ", ".join(
                 f"{r['variable']} {r['scaled_importance']:.3f}" for r in summary["variable_importances"][:10]))
@@ -71,7 +76,31 @@ def summary_of(run, clock, end):
         "startup_s": {"data_load": clock.data, "restore": clock.restore, "to_first_row": clock.first_row},
         "continued_from": run.restored["path"] if run.restored else None,
         "variable_importances": end.importances,
+        # H2O's "Status of Neuron Layers" of the final model, one dict a layer (model_summary.py)
+        "model_summary": model_summary.table(run.network, run.model, run.params, end.samples),
     }
+
+
+def with_cross_validation(summary, cv):
+    """The main model's summary with its cross-validation (cross_validation.CrossValidation
+    or None): metrics.cross_validation (the combined holdout predictions' metrics, the
+    names of metrics.training), cross_validation_metrics_summary (per metric: mean, sd,
+    cv_<k>_valid) and cross_validation_models (per fold: rows held out, epochs, file)."""
+    if cv is not None:
+        summary["metrics"]["cross_validation"] = cv.metrics
+        summary["cross_validation_metrics_summary"] = cv.table
+        summary["cross_validation_models"] = cv.models
+    return summary
+
+
+def cross_validation_table(table):
+    """H2O's "Cross-Validation Metrics Summary" as text: a row per metric, the columns mean,
+    sd, cv_1_valid, ..."""
+    cols = list(next(iter(table.values()))) if table else []
+    width = max([len(n) for n in table] + [6])
+    lines = ["Cross-Validation Metrics Summary:", " " * width + "".join(f"{c:>13}" for c in cols)]
+    lines += [f"{name:<{width}}" + "".join(f"{row[c]:>13.6g}" for c in cols) for name, row in table.items()]
+    return "\n".join(lines)
 
 
 def fmt_metrics(m, info):
@@ -104,9 +133,9 @@ def final_lines(summary, info):
              f"{summary['iterations']} iterations in {summary['training_time_s']:.2f}s "
              f"({summary['samples_per_s']:,.0f} samples/s, comm {100 * summary['comm_fraction']:.1f}% "
              f"of which {summary['combining_rule']}'s own arithmetic {100 * summary['combine_own_fraction']:.1f}%)"]
-    for name in ("training", "validation"):
-        m = summary["metrics"][name]
+    for name in ("training", "validation", "cross_validation"):
+        m = summary["metrics"].get(name)
         if m:
-            lines.append(f"{name} metrics: " + ", ".join(
+            lines.append(f"{name.replace('_', '-')} metrics: " + ", ".join(
                 f"{k} {v:.5g}" for k, v in metrics.scalar_metrics(m).items() if k != "nobs"))
     return "\n".join(lines)

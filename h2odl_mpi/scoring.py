@@ -14,7 +14,7 @@ from h2odl_mpi import metrics
 from h2odl_mpi.collectives import allgather_counts, allgather_values, rank_and_size
 from h2odl_mpi.iteration_rows import row_shares
 from h2odl_mpi.kernel import Rows
-from h2odl_mpi.stopping import EarlyStopping, best_is_better
+from h2odl_mpi.stopping import EarlyStopping, resolve_metric
 
 
 def sample_rows(n, k, seed, classes=None):
@@ -105,32 +105,70 @@ def _sparse_sample(info, frame, rows, pick, block=512):
                     sub(rows.y), sub(rows.weight), sub(rows.offset))
 
 
-# overwrite_with_best_model keeps the model with the lowest classification error
-# (classifiers), deviance (regression) or reconstruction MSE (autoencoders)
-_BEST_BY = {"classification": "misclassification", "regression": "deviance", "autoencoder": "MSE"}
-_BEST_KEY = {"classification": "classification_error", "regression": "mean_residual_deviance",
-             "autoencoder": "mse"}
+# overwrite_with_best_model keeps the model with the lowest H2O-3 Model.loss(): the
+# stopping_metric's value, 1 - AUC and 1 - AUCPR for those two, and for AUTO logloss
+# (classification), MSE (autoencoder) or deviance (regression).  Model.loss() has no case
+# for RMSE: it takes AUTO's metric then, and so does this table.
+# stopping_metric -> (key in the metrics dict, True: 1 - value)
+_LOSS_OF_METRIC = {"logloss": ("logloss", False), "deviance": ("mean_residual_deviance", False),
+                   "MSE": ("mse", False), "MAE": ("mae", False), "RMSLE": ("rmsle", False),
+                   "misclassification": ("classification_error", False), "AUC": ("auc", True),
+                   "AUCPR": ("aucpr", True), "mean_per_class_error": ("mean_per_class_error", False)}
+_LOSS_AUTO = {"classification": "logloss", "regression": "deviance", "autoencoder": "MSE"}
+
+
+def best_model_metric(kind, stopping_metric="AUTO"):
+    """The metric overwrite_with_best_model minimises for a model of `kind`
+    (classification, regression, autoencoder), as H2O-3's Model.loss() picks it."""
+    name = "AUTO" if str(stopping_metric).lower() == "auto" else resolve_metric(stopping_metric)
+    return name if name in _LOSS_OF_METRIC else _LOSS_AUTO[kind]
+
+
+def h2o_loss(m, metric):
+    """H2O-3's Model.loss() of metrics dict `m` for a metric of best_model_metric: lower is
+    better, a float32 as H2O compares it; NaN when the metric is missing."""
+    key, complement = _LOSS_OF_METRIC[metric]
+    v = (m or {}).get(key)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return float(np.float32(1.0 - v if complement else v))
 
 
 class BestModel:
-    """overwrite_with_best_model: a copy of the best scored model so far."""
+    """overwrite_with_best_model: a copy of the best scored model so far, by H2O-3's
+    Model.loss() (best_model_metric): a model replaces the kept one when its loss is
+    strictly lower (DeepLearningModel.doScoring); a NaN loss never wins."""
 
-    def __init__(self, kind, enabled):
-        self.metric, self.key, self.enabled = _BEST_BY[kind], _BEST_KEY[kind], enabled
+    def __init__(self, kind, enabled, stopping_metric="AUTO"):
+        self.metric = best_model_metric(kind, stopping_metric)
+        self.enabled = enabled
         self.model, self.value = None, None
 
     def value_of(self, m):
-        return (m or {}).get(self.key, math.nan)
+        return h2o_loss(m, self.metric)
 
     def offer(self, model, m):
         """Keep a copy of `model` if its metrics `m` are the best so far."""
         current = self.value_of(m)
-        if self.enabled and (self.value is None or not best_is_better(self.value, current, self.metric)):
+        if self.enabled and not math.isnan(current) and (self.value is None or current < self.value):
             self.value, self.model = current, model.copy()
 
     def beats(self, m):
-        """Whether the kept model is better than one with metrics `m`."""
-        return self.model is not None and best_is_better(self.value, self.value_of(m), self.metric)
+        """Whether the kept model is better than one with metrics `m` (H2O-3's end of
+        training: the best model replaces the last one when best.loss() < last.loss())."""
+        current = self.value_of(m)
+        return self.model is not None and (math.isnan(current) or self.value < current)
+
+
+def scoring_due(now, last_start, last_end, score_interval, score_duty_cycle):
+    """H2O-3's rule for scoring during training (DeepLearningModel.doScoring), times in
+    seconds on one clock: more than score_interval since the last scoring began, and that
+    scoring's duration below score_duty_cycle of the time since it began.  (The first
+    iteration and the last one are always scored; the trainer decides those.)"""
+    since = now - last_start
+    return since > score_interval and (last_end - last_start) / since < score_duty_cycle
 
 
 class StopRules:

@@ -34,8 +34,8 @@ from h2odl_mpi.kernel import Network
 from h2odl_mpi.model_setup import net_config, run_seed, starting_model
 from h2odl_mpi.outputs import check_outputs, write_results
 from h2odl_mpi.preprocess import Preprocess, check_validation_columns
-from h2odl_mpi.reporting import Reporter, history_row, summary_of
-from h2odl_mpi.scoring import BestModel, Scorer, StopRules
+from h2odl_mpi.reporting import Reporter, history_row, summary_of, with_cross_validation
+from h2odl_mpi.scoring import BestModel, Scorer, StopRules, scoring_due
 
 
 @dataclass
@@ -100,7 +100,8 @@ class Clock:
     comm: float = 0.0
     wait: float = 0.0
     score: float = 0.0
-    last_score: float = 0.0
+    last_score_start: float = 0.0  # when the last scoring began and ended (H2O's duty cycle)
+    last_score_end: float = 0.0
     last_ckpt: float = 0.0
 
 
@@ -115,7 +116,8 @@ class Stats:
         self.t_comp, self.t_comm, self.t_wait = self.t_comp / size, self.t_comm / size, self.t_wait / size
 
 
-def train(params, comm=None, stop=None, combiner=None, config_file=None, data=None):
+def train(params, comm=None, stop=None, combiner=None, config_file=None, data=None, holdout=None,
+          cross_validation=None):
     """Train with validated params over `comm` (an mpi4py communicator or None); returns a
     TrainingRun.  Files are written (by rank 0) only where params name them.
 
@@ -128,13 +130,21 @@ def train(params, comm=None, stop=None, combiner=None, config_file=None, data=No
     combined (see h2odl_mpi.combine); by default the one the parameters select.
     `config_file`: the --config file the parameters were read from (no output may overwrite it).
     `data`: the (training, validation or None) frames already read on `comm` from the files
-    params name (a search reads them once for many models); by default they are read here."""
+    params name (a search reads them once for many models); by default they are read here.
+    With nfolds or fold_column the run is a cross-validation (h2odl_mpi.cross_validation),
+    which calls train() for each fold model with `holdout` (folds.Holdout: the fold's rows,
+    left out of training and scored as its validation rows) and for the main model with
+    `cross_validation` (its results, which the summary and the model file carry)."""
+    if (params.get("nfolds") or params.get("fold_column")) and holdout is None and cross_validation is None:
+        from h2odl_mpi.cross_validation import cross_validate
+        return cross_validate(params, comm, stop=stop, combiner=combiner, config_file=config_file, data=data)
     flag = stop or ckpt.StopFlag()
     if params.get("checkpoint_dir"):
         flag.install()
     owner = ckpt.CheckpointDirectory(params.get("checkpoint_dir"), comm)  # its lock: rank 0's
     try:
-        session = Session(params, comm, flag, combiner or combiner_for(params), owner, config_file, data)
+        session = Session(params, comm, flag, combiner or combiner_for(params), owner, config_file, data,
+                          holdout, cross_validation)
         return session.run()
     finally:
         if stop is None:
@@ -159,11 +169,14 @@ def check_frames(params, frame, vframe):
     return frame, vframe
 
 
-def training_rows(params, comm, frame, vframe, info):
-    """The kernel's rows of this rank and what an epoch and the row shares are made of."""
+def training_rows(params, comm, frame, vframe, info, holdout=None):
+    """The kernel's rows of this rank and what an epoch and the row shares are made of;
+    a fold model's (`holdout`) without the rows of its fold."""
     rows = info.rows(frame)
-    usable = rows.usable_rows()
     n_total, balance = frame.n_rows, None
+    if holdout is not None:  # cross-validation: the fold's rows are neither trained nor counted
+        rows.y, n_total = holdout.training_targets(rows.y), holdout.n_train
+    usable = rows.usable_rows()
     if info.class_rates is not None:  # balance_classes: per-row sampling probabilities
         rates = info.sampling_rates(rows.y)[usable]
         n_total = max(1, int(round(allreduce_scalar(comm, float(rates.sum())))))  # the balanced epoch
@@ -177,8 +190,10 @@ def training_rows(params, comm, frame, vframe, info):
 class Session:
     """One training run in progress: its parts, made once, and the loop over them."""
 
-    def __init__(self, params, comm, flag, combiner, owner=None, config_file=None, data=None):
+    def __init__(self, params, comm, flag, combiner, owner=None, config_file=None, data=None, holdout=None,
+                 cross_validation=None):
         self.params, self.comm, self.flag, self.combiner = params, comm, flag, combiner
+        self.holdout, self.cross_validation = holdout, cross_validation  # (cross-validation's, see train())
         self.owner = owner  # checkpoint.CheckpointDirectory: the checkpoint directory's lock
         self.rank, self.size = rank_and_size(comm)
         self.clock = Clock(t_start=time.time())
@@ -190,7 +205,7 @@ class Session:
         self.clock.restore = time.time() - self.clock.t_start - self.clock.data
         self.info = self.restored["info"] if self.restored else Preprocess.fit(frame, params)
         self.info.check_data(frame, vframe, fitted=not self.restored)  # Inf, overflow: refused
-        self.data = training_rows(params, comm, frame, vframe, self.info)
+        self.data = training_rows(params, comm, frame, vframe, self.info, holdout)
         self.network = Network(net_config(params, self.info, comm))  # (sizes checked on every rank)
         self.threads = self._threads()
         self.seed = run_seed(params, comm, self.restored)
@@ -207,7 +222,7 @@ class Session:
             self.report.say(f"warning: {self.tspi.warning}")
         self.blocks = Blocks(self.network, self.threads, self.flag)
         self.history = list(self.restored["history"]) if self.restored else []
-        self.best = BestModel(self.info.kind, params["overwrite_with_best_model"])
+        self.best = BestModel(self.info.kind, params["overwrite_with_best_model"], params["stopping_metric"])
         self.stop_rules = StopRules(params, self.info)
         self.summary, self.state = None, None
 
@@ -222,10 +237,17 @@ class Session:
         agree(self.comm, err)
         return threads
 
+    def _validation_rows(self):
+        """The validation frame's rows; a fold model's: the rows of its fold it scores."""
+        rows = self.info.rows(self.data.vframe, training=False)
+        if self.holdout is not None:
+            rows.y = self.holdout.validation_targets(rows.y)
+        return rows
+
     def _make_scorers(self):
         p, d, info = self.params, self.data, self.info
         self.train_scorer = Scorer(d.frame, d.rows, info, p, p["score_training_samples"], self.seed + 1, self.comm)
-        self.valid_scorer = (Scorer(d.vframe, info.rows(d.vframe, training=False), info, p,
+        self.valid_scorer = (Scorer(d.vframe, self._validation_rows(), info, p,
                                     p["score_validation_samples"], self.seed + 2, self.comm,
                                     stratified=p["score_validation_sampling"] == "Stratified")
                              if d.vframe is not None else None)
@@ -259,7 +281,7 @@ class Session:
 
     # ---- the loop -------------------------------------------------------------------
     def run(self):
-        self.clock.last_score = self.clock.last_ckpt = time.time()
+        self.clock.last_score_start = self.clock.last_score_end = self.clock.last_ckpt = time.time()
         p = self.progress
         while p.samples < self.target_samples:
             p.iteration += 1
@@ -311,9 +333,8 @@ class Session:
         c, p, params = self.clock, self.progress, self.params
         now, done = time.time(), p.samples + rows_all >= self.target_samples
         lead = self.rank == 0
-        due = lead and rows_all > 0 and (done or p.iteration == self.start_iteration + 1 or (
-            now - c.last_score >= params["score_interval"] and
-            c.score <= params["score_duty_cycle"] * max(now - c.t_start, 1e-9)))
+        due = lead and rows_all > 0 and (done or p.iteration == self.start_iteration + 1 or scoring_due(
+            now, c.last_score_start, c.last_score_end, params["score_interval"], params["score_duty_cycle"]))
         time_up = lead and params["max_runtime_secs"] > 0 and now - c.t_start >= params["max_runtime_secs"]
         ck_kind, ck_every = self.checkpoint_every
         ck_due = lead and bool(params.get("checkpoint_dir")) and not done and (
@@ -357,13 +378,13 @@ class Session:
     def score(self, rows_all):
         """A scoring event: metrics, the Huber delta, the best model, stop rules, history."""
         c, p, params = self.clock, self.progress, self.params
-        ts = time.perf_counter()
+        ts, c.last_score_start = time.perf_counter(), time.time()
         model = self.current()  # (a copy for some rules: taken once)
         self._score_metrics(model)
         if self.network.config.loss == "Huber":
             self.train_scorer.estimate_huber_delta(self.network, model, self.threads, params["huber_alpha"])
         c.score += time.perf_counter() - ts
-        c.last_score = time.time()
+        c.last_score_end = time.time()
         self.best.offer(model, p.valid_metrics or p.train_metrics)
         p.stop_reason = self.stop_rules.reason(p.train_metrics, p.valid_metrics)
         elapsed = time.time() - c.t_start
@@ -415,7 +436,7 @@ class Session:
             self._score_metrics(self.model)
         if params["variable_importances"]:
             p.importances = importance.table(self.info.input_names, importance.gedeon(self.network, self.model))
-        self.summary = summary_of(self, self.clock, p)
+        self.summary = with_cross_validation(summary_of(self, self.clock, p), self.cross_validation)
         if params.get("checkpoint_dir"):
             ckpt.write_checkpoint(params["checkpoint_dir"], self.comm, self.rank, self, self.model, self.state)
         if self.rank == 0:

@@ -243,62 +243,65 @@ def hidden_output(fwd, layer):
 # ---- losses --------------------------------------------------------------------------------
 
 def linear_neg_gradient(cfg, t, y):
-    """-dLoss/dy of a LINEAR output in link space (the header's neg_half_gradient)."""
+    """-dLoss/dy of a LINEAR output in link space: the header's 2 x neg_half_gradient (H2O's
+    -2 x negHalfGradient with the sign turned; laplace's and quantile's half gradients are
+    +-1/2 and alpha/2, (alpha-1)/2, so Absolute and Quantile carry no extra factor)."""
     r, loss = t - y, cfg.loss
     if loss == "Quadratic":
-        return r
+        return 2.0 * r
     if loss == "Absolute":
         return -1.0 if y > t else 1.0
     if loss == "Huber":
         d = cfg.huber_delta
-        return r if abs(r) <= d else d * np.sign(r)
+        return 2.0 * r if abs(r) <= d else 2.0 * d * np.sign(r)
     if loss == "Quantile":
         q = cfg.quantile_alpha
         return q if t > y else q - 1.0
     if loss == "poisson":
-        return t - np.exp(y)
+        return 2.0 * (t - np.exp(y))
     if loss == "gamma":
-        return t * np.exp(-y) - 1.0
+        return 2.0 * (t * np.exp(-y) - 1.0)
     if loss == "tweedie":
         p = cfg.tweedie_power
-        return t * np.exp((1 - p) * y) - np.exp((2 - p) * y)
+        return 2.0 * (t * np.exp((1 - p) * y) - np.exp((2 - p) * y))
     if loss == "bernoulli":
-        return t - 1.0 / (1.0 + np.exp(-y))
+        return 2.0 * (t - 1.0 / (1.0 + np.exp(-y)))
     raise ValueError(f"unknown loss {loss!r}")
 
 
 def linear_loss(cfg, t, y):
+    """The loss whose -d/dy is linear_neg_gradient (the header's list)."""
     r, loss = t - y, cfg.loss
     if loss == "Quadratic":
-        return r * r / 2
+        return r * r
     if loss == "Absolute":
         return abs(r)
     if loss == "Huber":
         d = cfg.huber_delta
-        return r * r / 2 if abs(r) <= d else d * (abs(r) - d / 2)
+        return r * r if abs(r) <= d else d * (2 * abs(r) - d)
     if loss == "Quantile":
         q = cfg.quantile_alpha
         return q * r if r > 0 else (q - 1) * r
     if loss == "poisson":
-        return np.exp(y) - t * y
+        return 2 * (np.exp(y) - t * y)
     if loss == "gamma":
-        return t * np.exp(-y) + y
+        return 2 * (t * np.exp(-y) + y)
     if loss == "tweedie":
         p = cfg.tweedie_power
-        return np.exp((2 - p) * y) / (2 - p) - t * np.exp((1 - p) * y) / (1 - p)
+        return 2 * (np.exp((2 - p) * y) / (2 - p) - t * np.exp((1 - p) * y) / (1 - p))
     if loss == "bernoulli":
-        return np.logaddexp(0.0, y) - t * y
+        return 2 * (np.logaddexp(0.0, y) - t * y)
     raise ValueError(f"unknown loss {loss!r}")
 
 
 def row_loss(cfg, fwd, t):
-    """The row's (unweighted) loss.  SPEC: the autoencoder loss is sum_k (t_k - y_k)^2 / 2
+    """The row's (unweighted) loss.  SPEC: the autoencoder loss is sum_k (t_k - y_k)^2
     (the math section; the H2O_PRED_LOSS comment says 'recon MSE')."""
     if cfg.output == "softmax":
         return -np.log(fwd.y[int(t)])
     if cfg.output == "linear":
         return float(linear_loss(cfg, float(t), float(fwd.y[0])))
-    return float(np.sum((fwd.x_target - fwd.y) ** 2) / 2)
+    return float(np.sum((fwd.x_target - fwd.y) ** 2))
 
 
 def reconstruction_mse(fwd):
@@ -341,7 +344,7 @@ def backward(cfg, model, fwd, t, weight=1.0):
     elif cfg.output == "linear":
         g[L - 1] = np.array([weight * linear_neg_gradient(cfg, float(t), float(fwd.y[0]))])
     else:
-        g[L - 1] = hidden_g(cfg, fwd, L - 1, weight * (fwd.x_target - fwd.y))
+        g[L - 1] = hidden_g(cfg, fwd, L - 1, weight * 2.0 * (fwd.x_target - fwd.y))
     for l in range(L - 1, 0, -1):
         e_prev = model.W(l).T @ g[l]
         g[l - 1] = hidden_g(cfg, fwd, l - 1, e_prev)

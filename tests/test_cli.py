@@ -59,7 +59,11 @@ def test_predict_matches_model(tmp_path):
     assert rows[0] == ["predict", "pno", "pyes"] and len(rows) == 301
     p = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
     np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
-    assert all(r[0] == ("yes" if float(r[2]) > float(r[1]) else "no") for r in rows[1:])
+    from h2odl_mpi.predict import default_threshold  # H2O labels at the max-F1 threshold
+    _, _, _, params, attrs = load_model(str(model))
+    t = default_threshold(attrs["history"], params)
+    assert t in [r["training_threshold"] for r in attrs["history"]]
+    assert all(r[0] == ("yes" if float(r[2]) >= t else "no") for r in rows[1:])
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -69,7 +73,7 @@ def test_predict_matches_model(tmp_path):
     (["--hidden_dropout_ratios", "0.5"], "hidden_dropout_ratios"),
     (["--adaptive_rate", "maybe"], "adaptive_rate"),
     (["--rho", "1.5"], "rho"),
-    (["--nfolds", "5"], "nfolds"),
+    (["--nfolds", "1"], "nfolds"),
 ])
 def test_bad_parameters_name_themselves(tmp_path, argv, needle):
     data = _small_csv(tmp_path / "d.csv", n=20)
@@ -116,8 +120,8 @@ def test_h2o_frame_and_response_names_are_accepted(tmp_path, capsys):
     toml.write_text(f'training_frame = "{data}"\nresponse_column = "label"\nhidden = [3]\nepochs = 1\n')
     assert main(["--config", str(toml), "--quiet_mode", "true", "--summary_json", str(summary)]) == 0
     assert json.loads(summary.read_text())["network"] == [4, 3, 2]
-    assert main(["--training_frame", str(data), "--response_column", "label", "--nfolds", "5"]) == 2
-    assert "nfolds is not supported" in capsys.readouterr().err
+    assert main(["--training_frame", str(data), "--response_column", "label", "--sparse", "true"]) == 2
+    assert "sparse is not supported" in capsys.readouterr().err
 
 
 def test_a_misspelt_parameter_in_the_python_api_gets_a_suggestion():

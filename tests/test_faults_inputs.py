@@ -117,7 +117,7 @@ def test_a_diverging_run_keeps_the_best_model_scored_before(tmp_path, capfd):
     data, out, summary = _csv(tmp_path / "d.csv"), tmp_path / "m.h5", tmp_path / "s.json"
     code = main(["train", "--train", data, "--response", "y", "--ignored_columns", "c", "--hidden", "16",
                  "--epochs", "20", "--seed", "1", "--reproducible", "true", "--train_samples_per_iteration",
-                 "50", "--score_interval", "0", "--adaptive_rate", "false", "--rate", "3", "--rate_annealing",
+                 "50", "--score_interval", "0", "--adaptive_rate", "false", "--rate", "1.5", "--rate_annealing",
                  "0", "--momentum_start", "0.99", "--momentum_stable", "0.99", "--stopping_rounds", "0",
                  "--model_out", str(out), "--summary_json", str(summary)])
     captured = capfd.readouterr()

@@ -145,9 +145,9 @@ def test_input_dropout_fraction_matches_ratio():
 
 
 def test_autoencoder_target_is_the_input_before_dropout():
-    """Every input is 3 and |tanh| < 1, so each row loss (stats.loss_sum) is at least
-    6 * (3 - 1)^2 / 2 = 12 when the targets are the undropped inputs; a dropped input
-    taken as a 0 target would contribute less than 1/2."""
+    """Every input is 3 and |tanh| < 1, so each row loss (stats.loss_sum, sum_k (t_k - y_k)^2)
+    is at least 6 * (3 - 1)^2 = 24 when the targets are the undropped inputs; a dropped input
+    taken as a 0 target would contribute less than 1."""
     cfg = NetConfig(units=[6, 4, 6], activation="Tanh", output="autoencoder",
                     input_dropout_ratio=0.5)
     net = Network(cfg)
@@ -159,7 +159,7 @@ def test_autoencoder_target_is_the_input_before_dropout():
         losses.append(net.train(after, rows, order=[0], samples_before=k, threads=1).loss_sum)
         dropped += np.all(weight_matrix(cfg, after, 0) == weight_matrix(cfg, model, 0), axis=0).sum()
     assert dropped > 0, "input dropout never dropped anything (test construction)"
-    assert min(losses) >= 6 * 2.0 ** 2 / 2
+    assert min(losses) >= 6 * 2.0 ** 2
 
 
 # ---- max_w2 and l1 -------------------------------------------------------------------------
