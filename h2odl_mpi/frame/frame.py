@@ -107,6 +107,21 @@ class Frame:
         columns = readers.columns_from_arrays(data, comm, replicate, chunk_rows)
         return cls(columns, comm, replicate)
 
+    @classmethod
+    def from_pandas(cls, df, comm=None, replicate=False, chunk_rows=readers.DEFAULT_CHUNK_ROWS):
+        """Frame from a pandas DataFrame of this rank's rows: numeric and boolean columns
+        numeric (NA: NaN), any other column categorical, its values as text (NA: None).
+        Collective."""
+        import pandas as pd
+        data = {}
+        for name in df.columns:
+            s = df[name]
+            if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+                data[str(name)] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                data[str(name)] = np.array([None if pd.isna(v) else str(v) for v in s], dtype=object)
+        return cls.from_arrays(data, comm, replicate, chunk_rows)
+
     def _from(self, path):
         """Remember the path(s) read, which messages name."""
         self.source = ", ".join(map(str, path)) if isinstance(path, (list, tuple)) else str(path)
