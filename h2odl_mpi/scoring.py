@@ -43,14 +43,20 @@ def weighted_quantile(values, weights, q):
 class Scorer:
     """Metrics of a model on a data set, or on a fixed sample of its rows, as H2O reports
     them.  Each rank scores its own rows (its share of the sample, which keeps every rank's
-    share of the usable rows) and the metrics are combined exactly over `comm`, so every
+    share of the usable rows; of a replicated frame, every size-th usable row from its rank
+    on, so no row counts twice) and the metrics are combined exactly over `comm`, so every
     rank holds the same numbers.  A sample is decoded once into sparse rows."""
 
     def __init__(self, frame, rows, info, params, n_max, seed, comm=None, stratified=False):
-        rank, _ = rank_and_size(comm)
+        rank, size = rank_and_size(comm)
         usable = rows.usable_rows()
+        replicated = getattr(frame, "replicated", False) and size > 1
+        if replicated:  # every rank holds every row: each scores its own part
+            usable = usable[rank::size]
         counts = allgather_counts(comm, len(usable))
-        if n_max and sum(counts) > n_max:
+        if replicated and not (n_max and sum(counts) > n_max):
+            rows = _sparse_sample(info, frame, rows, usable)
+        elif n_max and sum(counts) > n_max:
             k = int(row_shares(n_max, counts)[rank])
             classes = rows.y[usable] if stratified and info.classification else None
             pick = usable[sample_rows(len(usable), k, seed + rank, classes)]

@@ -68,3 +68,21 @@ def test_row_shares_add_up_and_follow_local_rows():
     assert row_shares(7, [0, 0]).tolist() == [0, 0]
     for tspi in (1, 17, 1000):
         assert row_shares(tspi, [3, 1, 4, 1, 5]).sum() == tspi
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("replicate, n_max", [(True, 0), (True, 150), (False, 0)])
+def test_scoring_counts_every_row_once_whether_replicated_or_not(tmp_path_factory, replicate, n_max):
+    from h2odl_mpi.params import validate
+    from h2odl_mpi.trainer import train
+    tmp = comm.bcast(str(tmp_path_factory.mktemp("rep")) if comm.rank == 0 else None, root=0)
+    if comm.rank == 0:
+        x = np.random.default_rng(3).normal(size=(301, 3))
+        with open(f"{tmp}/d.csv", "w") as f:
+            f.write("a,b,c,y\n")
+            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a > b)}\n" for a, b, c in x)
+    comm.Barrier()
+    run = train(validate({"train": f"{tmp}/d.csv", "response": "y", "hidden": [4], "epochs": 1, "seed": 2,
+                          "threads": 1, "quiet_mode": True, "replicate_training_data": replicate,
+                          "score_training_samples": n_max, "variable_importances": False}), comm)
+    assert run.metrics["training"]["nobs"] == (n_max or 301)
