@@ -229,3 +229,13 @@ def test_sigterm_checkpoints_the_model_in_training_and_the_same_command_continue
     second = json.loads((sd / "results" / "1.json").read_text())
     assert second["status"] == "done" and "checkpoints" in second["continued_from"]
     assert not (sd / "models" / "model_2" / "checkpoints").exists()  # a finished model keeps its model file only
+
+
+def test_a_grid_with_nfolds_sorts_by_cross_validation_metrics(tmp_path, data):
+    board = grid_search(_fixed(data, nfolds=2, fold_assignment="Modulo"), {"l1": [0.0, 1e-2]}, {"sort_by": "auc"},
+                        str(tmp_path / "s"))
+    assert [r["status"] for r in board] == ["done", "done"]
+    assert all(r["sort_metric"] == "cross_validation_auc" for r in board)
+    cv = [r["metrics"]["cross_validation"]["auc"] for r in board]
+    assert cv == sorted(cv, reverse=True) and all(v == r["sort_value"] for v, r in zip(cv, board))
+    assert "cross_validation_auc" in (tmp_path / "s" / "leaderboard.csv").read_text().splitlines()[0]
