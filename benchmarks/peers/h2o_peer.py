@@ -282,11 +282,15 @@ def build_params(params: dict | None = None) -> dict:
 
 
 def train_and_score(cluster: H2OCluster, params: dict | None = None,
-                    quiet_wait_s: float = 60.0, test_rows: int | None = None) -> dict:
+                    quiet_wait_s: float = 60.0, test_rows: int | None = None,
+                    validation: bool = False) -> dict:
     """Train one H2ODeepLearningEstimator on the MNIST train frame, score on the test frame.
 
     test_rows: score only the first test_rows rows of the test frame (scoring a big net on all
     10,000 rows takes H2O longer than the training runs here); None = all.
+    quiet_wait_s: wait up to this long for a quiet machine first (0 or less: do not wait).
+    validation: pass the (whole) test frame as validation_frame while training, so that H2O
+    scores it during training (the tuning guide's validation_frame=test_hex).
     """
     import h2o
     from h2o.estimators import H2ODeepLearningEstimator
@@ -294,13 +298,15 @@ def train_and_score(cluster: H2OCluster, params: dict | None = None,
     p = build_params(params)
     train, test = cluster.frames()
     x = [c for c in train.columns if c != RESPONSE]
-    quiet = wait_for_quiet(max_wait_s=quiet_wait_s, log=_log)
+    quiet = (wait_for_quiet(max_wait_s=quiet_wait_s, log=_log) if quiet_wait_s > 0
+             else {"quiet": None, "waited_s": 0.0})
     load_before = [round(v, 2) for v in os.getloadavg()]
     _log(f"training hidden={p['hidden']} activation={p['activation']} epochs={p['epochs']}")
     model = H2ODeepLearningEstimator(**p)
     t0 = time.perf_counter()
     with CpuMonitor(extra_pids=[cluster.pid]) as mon, _stdout_to_stderr(), _quiet_warnings():
-        model.train(x=x, y=RESPONSE, training_frame=train)
+        model.train(x=x, y=RESPONSE, training_frame=train,
+                    **({"validation_frame": test} if validation else {}))
     train_wall = time.perf_counter() - t0
 
     hist = model.scoring_history()
@@ -359,6 +365,7 @@ def train_and_score(cluster: H2OCluster, params: dict | None = None,
         "samples_per_s_wall": samples / train_wall if samples else None,
         "truncated": bool(epochs_done is not None and epochs_done < 0.999 * p["epochs"]),
         "training_classification_error_sampled": train_error,
+        "validation_during_training": bool(validation),
         "test": {
             "rows": int(test_frame.nrows),
             "classification_error": test_error,
