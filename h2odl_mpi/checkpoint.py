@@ -38,7 +38,7 @@ REQUEUE_EXIT_CODE = 85
 # not be continued with different values (everything else may change, as H2O allows:
 # rates, regularisation, rows per iteration, scoring, ...).  ignored_columns may change as
 # long as the inputs stay the same, which layout_differences checks.
-FIXED = ("hidden", "activation", "response", "autoencoder", "standardize",
+FIXED = ("hidden", "activation", "response", "autoencoder", "standardize", "sparse",
          "categorical_encoding", "use_all_factor_levels", "max_categorical_features",
          "missing_values_handling", "weights_column", "offset_column", "ignore_const_cols",
          "loss", "distribution", "tweedie_power", "quantile_alpha", "huber_alpha",

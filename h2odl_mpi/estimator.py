@@ -11,8 +11,7 @@ Parameters are H2O-3's names and defaults (params.SPEC), with h2o-py's names for
 H2O does or as h2o-py does ("RectifierWithDropout", "rectifier_with_dropout").  Every
 parameter is a keyword of the constructor and an attribute (get_params / set_params); what
 training learns ends in "_" (network_, model_, info_, params_, scoring_history_, summary_,
-classes_, ...), so settings and learned state stay apart.  `sparse` is accepted and changes
-nothing (zero inputs are always skipped); `mini_batch_size` only as 1 (H2O fixes it there).
+classes_, ...), so settings and learned state stay apart.
 
 Data: a file path (a list, directory or glob of files), a column store Frame, an
 h2o.H2OFrame (h2odl_mpi.h2o), a pandas DataFrame or a numpy array.  `train(x, y,
@@ -57,7 +56,8 @@ class EstimatorError(UserError, ValueError):
 
 # h2o-py's names for the data parameters; the rest of params.SPEC keep their names
 RENAMED = {"train": "training_frame", "validation": "validation_frame", "response": "response_column"}
-ACCEPTED = {"sparse": False, "mini_batch_size": 1}       # H2O's, accepted, not passed on
+# H2O's parameters this version fixes at H2O-3's value (accepted at it, refused otherwise)
+ACCEPTED = {k: v for k, v in {"mini_batch_size": 1}.items() if k not in P.SPEC}
 # command-line parameters the estimators leave out: scoring_history names the CLI's CSV file,
 # where h2o-py's model.scoring_history() is a method (the CSV: save the DataFrame it returns)
 LEFT_OUT = ("scoring_history",)
@@ -223,9 +223,10 @@ class DeepLearningEstimator(BaseEstimator):
         if isinstance(raw["hidden"], int):
             raw["hidden"] = [raw["hidden"]]
         raw["ignored_columns"] = raw["ignored_columns"] or []
-        if _plain(self.mini_batch_size) not in (1, None):
-            raise EstimatorError(f"mini_batch_size = {self.mini_batch_size}: only 1 is supported "
-                                 "(H2O accepts it and fixes it at 1)")
+        for name, fixed in ACCEPTED.items():
+            if _plain(getattr(self, name)) not in (fixed, None):
+                raise EstimatorError(f"{name} = {getattr(self, name)}: only {fixed} is supported "
+                                     f"(H2O-3 accepts it and fixes it at {fixed})")
         return raw
 
     def _validated(self, raw):

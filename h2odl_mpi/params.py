@@ -81,6 +81,8 @@ SPEC = {
     "classification_stop": (float, 0.0, (-1.0, 1.0, False, False), "stop when training error <= this (-1 disables)"),
     "regression_stop": (float, 1e-6, (-1.0, INF, False, False), "stop when training MSE <= this (-1 disables)"),
     "standardize": (bool, True, None, "standardise numeric inputs"),
+    "sparse": (bool, False, None, "sparse data: numeric inputs are divided by their standard deviation but "
+                                  "not centred, so zeros stay zero and the kernel skips them (H2O's DESCALE)"),
     "categorical_encoding": (str, "AUTO", CATEGORICAL_ENCODINGS, "categorical inputs to network inputs"),
     "use_all_factor_levels": (bool, True, None, "one input per level (false: drop the first)"),
     "max_categorical_features": (int, 2 ** 31 - 1, (1, INF, False, False), "hash categorical inputs into this many units"),
@@ -150,7 +152,7 @@ REFUSED_CHOICES = {
 
 # H2O parameters this version knows but does not implement yet: setting them is an error,
 # not a silent no-op.
-NOT_YET = ("sparse", "max_hit_ratio_k")
+NOT_YET = ("max_hit_ratio_k",)
 
 # H2O-3's names for parameters that have a shorter one here: accepted as the same parameter
 ALIASES = {"training_frame": "train", "validation_frame": "validation", "response_column": "response"}

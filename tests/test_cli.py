@@ -120,8 +120,8 @@ def test_h2o_frame_and_response_names_are_accepted(tmp_path, capsys):
     toml.write_text(f'training_frame = "{data}"\nresponse_column = "label"\nhidden = [3]\nepochs = 1\n')
     assert main(["--config", str(toml), "--quiet_mode", "true", "--summary_json", str(summary)]) == 0
     assert json.loads(summary.read_text())["network"] == [4, 3, 2]
-    assert main(["--training_frame", str(data), "--response_column", "label", "--sparse", "true"]) == 2
-    assert "sparse is not supported" in capsys.readouterr().err
+    assert main(["--training_frame", str(data), "--response_column", "label", "--max_hit_ratio_k", "3"]) == 2
+    assert "max_hit_ratio_k is not supported" in capsys.readouterr().err
 
 
 def test_a_misspelt_parameter_in_the_python_api_gets_a_suggestion():

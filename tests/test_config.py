@@ -117,8 +117,8 @@ def test_sections_missing_file_and_unsupported_keys(tmp_path):
     missing = tmp_path / "nope.toml"
     with pytest.raises(UserError, match=f"{missing}: no such config file"):
         config.load(str(missing))
-    with pytest.raises(UserError, match="sparse: not supported"):
-        config.load(str(_toml(tmp_path, 'sparse = true\n')))
+    with pytest.raises(UserError, match="max_hit_ratio_k: not supported"):
+        config.load(str(_toml(tmp_path, 'max_hit_ratio_k = 3\n')))
 
 
 def test_train_missing_from_flags_and_file(tmp_path):

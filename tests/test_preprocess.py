@@ -363,3 +363,15 @@ def test_params_offer_exactly_the_encodings_of_the_table():
     assert set(SPEC["categorical_encoding"][2]) == set(CATEGORICAL_ENCODINGS)
     for enc in CATEGORICAL_ENCODINGS:
         assert validate(dict(response="y", categorical_encoding=enc))["categorical_encoding"] == enc
+
+
+def test_sparse_divides_by_the_sd_without_centring(cal):
+    """H2O's sparse=true (DataInfo DESCALE): x / sd, so a zero input stays zero."""
+    from h2odl_mpi.params import validate
+    frame, df = cal
+    names = [c for c in df.columns if c != "medianHouseValue"]
+    pre = Preprocess.fit(frame, validate(dict(train="t.csv", response="medianHouseValue", sparse=True)))
+    ref = df[names].to_numpy()
+    np.testing.assert_allclose(pre.rows(frame).expand(), ref / ref.std(0, ddof=1), rtol=1e-5, atol=1e-6)
+    centred = Preprocess.fit(frame, validate(dict(train="t.csv", response="medianHouseValue")))
+    assert not np.allclose(centred.rows(frame).expand(), ref / ref.std(0, ddof=1), atol=1e-3)
