@@ -77,6 +77,34 @@
  *   max_w2: after a row's update, each updated row j (a unit, or a Maxout channel) whose
  *     squared incoming weights sum above max_w2 has them scaled by sqrt(max_w2 / sum).
  *
+ * MINI-BATCHES (mini_batch_size B > 1; B = 1 is the one-row-at-a-time math above, bit for
+ * bit).  Each thread trains its share in blocks of B consecutive trained rows (rows skipped
+ * for a NaN target or weight 0 do not count; the share's last block may be shorter, and so
+ * a call of h2o_train ends a block).  With n the rows of a block (1 <= n <= B):
+ *   - every row's forward and backward pass uses the weights as they are at the start of
+ *     the block (this thread makes no update in between); its dropout masks are its own,
+ *     drawn as above from its sample number; the error to the previous layer uses the
+ *     weights before the block's update.
+ *   - each weight row j is updated once, with grad = (1/n) sum_b g_bj a_bi - l1 sign(W) - l2 W
+ *     for its weights and gb = (1/n) sum_b g_bj - l1 sign(b) - l2 b for its bias (the mean
+ *     over the block's rows of the row gradients, the regularisation added once), by the
+ *     rules above: ADADELTA, or the manual rate and momentum with annealing and the
+ *     momentum ramp taken at the sample count n of the block's first row; max_w2 once after
+ *     the update.
+ *   - fast_mode skips row j when g_bj == 0 in every row b of the block, and input i when
+ *     a_bi == 0 in every row b (the union of the rows' active inputs is visited); without
+ *     fast_mode every weight is updated but for the same row shortcut as above, and a CSR
+ *     first layer visits the union of the rows' non-zero inputs.
+ *   - the ADADELTA bias rule's q is the mean over the block's rows b (every one, also those
+ *     with g_bj == 0) of the row's own q as defined above:
+ *       q_b = (1/fan_b) sum_{i in V_b} (g_bj a_bi - l1 sign(W[j,i]) - l2 W[j,i])^2,
+ *     V_b the inputs row b alone would update (a_bi != 0 in fast mode and for a CSR first
+ *     layer, else all), fan_b its fan-in (units[l], or its non-zero inputs for CSR rows),
+ *     W at the start of the block.
+ *   - stats: the rows' losses (before the update) and the trained / skipped counts as
+ *     above; a block with a non-finite output is not applied, and nothing after it.
+ * The thread's workspace holds B rows of every layer (h2o_layout.workspace_per_thread).
+ *
  * HOGWILD!  h2o_train() splits its n rows into n_threads contiguous shares; all threads
  * update the same buffer with plain float stores: no locks, no atomics.  n_threads = 1
  * makes the result a pure function of (model, rows, order, seed): bit-reproducible.
@@ -89,6 +117,7 @@
 #include <stdint.h>
 
 #define H2O_MAX_LAYERS 16 /* weight layers (hidden layers + 1) */
+#define H2O_MAX_MINI_BATCH 256 /* h2o_config.mini_batch_size, at most */
 
 /* return codes */
 #define H2O_OK 0
@@ -262,6 +291,8 @@ typedef struct {
     float l1, l2, max_w2;             /* max_w2 = INFINITY disables */
     float huber_delta, quantile_alpha, tweedie_power;
     int fast_mode;
+    int mini_batch_size;              /* B: a thread's rows per update, 1..H2O_MAX_MINI_BATCH
+                                         (MINI-BATCHES above); 1 = one row at a time */
 } h2o_config;
 
 /* Offsets (in floats) of every array of the model buffer, per weight layer l < n_layers;
@@ -279,7 +310,8 @@ typedef struct {
                                          (2 for Maxout layers, else 1) */
     int64_t n_params;                 /* floats of weights and biases */
     int64_t n_total;                  /* floats of the whole buffer */
-    int64_t workspace_per_thread;     /* floats of scratch one thread needs */
+    int64_t workspace_per_thread;     /* floats of scratch one thread needs (B rows of every
+                                         layer when mini_batch_size B > 1) */
 } h2o_layout;
 
 /* Rows to train or score; every per-row array has n_rows entries. */

@@ -8,8 +8,10 @@
  *   layers.c      one layer's math on plain arrays: the activations (forward next to
  *                 derivative), a layer's forward, output losses, the optimizers' update sweeps
  *   workspace.c   a thread's workspace and loading a row into it
+ *   minibatch.c   training in blocks of mini_batch_size rows, one update a block
  * Reading order here: layout -> forward pass -> output gradient -> backward and update ->
- * the entry points.
+ * a thread's share of h2o_train (one row at a time here, in blocks in minibatch.c) -> the
+ * entry points.
  */
 #include "h2odl.h"
 #include "rng.h"
@@ -52,6 +54,9 @@ static int activation_of(const h2o_config *c, int l) {
     return -1;
 }
 
+/* floats of a thread's block for mini_batch_size > 1 (minibatch.c) */
+static int64_t blk_floats(const h2o_config *c, const int *rows);
+
 static int has_momenta(const h2o_config *c) {
     return !c->adaptive_rate && (c->momentum_start != 0.f || c->momentum_stable != 0.f);
 }
@@ -60,6 +65,7 @@ int H2O_SYM(h2o_layout_of)(const h2o_config *c, h2o_layout *out) {
     if (!c || !out || c->n_layers < 1 || c->n_layers > H2O_MAX_LAYERS) return H2O_EARG;
     if (c->activation < 0 || c->activation >= H2O_N_ACTIVATIONS) return H2O_EARG;
     if (c->output < 0 || c->output >= H2O_N_OUTPUTS) return H2O_EARG;
+    if (c->mini_batch_size < 1 || c->mini_batch_size > H2O_MAX_MINI_BATCH) return H2O_EARG;
     if (c->output == H2O_OUT_LINEAR && (c->loss < 0 || c->loss >= H2O_N_LOSSES)) return H2O_EARG;
     for (int l = 0; l <= c->n_layers; l++)
         if (c->units[l] < 1) return H2O_EARG;
@@ -88,7 +94,8 @@ int H2O_SYM(h2o_layout_of)(const h2o_config *c, h2o_layout *out) {
         }
     }
     out->n_total = off;
-    out->workspace_per_thread = ws_floats(c, out->rows);
+    out->workspace_per_thread = ws_floats(c, out->rows) +
+                                (c->mini_batch_size > 1 ? blk_floats(c, out->rows) : 0);
     return H2O_OK;
 }
 
@@ -99,9 +106,9 @@ int H2O_SYM(h2o_layout_of)(const h2o_config *c, h2o_layout *out) {
  * (gradient checks); otherwise the scoring network (activations scaled by 1 - ratio). */
 static void forward(const h2o_config *c, const h2o_layout *lay, const float *model, ws_t *w,
                     h2o_rng *rng, int training, int no_dropout) {
-    const float *a_in = w->x0;
-    const int32_t *idx = w->in_idx;
-    int n_act = w->n_in;
+    const float *a_in = w->in.x0;
+    const int32_t *idx = w->in.in_idx;
+    int n_act = w->in.n_in;
     const int L = c->n_layers;
     for (int l = 0; l < L; l++) {
         const int U = c->units[l + 1];
@@ -133,12 +140,13 @@ static void forward(const h2o_config *c, const h2o_layout *lay, const float *mod
 /* ------------------------------------------------------------------------------------ */
 /* output layer: gradient and loss                                                      */
 
-/* Output layer: g of the last weight layer and the row loss.  Returns 0 if non-finite. */
-static int output_gradient(const h2o_config *c, const h2o_layout *lay, ws_t *w, float t,
-                           float weight, float offset, float *loss) {
-    const int l = c->n_layers - 1, K = c->units[c->n_layers];
-    float *g = w->g[l];
-    const float *y = w->act[l];
+/* Output layer of one row: g (K rows) of the last weight layer and the row loss from its
+ * net inputs, outputs y, target (t, or xt for the autoencoder) and weight; err (K) receives
+ * the autoencoder's output error, amax its Maxout channels.  Returns 0 if non-finite. */
+static int output_gradient_of(const h2o_config *c, const float *net, const float *y,
+                              const float *xt, const int32_t *amax, float *err, float *g,
+                              float t, float weight, float offset, float *loss) {
+    const int K = c->units[c->n_layers];
     if (c->output == H2O_OUT_SOFTMAX) {
         const int ti = (int)t;
         for (int k = 0; k < K; k++) {
@@ -148,22 +156,29 @@ static int output_gradient(const h2o_config *c, const h2o_layout *lay, ws_t *w, 
         const float yt = y[ti] > 1e-30f ? y[ti] : 1e-30f;
         *loss = -logf(yt);
     } else if (c->output == H2O_OUT_LINEAR) {
-        const float yl = w->net[l][0] + offset;
+        const float yl = net[0] + offset;
         if (!isfinite(yl)) return 0;
         g[0] = weight * linear_neg_grad(c, t, yl, loss);
     } else { /* autoencoder, Quadratic: H2O's -2 x gaussian negHalfGradient per output */
         float s = 0.f;
         for (int k = 0; k < K; k++) {
             if (!isfinite(y[k])) return 0;
-            const float r = w->xt[k] - y[k];
+            const float r = xt[k] - y[k];
             s += r * r;
-            w->err[l][k] = weight * 2.f * r;
+            err[k] = weight * 2.f * r;
         }
         *loss = s;
-        hidden_backprop(c->activation, y, w->err[l], w->amax[l], K, g);
-        (void)lay;
+        hidden_backprop(c->activation, y, err, amax, K, g);
     }
     return isfinite(*loss);
+}
+
+/* Output layer of the row in w: g of the last weight layer and the row loss. */
+static int output_gradient(const h2o_config *c, ws_t *w, float t, float weight, float offset,
+                           float *loss) {
+    const int l = c->n_layers - 1;
+    return output_gradient_of(c, w->net[l], w->act[l], w->in.xt, w->amax[l], w->err[l], w->g[l],
+                              t, weight, offset, loss);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -227,25 +242,34 @@ update_layer(int opt, const h2o_config *c, const h2o_layout *lay, float *model, 
     }
 }
 
+/* The optimizer of an update at sample count n_samples: *u (its rate is set per layer:
+ * *base_rate * rate_decay^l) and the returned kind: 0 ADADELTA, 1 Nesterov momentum, 2 plain
+ * momentum, 3 manual rate without momentum. */
+static int optimizer_at(const h2o_config *c, double n_samples, upd_t *u, float *base_rate) {
+    u->rho = c->rho; u->eps = c->epsilon; u->l1 = c->l1; u->l2 = c->l2;
+    u->nesterov = c->nesterov;
+    u->gate_out = c->fast_mode ||
+                  (!c->adaptive_rate && !has_momenta(c) && c->l1 == 0.f && c->l2 == 0.f);
+    u->gate_in = c->fast_mode;
+    u->momentum = c->adaptive_rate ? 0.f : momentum_at(c, n_samples);
+    u->rate = 0.f;
+    *base_rate = c->adaptive_rate ? 0.f
+        : (float)(c->rate / (1.0 + (double)c->rate_annealing * n_samples)) * (1.f - u->momentum);
+    return c->adaptive_rate ? 0 : has_momenta(c) ? (c->nesterov ? 1 : 2) : 3;
+}
+
 /* Backward pass and update of every layer, top down, after forward() and output_gradient(). */
 static void backward_update(const h2o_config *c, const h2o_layout *lay, float *model, ws_t *w,
                             double n_samples, int sparse_row) {
     const int L = c->n_layers;
     upd_t u;
-    u.rho = c->rho; u.eps = c->epsilon; u.l1 = c->l1; u.l2 = c->l2;
-    u.nesterov = c->nesterov;
-    u.gate_out = c->fast_mode ||
-                 (!c->adaptive_rate && !has_momenta(c) && c->l1 == 0.f && c->l2 == 0.f);
-    u.gate_in = c->fast_mode;
-    u.momentum = c->adaptive_rate ? 0.f : momentum_at(c, n_samples);
-    const float base_rate = c->adaptive_rate ? 0.f
-        : (float)(c->rate / (1.0 + (double)c->rate_annealing * n_samples)) * (1.f - u.momentum);
-    const int opt = c->adaptive_rate ? 0 : has_momenta(c) ? (c->nesterov ? 1 : 2) : 3;
+    float base_rate;
+    const int opt = optimizer_at(c, n_samples, &u, &base_rate);
     for (int l = L - 1; l >= 0; l--) {
         const int U_in = c->units[l];
-        const float *a_in = l > 0 ? w->act[l - 1] : w->x0;
-        const int32_t *idx = l > 0 ? w->idx[l - 1] : w->in_idx;
-        const int n_act = l > 0 ? w->n_act[l - 1] : w->n_in;
+        const float *a_in = l > 0 ? w->act[l - 1] : w->in.x0;
+        const int32_t *idx = l > 0 ? w->idx[l - 1] : w->in.in_idx;
+        const int n_act = l > 0 ? w->n_act[l - 1] : w->in.n_in;
         float *e_prev = l > 0 ? w->err[l - 1] : NULL;
         /* sparse rows' first layer and few-active inputs in fast mode: visit non-zeros only */
         const int sparse_path = (l == 0 && sparse_row) || (c->fast_mode && use_sparse_path(n_act, U_in));
@@ -265,6 +289,63 @@ static void backward_update(const h2o_config *c, const h2o_layout *lay, float *m
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* a thread's share of h2o_train                                                        */
+
+/* FRAME rows: point in at row q of the thread's share [lo, hi), decoding the share's next
+ * block_rows rows when q starts them. */
+static void frame_row(const h2o_frame *fr, const int64_t *order, int64_t q, int64_t lo,
+                      int64_t hi, int tid, input_t *in) {
+    const int b = (int)((q - lo) % fr->block_rows);
+    if (b == 0)
+        frame_block(fr, order + q, (int)(hi - q < fr->block_rows ? hi - q : fr->block_rows),
+                    fr_hint(fr, tid), fr_block_val(fr, tid), fr_block_unit(fr, tid));
+    in->blk_val = fr_block_val(fr, tid) + (size_t)b * fr->n_slots;
+    in->blk_unit = fr_block_unit(fr, tid) + (size_t)b * fr->n_slots;
+}
+
+/* h2o_train's loop for one thread, one row at a time: rows order[lo, hi) of its share
+ * (thread tid of T) in the thread's workspace at base.  *stop: set on a non-finite output,
+ * read racily by the other threads before each row. */
+static void train_share(const h2o_config *c, const h2o_layout *lay, float *model, float *base,
+                        const h2o_rows *d, const int64_t *order, int64_t lo, int64_t hi, int T,
+                        int tid, int64_t samples_before, uint64_t seed, int *stop,
+                        int64_t *trained, int64_t *skipped, double *loss_sum) {
+    ws_t w = ws_view(c, lay, base);
+    if (d->kind != H2O_ROWS_DENSE) {
+        memset(w.in.x0, 0, sizeof(float) * (size_t)c->units[0]);
+        memset(w.in.xt, 0, sizeof(float) * (size_t)c->units[0]);
+    }
+    const h2o_frame *fr = d->kind == H2O_ROWS_FRAME ? d->frame : NULL;
+    const int need_target = c->output == H2O_OUT_AUTOENCODER;
+    const int sparse = d->kind == H2O_ROWS_CSR; /* FRAME rows are dense rows, stored sparsely */
+    for (int64_t k = lo; k < hi; k++) {
+        if (*stop) break;
+        const int64_t r = order[k];
+        if (fr) frame_row(fr, order, k, lo, hi, tid, &w.in);
+        const float t = d->y ? d->y[r] : 0.f;
+        const float wt = d->weight ? d->weight[r] : 1.f;
+        if ((d->y && isnan(t)) || wt == 0.f) { (*skipped)++; continue; }
+        const double n_samples = (double)samples_before + (double)(k - lo) * T + tid;
+        h2o_rng rng = h2o_rng_for(seed, (uint64_t)(samples_before + k), 0xD20D1ULL);
+        load_row(c, d, r, &w.in, &rng, 1, need_target);
+        forward(c, lay, model, &w, &rng, 1, 0);
+        float loss = 0.f;
+        if (!output_gradient(c, &w, t, wt, d->offset ? d->offset[r] : 0.f, &loss)) {
+            *stop = 1;
+            unload_row(d, r, &w.in);
+            break;
+        }
+        *loss_sum += (double)wt * loss;
+        backward_update(c, lay, model, &w, n_samples, sparse);
+        unload_row(d, r, &w.in);
+        (*trained)++;
+    }
+}
+
+/* the mini-batch path: train_share_in_blocks (mini_batch_size > 1) */
+#include "minibatch.c"
+
+/* ------------------------------------------------------------------------------------ */
 /* entry points                                                                         */
 
 int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int n_threads,
@@ -280,9 +361,6 @@ int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int 
     int64_t trained = 0, skipped = 0;
     double loss_sum = 0.0;
     int stop = 0; /* set by a thread that meets a non-finite value; read racily by others */
-    const int need_target = c->output == H2O_OUT_AUTOENCODER;
-    const int sparse = d->kind == H2O_ROWS_CSR; /* FRAME rows are dense rows, stored sparsely */
-    const int clear = d->kind != H2O_ROWS_DENSE;
 #pragma omp parallel num_threads(n_threads) reduction(+ : trained, skipped, loss_sum)
     {
         int tid = 0, T = 1;
@@ -290,41 +368,15 @@ int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int 
         tid = omp_get_thread_num();
         T = omp_get_num_threads();
 #endif
-        ws_t w = ws_view(c, &lay, workspace + (size_t)tid * lay.workspace_per_thread);
-        if (clear) {
-            memset(w.x0, 0, sizeof(float) * (size_t)c->units[0]);
-            memset(w.xt, 0, sizeof(float) * (size_t)c->units[0]);
-        }
-        const int64_t lo = n * tid / T, hi = n * (tid + 1) / T;
-        for (int64_t k = lo; k < hi; k++) {
-            if (stop) break;
-            const int64_t r = order[k];
-            if (fr) { /* FRAME: decode the thread's next block of rows when this one starts it */
-                const int b = (int)((k - lo) % fr->block_rows);
-                if (b == 0)
-                    frame_block(fr, order + k, (int)(hi - k < fr->block_rows ? hi - k : fr->block_rows),
-                                fr_hint(fr, tid), fr_block_val(fr, tid), fr_block_unit(fr, tid));
-                w.blk_val = fr_block_val(fr, tid) + (size_t)b * fr->n_slots;
-                w.blk_unit = fr_block_unit(fr, tid) + (size_t)b * fr->n_slots;
-            }
-            const float t = d->y ? d->y[r] : 0.f;
-            const float wt = d->weight ? d->weight[r] : 1.f;
-            if ((d->y && isnan(t)) || wt == 0.f) { skipped++; continue; }
-            const double n_samples = (double)samples_before + (double)(k - lo) * T + tid;
-            h2o_rng rng = h2o_rng_for(seed, (uint64_t)(samples_before + k), 0xD20D1ULL);
-            load_row(c, d, r, &w, &rng, 1, need_target);
-            forward(c, &lay, model, &w, &rng, 1, 0);
-            float loss = 0.f;
-            if (!output_gradient(c, &lay, &w, t, wt, d->offset ? d->offset[r] : 0.f, &loss)) {
-                stop = 1;
-                unload_row(d, r, &w);
-                break;
-            }
-            loss_sum += (double)wt * loss;
-            backward_update(c, &lay, model, &w, n_samples, sparse);
-            unload_row(d, r, &w);
-            trained++;
-        }
+        float *base = workspace + (size_t)tid * lay.workspace_per_thread;
+        const int64_t lo = n * tid / T, hi = n * (tid + 1) / T; /* contiguous shares */
+        if (c->mini_batch_size > 1) /* the block part follows the one-row part */
+            train_share_in_blocks(c, &lay, model, base + ws_floats(c, lay.rows), d, order, lo, hi,
+                                  T, tid, samples_before, seed, &stop, &trained, &skipped,
+                                  &loss_sum);
+        else
+            train_share(c, &lay, model, base, d, order, lo, hi, T, tid, samples_before, seed,
+                        &stop, &trained, &skipped, &loss_sum);
     }
     stats->trained = trained;
     stats->skipped = skipped;
@@ -371,8 +423,8 @@ int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspa
         int64_t rows_blk[H2O_FRAME_BLOCK_MAX];
         ws_t w = ws_view(c, &lay, workspace + (size_t)tid * lay.workspace_per_thread);
         if (d->kind != H2O_ROWS_DENSE) {
-            memset(w.x0, 0, sizeof(float) * (size_t)c->units[0]);
-            memset(w.xt, 0, sizeof(float) * (size_t)c->units[0]);
+            memset(w.in.x0, 0, sizeof(float) * (size_t)c->units[0]);
+            memset(w.in.xt, 0, sizeof(float) * (size_t)c->units[0]);
         }
         const int64_t lo = N * tid / T, hi = N * (tid + 1) / T; /* contiguous shares */
         for (int64_t r = lo; r < hi; r++) {
@@ -384,11 +436,11 @@ int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspa
                     frame_block(fr, rows_blk, nb, fr_hint(fr, tid), fr_block_val(fr, tid),
                                 fr_block_unit(fr, tid));
                 }
-                w.blk_val = fr_block_val(fr, tid) + (size_t)b * fr->n_slots;
-                w.blk_unit = fr_block_unit(fr, tid) + (size_t)b * fr->n_slots;
+                w.in.blk_val = fr_block_val(fr, tid) + (size_t)b * fr->n_slots;
+                w.in.blk_unit = fr_block_unit(fr, tid) + (size_t)b * fr->n_slots;
             }
             h2o_rng rng = h2o_rng_for(0, 0, 0);
-            load_row(c, d, r, &w, &rng, 0, need_target);
+            load_row(c, d, r, &w.in, &rng, 0, need_target);
             forward(c, &lay, model, &w, &rng, 0, 0);
             float *o = out + (size_t)r * width;
             const float *y = w.act[L - 1];
@@ -398,7 +450,7 @@ int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspa
                 else memcpy(o, y, sizeof(float) * (size_t)K);
             } else if (what == H2O_PRED_RECON) {
                 float s = 0.f;
-                for (int k = 0; k < K; k++) { const float e = w.xt[k] - y[k]; s += e * e; }
+                for (int k = 0; k < K; k++) { const float e = w.in.xt[k] - y[k]; s += e * e; }
                 o[0] = s / (float)K;
             } else if (what == H2O_PRED_HIDDEN) {
                 memcpy(o, w.act[layer], sizeof(float) * (size_t)width);
@@ -406,10 +458,10 @@ int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspa
                 float loss = NAN;
                 const float t = d->y ? d->y[r] : 0.f;
                 if (!(d->y && isnan(t)))
-                    output_gradient(c, &lay, &w, t, 1.f, d->offset ? d->offset[r] : 0.f, &loss);
+                    output_gradient(c, &w, t, 1.f, d->offset ? d->offset[r] : 0.f, &loss);
                 o[0] = loss;
             }
-            unload_row(d, r, &w);
+            unload_row(d, r, &w.in);
         }
     }
     return H2O_OK;
@@ -424,25 +476,25 @@ int H2O_SYM(h2o_gradient)(const h2o_config *c, const float *model, float *worksp
     if (c->output != H2O_OUT_AUTOENCODER && (!d->y || isnan(d->y[row]))) return H2O_EARG;
     ws_t w = ws_view(c, &lay, workspace);
     if (d->kind != H2O_ROWS_DENSE) {
-        memset(w.x0, 0, sizeof(float) * (size_t)c->units[0]);
-        memset(w.xt, 0, sizeof(float) * (size_t)c->units[0]);
+        memset(w.in.x0, 0, sizeof(float) * (size_t)c->units[0]);
+        memset(w.in.xt, 0, sizeof(float) * (size_t)c->units[0]);
     }
     if (d->kind == H2O_ROWS_FRAME) {
         frame_block(d->frame, &row, 1, fr_hint(d->frame, 0), fr_block_val(d->frame, 0),
                     fr_block_unit(d->frame, 0));
-        w.blk_val = fr_block_val(d->frame, 0);
-        w.blk_unit = fr_block_unit(d->frame, 0);
+        w.in.blk_val = fr_block_val(d->frame, 0);
+        w.in.blk_unit = fr_block_unit(d->frame, 0);
     }
     h2o_rng rng = h2o_rng_for(0, 0, 0);
-    load_row(c, d, row, &w, &rng, 0, c->output == H2O_OUT_AUTOENCODER);
+    load_row(c, d, row, &w.in, &rng, 0, c->output == H2O_OUT_AUTOENCODER);
     forward(c, &lay, model, &w, &rng, 0, 1);
     float loss;
     const float t = d->y ? d->y[row] : 0.f;
     const float wt = d->weight ? d->weight[row] : 1.f;
-    int ok = output_gradient(c, &lay, &w, t, wt, d->offset ? d->offset[row] : 0.f, &loss);
+    int ok = output_gradient(c, &w, t, wt, d->offset ? d->offset[row] : 0.f, &loss);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const int R = lay.rows[l], U_in = c->units[l];
-        const float *a_in = l > 0 ? w.act[l - 1] : w.x0;
+        const float *a_in = l > 0 ? w.act[l - 1] : w.in.x0;
         const float *W = model + lay.w[l];
         const float *g = w.g[l];
         float *gW = grad + lay.w[l];
@@ -459,6 +511,6 @@ int H2O_SYM(h2o_gradient)(const h2o_config *c, const float *model, float *worksp
             hidden_backprop(activation_of(c, l - 1), w.act[l - 1], w.err[l - 1], w.amax[l - 1],
                             c->units[l], w.g[l - 1]);
     }
-    unload_row(d, row, &w);
+    unload_row(d, row, &w.in);
     return ok ? H2O_OK : H2O_ENONFINITE;
 }

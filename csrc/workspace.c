@@ -14,8 +14,8 @@
 
 static int64_t round_up(int64_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
 
-/* The arrays of one thread's workspace.  U_l = units[l + 1] (the outputs of weight layer
- * l), R_l = rows[l] (its rows: U_l, or 2 U_l channels for Maxout). */
+/* One input row as loaded for the network: the row path holds one (ws_t.in), a block of
+ * the mini-batch path (minibatch.c) one per row. */
 typedef struct {
     float *x0;       /* (units[0]) input activations after input dropout (all-zero between
                         CSR and FRAME rows) */
@@ -27,6 +27,12 @@ typedef struct {
     int n_all;
     const float *blk_val;     /* FRAME rows: the row's decoded slots, (n_slots) each (set */
     const int32_t *blk_unit;  /* before load_row) */
+} input_t;
+
+/* The arrays of one thread's workspace.  U_l = units[l + 1] (the outputs of weight layer
+ * l), R_l = rows[l] (its rows: U_l, or 2 U_l channels for Maxout). */
+typedef struct {
+    input_t in;                   /* the row's inputs */
     float *net[H2O_MAX_LAYERS];   /* (R_l) net inputs */
     float *g[H2O_MAX_LAYERS];     /* (R_l) gradients g = e f'(a) of the rows */
     float *act[H2O_MAX_LAYERS];   /* (U_l) activations (softmax / linear output: y) */
@@ -50,14 +56,14 @@ static int64_t ws_floats(const h2o_config *c, const int *rows) {
 static ws_t ws_view(const h2o_config *c, const h2o_layout *lay, float *base) {
     ws_t w;
     float *p = base;
-    w.x0 = p; p += round_up(c->units[0]);
-    w.xt = p; p += round_up(c->units[0]);
-    w.in_idx = (int32_t *)p; p += round_up(c->units[0]);
-    w.n_in = 0;
-    w.in_all = (int32_t *)p; p += round_up(c->units[0]);
-    w.n_all = 0;
-    w.blk_val = NULL;
-    w.blk_unit = NULL;
+    w.in.x0 = p; p += round_up(c->units[0]);
+    w.in.xt = p; p += round_up(c->units[0]);
+    w.in.in_idx = (int32_t *)p; p += round_up(c->units[0]);
+    w.in.n_in = 0;
+    w.in.in_all = (int32_t *)p; p += round_up(c->units[0]);
+    w.in.n_all = 0;
+    w.in.blk_val = NULL;
+    w.in.blk_unit = NULL;
     for (int l = 0; l < c->n_layers; l++) {
         int64_t R = round_up(lay->rows[l]), U = round_up(c->units[l + 1]);
         w.net[l] = p; p += R;
@@ -84,9 +90,9 @@ static int rows_ok(const h2o_config *c, const h2o_rows *d) {
     return 0;
 }
 
-/* Load row r into ws: x0 (after input dropout), xt (before), the active input list.
+/* Load row r into w: x0 (after input dropout), xt (before), the active input list.
  * FRAME rows: the caller has decoded the row's block and pointed w->blk_val/blk_unit at it. */
-static void load_row(const h2o_config *c, const h2o_rows *d, int64_t r, ws_t *w, h2o_rng *rng,
+static void load_row(const h2o_config *c, const h2o_rows *d, int64_t r, input_t *w, h2o_rng *rng,
                      int training, int need_target) {
     const int C = c->units[0];
     const float p = training ? c->input_dropout : 0.f;
@@ -126,7 +132,7 @@ static void load_row(const h2o_config *c, const h2o_rows *d, int64_t r, ws_t *w,
 }
 
 /* Clear what load_row scattered into x0 and xt (CSR and FRAME rows), for the next row. */
-static void unload_row(const h2o_rows *d, int64_t r, ws_t *w) {
+static void unload_row(const h2o_rows *d, int64_t r, input_t *w) {
     if (d->kind == H2O_ROWS_FRAME) {
         for (int k = 0; k < w->n_all; k++) {
             w->x0[w->in_all[k]] = 0.f;

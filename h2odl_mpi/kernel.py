@@ -36,6 +36,7 @@ LOSSES = {"Quadratic": lib.H2O_LOSS_QUADRATIC, "Absolute": lib.H2O_LOSS_ABSOLUTE
 PREDICTIONS = {"output": lib.H2O_PRED_OUTPUT, "recon": lib.H2O_PRED_RECON,
                "hidden": lib.H2O_PRED_HIDDEN, "loss": lib.H2O_PRED_LOSS}
 MAX_LAYERS = lib.H2O_MAX_LAYERS
+MAX_MINI_BATCH = lib.H2O_MAX_MINI_BATCH   # mini_batch_size, at most
 # a fresh model's hidden biases (H2O-3's DeepLearningModelInfo.initializeMembers):
 # activation -> (first hidden layer, deeper hidden layers); the others and the output start at 0
 HIDDEN_BIAS_START = {"Rectifier": (0.5, 1.0), "Maxout": (0.5, 1.0)}
@@ -95,6 +96,7 @@ class NetConfig:
     quantile_alpha: float = 0.5
     tweedie_power: float = 1.5
     fast_mode: bool = True
+    mini_batch_size: int = 1      # rows a thread trains per update (h2odl.h, MINI-BATCHES)
 
     def validate(self):
         units = list(self.units)
@@ -134,6 +136,9 @@ class NetConfig:
         for name, v, lo, hi, open_lo in checks:
             if not (math.isfinite(v) and (v > lo if open_lo else v >= lo) and v <= hi):
                 raise ValueError(f"{name} out of range: {v}")
+        b = self.mini_batch_size
+        if isinstance(b, bool) or int(b) != b or not (1 <= b <= MAX_MINI_BATCH):
+            raise ValueError(f"mini_batch_size must be an integer in [1, {MAX_MINI_BATCH}], got {b!r}")
         if not (self.max_w2 > 0):
             raise ValueError(f"max_w2 must be > 0, got {self.max_w2}")
         if not (1.0 < self.tweedie_power < 2.0) and self.loss == "tweedie" and self.output == "linear":
@@ -163,6 +168,7 @@ class NetConfig:
         c.huber_delta, c.quantile_alpha, c.tweedie_power = (
             self.huber_delta, self.quantile_alpha, self.tweedie_power)
         c.fast_mode = int(bool(self.fast_mode))
+        c.mini_batch_size = int(self.mini_batch_size)
         return c
 
 
@@ -409,6 +415,11 @@ class Network:
     def _workspace(self, threads):
         need = threads * int(self._layout.workspace_per_thread)
         if self._ws.size < need:
+            avail = memory_available()
+            if avail is not None and 4 * need > avail:
+                raise ValueError(f"the kernel's scratch for {threads} threads ({size_text(4 * need)}: "
+                                 f"mini_batch_size = {self.config.mini_batch_size} rows of every layer "
+                                 f"a thread) is more than the {size_text(avail)} of memory available")
             self._ws = np.zeros(need, dtype=np.float32)
         return ffi.cast("float *", self._ws.ctypes.data)
 

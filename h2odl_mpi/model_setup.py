@@ -22,7 +22,7 @@ _LOSS_OF_DISTRIBUTION = {"poisson": "poisson", "gamma": "gamma", "tweedie": "twe
 _SAME_NAME = ("input_dropout_ratio", "adaptive_rate", "rho", "epsilon", "rate", "rate_annealing",
               "rate_decay", "momentum_start", "momentum_ramp", "momentum_stable",
               "nesterov_accelerated_gradient", "l1", "l2", "max_w2", "quantile_alpha", "tweedie_power",
-              "fast_mode")
+              "fast_mode", "mini_batch_size")
 
 
 def net_config(params, info, comm=None):

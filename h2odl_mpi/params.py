@@ -27,6 +27,7 @@ CATEGORICAL_ENCODINGS = ("AUTO", "OneHotInternal", "Binary", "LabelEncoder", "So
 MISSING_VALUES_HANDLING = ("MeanImputation", "Skip")
 MAX_HIDDEN_LAYERS = lib.H2O_MAX_LAYERS - 1  # the kernel's compile-time limit, less the output layer
 MAX_UNITS = 2 ** 31 - 1     # units of a layer: a C int in the kernel's h2o_config
+MAX_MINI_BATCH = lib.H2O_MAX_MINI_BATCH  # mini_batch_size, at most (the kernel's limit)
 THREADS_PER_CORE = 4        # threads: at most this many per core this process may use
 ALLOW_INF = ("max_w2",)     # float parameters for which Inf means something (H2O's default)
 COMBINING_RULES = ("AUTO", "Average", "BlockMomentum", "ElasticAveraging")
@@ -94,6 +95,8 @@ SPEC = {
     "offset_column": (str, None, None, "offset column (regression, link space)"),
     "ignore_const_cols": (bool, True, None, "drop constant columns"),
     "fast_mode": (bool, True, None, "H2O's fast back-propagation approximation"),
+    "mini_batch_size": (int, 1, (1, MAX_MINI_BATCH, False, False),
+                        "rows a kernel thread trains per update of the weights (H2O-3 fixes it at 1)"),
     "shuffle_training_data": (bool, False, None, "shuffle rows each iteration"),
     "replicate_training_data": (bool, True, None, "every rank holds all training rows"),
     "combining_rule": (str, "AUTO", COMBINING_RULES, "how the ranks' models are combined after each iteration "

@@ -9,6 +9,8 @@ and the model buffer is unpacked with this module's own reading of the header's 
   gradient(cfg, model, x, t, ...)    -dLoss/dparams (analytic backward), flat like the buffer
   train_row(cfg, model, x, t, ...)   one H2O-style update (ADADELTA or manual rate+momentum,
                                      l1, l2, max_w2, fast_mode / shortcut skipping)
+  train_block(cfg, model, xs, ts, ...)  one update from a block of rows (mini_batch_size)
+  dropout_masks(cfg, x, seed, sample)   the kernel's dropout draws for a training row
 
 Interpretations of points the header leaves open are marked "SPEC:" below.
 """
@@ -386,9 +388,9 @@ def manual_rate(cfg, l, n):
 
 @dataclass
 class UpdateInfo:
-    loss: float
-    g: list
-    rescaled_rows: int          # rows scaled down by max_w2
+    loss: float                 # train_row: the row's loss; train_block: sum of weight x loss
+    g: list                     # g[l] of the (last) row
+    rescaled_rows: int          # rows of W scaled down by max_w2
 
 
 def train_row(cfg, model, x, t, weight=1.0, offset=0.0, n=0, sparse=False,
@@ -396,11 +398,37 @@ def train_row(cfg, model, x, t, weight=1.0, offset=0.0, n=0, sparse=False,
     """One row's H2O update of a copy of `model`.  n: samples processed before this row;
     sparse: the row came as CSR (its first layer visits only its non-zero inputs, and the
     ADADELTA bias fan-in is their count); input_keep / hidden_keep: dropout masks (default:
-    keep all).  Returns (new_model, UpdateInfo)."""
-    fwd = forward(cfg, model, x, offset=offset, mode="train",
-                  input_keep=input_keep, hidden_keep=hidden_keep)
-    loss = row_loss(cfg, fwd, t)
-    g = backward(cfg, model, fwd, t, weight)
+    keep all).  Returns (new_model, UpdateInfo); UpdateInfo.loss is the unweighted loss."""
+    fwd = forward(cfg, model, x, offset=offset, mode="train", input_keep=input_keep,
+                  hidden_keep=hidden_keep)
+    new, info = train_block(cfg, model, [x], [t], [weight], [offset], n=n, sparse=sparse,
+                            input_keeps=[input_keep], hidden_keeps=[hidden_keep])
+    info.loss = row_loss(cfg, fwd, t)
+    return new, info
+
+
+def train_block(cfg, model, xs, ts, weights=None, offsets=None, n=0, sparse=False,
+                input_keeps=None, hidden_keeps=None):
+    """One block's update of a copy of `model` (h2odl.h, MINI-BATCHES; one row: train_row):
+    every row goes forward and backward on `model`; each weight gets one update from the
+    mean over the rows of g_j a_i, the regularisation once; the optimizer (annealing and the
+    momentum ramp at n, the samples before the block's first row) once.  fast_mode skips a
+    row of W whose g_j is 0 in every row and inputs that are 0 in every row; without it all
+    weights learn, except that the 'shortcut' skips rows as fast_mode does, and a CSR first
+    layer visits its rows' non-zero inputs only.  The ADADELTA bias q is the mean over the
+    rows b of q_b = sum_{i in V_b} (g_bj a_bi - l1 sign W - l2 W)^2 / fan_b, V_b the inputs
+    row b alone would update, fan_b its fan-in.  Returns (new_model, UpdateInfo)."""
+    k = len(xs)
+    weights = [1.0] * k if weights is None else weights
+    offsets = [0.0] * k if offsets is None else offsets
+    input_keeps = [None] * k if input_keeps is None else input_keeps
+    hidden_keeps = [None] * k if hidden_keeps is None else hidden_keeps
+    fwds, gs, loss = [], [], 0.0
+    for x, t, w, off, ik, hk in zip(xs, ts, weights, offsets, input_keeps, hidden_keeps):
+        fwd = forward(cfg, model, x, offset=off, mode="train", input_keep=ik, hidden_keep=hk)
+        loss += w * row_loss(cfg, fwd, t)
+        fwds.append(fwd)
+        gs.append(backward(cfg, model, fwd, t, w))
     new = model.copy()
     L = n_weight_layers(cfg)
     rho, eps, l1, l2 = cfg.rho, cfg.epsilon, cfg.l1, cfg.l2
@@ -408,16 +436,19 @@ def train_row(cfg, model, x, t, weight=1.0, offset=0.0, n=0, sparse=False,
     shortcut = cfg.fast_mode or (not cfg.adaptive_rate and not has_momenta(cfg)
                                  and l1 == 0 and l2 == 0)
     for l in range(L):
-        a_in, gl = fwd.inputs[l], g[l]
+        A = np.array([f.inputs[l] for f in fwds])                  # (k, U) the rows' inputs
+        Gr = np.array([g[l] for g in gs])                          # (k, R) their g
         W, b = model.W(l), model.b(l)
-        # fast_mode skips rows with g_j == 0 and inputs with a_i == 0; without it every
-        # weight is updated, except rows with g_j == 0 when there is nothing else to apply
-        # (H2O's "shortcut"), and a CSR row's first layer visits its non-zero inputs only
-        rows_on = (gl != 0) if shortcut else np.ones(gl.shape, bool)
-        cols_on = (a_in != 0) if (cfg.fast_mode or (sparse and l == 0)) else np.ones(a_in.shape, bool)
+        reg_W, reg_b = l1 * np.sign(W) + l2 * W, l1 * np.sign(b) + l2 * b
+        # fast_mode skips rows with g_j == 0 and inputs with a_i == 0 (in every row); without
+        # it every weight is updated, except rows with g_j == 0 when there is nothing else to
+        # apply (H2O's "shortcut"), and a CSR row's first layer visits its non-zero inputs only
+        visit_nonzero = cfg.fast_mode or (sparse and l == 0)
+        rows_on = (Gr != 0).any(axis=0) if shortcut else np.ones(W.shape[0], bool)
+        cols_on = (A != 0).any(axis=0) if visit_nonzero else np.ones(W.shape[1], bool)
         M = rows_on[:, None] & cols_on[None, :]
-        G = np.outer(gl, a_in) - l1 * np.sign(W) - l2 * W
-        gb = gl - l1 * np.sign(b) - l2 * b
+        G = Gr.T @ A / k - reg_W
+        gb = Gr.mean(axis=0) - reg_b
         if cfg.adaptive_rate:
             Edx2, Eg2 = model.get("Edx2_W", l), model.get("Eg2_W", l)
             Eg2_new = rho * Eg2 + (1 - rho) * G * G
@@ -426,11 +457,17 @@ def train_row(cfg, model, x, t, weight=1.0, offset=0.0, n=0, sparse=False,
             new.arrays[("Eg2_W", l)] = np.where(M, Eg2_new, Eg2)
             new.arrays[("Edx2_W", l)] = np.where(M, Edx2_new, Edx2)
             W_new = np.where(M, W + r * G, W)
-            # bias: ADADELTA rate from the mean grad^2 over the unit's updated incoming weights
+            # bias: ADADELTA rate from each row's mean grad^2 over the unit's incoming weights
+            # that row would update, averaged over the rows
             # SPEC: the sparse fan-in counts the non-zero inputs after input dropout; the
             # Edx2_b update uses the mean grad^2 too (as H2O's computeAdaDeltaRateForBias).
-            fan = max(int(np.count_nonzero(a_in)), 1) if (sparse and l == 0) else int(cfg.units[l])
-            grad2 = np.where(M, G * G, 0.0).sum(axis=1) / fan
+            grad2 = np.zeros(W.shape[0])
+            for a_b, g_b in zip(A, Gr):
+                V = (a_b != 0) if visit_nonzero else np.ones(a_b.shape, bool)
+                fan = max(int(np.count_nonzero(a_b)), 1) if (sparse and l == 0) else int(cfg.units[l])
+                G_b = np.outer(g_b, a_b) - reg_W
+                grad2 += np.where(V[None, :], G_b * G_b, 0.0).sum(axis=1) / fan
+            grad2 /= k
             Edx2b, Eg2b = model.get("Edx2_b", l), model.get("Eg2_b", l)
             Eg2b_new = rho * Eg2b + (1 - rho) * grad2
             rb = np.sqrt((Edx2b + eps) / (Eg2b_new + eps))
@@ -463,7 +500,63 @@ def train_row(cfg, model, x, t, weight=1.0, offset=0.0, n=0, sparse=False,
             rescaled += int(over.sum())
         new.arrays[("W", l)] = W_new
         new.arrays[("b", l)] = b_new
-    return new, UpdateInfo(loss=loss, g=g, rescaled_rows=rescaled)
+    return new, UpdateInfo(loss=loss, g=gs[-1], rescaled_rows=rescaled)
+
+
+# ---- the kernel's dropout stream -----------------------------------------------------------
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+class KernelRng:
+    """csrc/rng.h's stream for (seed, counter, salt): splitmix64 seeds xorshift64*."""
+
+    def __init__(self, seed, counter, salt=0xD20D1):
+        s = _splitmix64((seed ^ _splitmix64((counter * 0x2545F4914F6CDD1D + salt) & _M64)) & _M64)
+        self.s = s or 0x853C49E6748FEA9B
+
+    def uniform(self):
+        """float32 in [0, 1) with 24 random bits."""
+        x = self.s
+        x ^= x >> 12
+        x ^= (x << 25) & _M64
+        x ^= x >> 27
+        self.s = x
+        return np.float32(((x * 0x2545F4914F6CDD1D) & _M64) >> 40) * np.float32(1.0 / 16777216.0)
+
+
+def dropout_masks(cfg, x, seed, sample):
+    """The masks the kernel draws for a training row (h2odl.h: a stream keyed by the seed
+    and the row's sample number): one draw per non-zero input, ascending, kept unless below
+    input_dropout_ratio; then per hidden layer with a ratio > 0 one draw per unit.  Returns
+    (input_keep, hidden_keep) for forward(mode='train')."""
+    rng = KernelRng(seed, sample)
+    x = np.asarray(x)
+    input_keep = np.ones(len(x))
+    p_in = np.float32(cfg.input_dropout_ratio)
+    if p_in > 0:
+        for i in np.flatnonzero(x):
+            if rng.uniform() < p_in:
+                input_keep[i] = 0.0
+    L = n_weight_layers(cfg)
+    hd = list(cfg.hidden_dropout_ratios) or [0.0] * (L - 1)
+    hidden_keep = []
+    for l in range(L - 1):
+        p = np.float32(hd[l])
+        keep = np.ones(int(cfg.units[l + 1]))
+        if p > 0:
+            for u in range(len(keep)):
+                if rng.uniform() < p:
+                    keep[u] = 0.0
+        hidden_keep.append(keep)
+    return input_keep, hidden_keep
 
 
 # ---- row formats ---------------------------------------------------------------------------

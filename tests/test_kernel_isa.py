@@ -1,5 +1,6 @@
 """Every instruction-set variant of the kernel (baseline, AVX2, AVX-512) passes the
-reference checks: each runs in a subprocess with H2ODL_ISA naming it."""
+reference checks, one row at a time and in mini-batches: each runs in a subprocess with
+H2ODL_ISA naming it."""
 import os
 import subprocess
 import sys
@@ -21,7 +22,8 @@ def test_variant_matches_reference(isa):
         pytest.skip(f"this CPU cannot run the {isa} variant")
     env = dict(os.environ, H2ODL_ISA=isa)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        str(HERE / "test_kernel_math.py"), "-k", "forward or update or gradient"],
+                        str(HERE / "test_kernel_math.py"), str(HERE / "test_kernel_minibatch.py"),
+                        "-k", "forward or update or gradient or every or frame"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:]
     assert " passed" in r.stdout
