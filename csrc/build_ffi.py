@@ -34,7 +34,9 @@ def _cdef_from_header(path):
 
 
 def compile_args():
-    args = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-std=c11", "-Wall"]
+    # -ffp-contract=fast: a * b + c as one fused multiply-add where the ISA has one (AVX2,
+    # AVX-512; ISO C mode turns contraction off); the baseline x86-64 build has none
+    args = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-std=c11", "-ffp-contract=fast", "-Wall"]
     if os.environ.get("H2ODL_NATIVE", "0") not in ("", "0"):
         args.append("-march=native")
     return args
