@@ -1,17 +1,22 @@
-"""A grid or random search: groups of ranks each train one model at a time, data-parallel.
+"""A search: groups of ranks each train one model at a time, data-parallel.
 
 COMM_WORLD is split into groups of `ranks_per_model` ranks.  Each group reads the training
 and validation data once (sharded over its ranks) and loops:
 
-    k = claim the next model          (its leader: search_dir claims; the group hears it)
+    job = claim the next one          (its leader: a promoted rung (halving), else the next
+                                       model and its proposal; the group hears it)
     train it on the group             (trainer.train, checkpointing into the model's folder)
-    record it                         (done with its metrics, or failed with its error)
+    record it                         (done with its metrics, failed with its error, or
+                                       waiting at the end of its rung (halving))
 
-so a slow model holds back only its own group, and no rank only dispatches.  World rank 0
-prints the leaderboard as models finish (between its own models) and writes it at the end,
-with best_model.h5.  SIGTERM/SIGUSR1 stop every group's model with a checkpoint and end the
-search with exit status 85; the same command continues it: finished models are not
-retrained, interrupted ones continue from their checkpoints.
+so a slow model holds back only its own group, and no rank only dispatches.  The proposal of
+model k (its parameters) comes from the strategy: Cartesian and RandomDiscrete's plan
+(hyperspace.ListedPlan), or bred from the records of earlier models (evolution.Evolution,
+whose group waits for those records); it is kept in the model's folder.  World rank 0 prints
+the leaderboard as models finish (between its own models) and writes it, with
+best_model.h5 and search_progress.png.  SIGTERM/SIGUSR1 stop every group's model with a
+checkpoint and end the search with exit status 85; the same command continues it: finished
+models are not retrained, interrupted ones continue from their checkpoints.
 """
 import math
 import os
@@ -22,12 +27,15 @@ from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupte
 from h2odl_mpi.collectives import allreduce_scalar, bcast_obj, rank_and_size
 from h2odl_mpi.errors import UserError, agree, fail_alone
 from h2odl_mpi.frame import Frame
-from h2odl_mpi.search import hyperspace, leaderboard
-from h2odl_mpi.search.grid_file import check_criteria, check_hyper
+from h2odl_mpi.search import hyperspace, leaderboard, progress_plot
+from h2odl_mpi.search.evolution import Evolution
+from h2odl_mpi.search.grid_file import EVOLUTION_CRITERIA, HALVING_CRITERIA, check_search
+from h2odl_mpi.search.halving import Culling
 from h2odl_mpi.search.search_dir import IDENTITY_EXCLUDES, SearchDirectory
 from h2odl_mpi.stopping import METRICS, resolve_metric, stop_early
 
-NO_MORE = -1
+POLL_S = 0.1           # a waiting leader looks at the search directory this often
+PLOT_EVERY_S = 30.0    # search_progress.png while the search runs (and at its end)
 
 
 class SearchInterrupted(TrainingInterrupted):
@@ -67,23 +75,40 @@ class GridSearch:
         self.world, self.flag = comm, flag
         self.rank, _ = rank_and_size(comm)
         self.fixed = _check_fixed({P.canonical(k): v for k, v in fixed.items()})
-        self.hyper, self.criteria = check_hyper(hyper), check_criteria(criteria)
+        self.hyper, self.criteria = check_search(hyper, criteria)
         self.dir = SearchDirectory(search_dir)
         self.group, self.group_index, self.n_groups = split_groups(comm, int(ranks_per_model))
         self.leader = rank_and_size(self.group)[0] == 0
         self.ranks_per_model = int(ranks_per_model)
-        identity = {k: v for k, v in self.fixed.items() if k not in IDENTITY_EXCLUDES}
-        identity.update({f"hyper_params.{k}": v for k, v in self.hyper.items()})
-        identity.update({f"search_criteria.{k}": self.criteria[k] for k in ("strategy", "seed")})
-        before = self.dir.open(comm, self.rank, identity, self.criteria["seed"])
-        self.plan = hyperspace.plan(self.hyper, {**self.criteria, "seed": self.dir.seed})
+        before = self.dir.open(comm, self.rank, self._identity(), self.criteria["seed"], self.n_groups)
+        self.strategy = self._strategy()
+        self.culling = Culling(self.dir, self.criteria) if self.criteria["early_culling"] else None
         self.frames = self._read_frames()
         self.shown = set()     # (rank 0) the models already printed
+        self.plotted = time.time()  # (rank 0) when search_progress.png was last drawn; False: no matplotlib
         self.cursor = 0        # (a leader) the next model to try to claim
         self.t0 = time.time()
-        self.say(f"grid: {len(self.plan)} model(s) planned ({self.criteria['strategy']}, space of "
-                 f"{hyperspace.space_size(self.hyper)}), {self.n_groups} group(s) of {self.ranks_per_model} "
-                 f"rank(s); {before} finished before; search_dir {search_dir}")
+        size = hyperspace.space_size(self.hyper)
+        self.say(f"grid: {self.strategy.count} model(s) planned ({self.criteria['strategy']}"
+                 f"{', early culling' if self.culling and self.criteria['strategy'] != 'Halving' else ''}, "
+                 f"space of {f'{size:,}' if math.isfinite(size) else 'continuous ranges'}), {self.n_groups} group(s) "
+                 f"of {self.ranks_per_model} rank(s); {before} finished before; search_dir {search_dir}")
+
+    def _identity(self):
+        """What makes this search this search (search.json): a rerun must give the same."""
+        c = self.criteria
+        keys = ["strategy", "seed"] + (list(EVOLUTION_CRITERIA) if c["strategy"] == "Evolutionary" else []) + \
+            (["early_culling"] + list(HALVING_CRITERIA) if c["early_culling"] else [])
+        identity = {k: v for k, v in self.fixed.items() if k not in IDENTITY_EXCLUDES}
+        identity.update({f"hyper_params.{k}": v for k, v in hyperspace.as_json(self.hyper).items()})
+        identity.update({f"search_criteria.{k}": c[k] for k in keys})
+        return identity
+
+    def _strategy(self):
+        """Where model k's parameters come from: a plan, or breeding (Evolutionary)."""
+        if self.criteria["strategy"] == "Evolutionary":
+            return Evolution(self.hyper, self.criteria, self.dir.seed, self.dir.groups)
+        return hyperspace.ListedPlan(self.hyper, self.criteria, self.dir.seed)
 
     def say(self, msg):
         if self.rank == 0:
@@ -105,26 +130,26 @@ class GridSearch:
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self):
-        interrupted = None
         try:
             while True:
-                k, remaining = self._next()
-                if k == NO_MORE:
+                job, remaining = self._next()
+                if job is None:
                     break
-                rec = self._train(k, remaining)
+                rec = self._train(job, remaining)
                 if self.leader:
-                    self._write_record(k, rec)
+                    self._write_record(job, rec)
                 self._show_new()
-        except TrainingInterrupted as e:
-            interrupted = e
-        stopped = allreduce_scalar(self.world, int(self.flag.signum if interrupted else 0), "max")
-        board = self._finish()
+        except TrainingInterrupted:
+            pass
+        # a signal while a group waited or was between models stops the search as well
+        stopped = allreduce_scalar(self.world, int(self.flag.signum), "max")
+        board = self._finish(stopped)
         if stopped:
             raise SearchInterrupted(self.dir.path, stopped)
         return board
 
     def _next(self):
-        """(model number, seconds left or 0) for the group, decided by its leader."""
+        """(job or None, seconds left or 0) for the group, decided by its leader."""
         pick = None
         if self.leader:
             try:
@@ -134,15 +159,76 @@ class GridSearch:
         return bcast_obj(self.group, pick)
 
     def _claim_next(self):
-        if self.flag.signum or self._remaining() < 0 or self._search_converged():
-            return NO_MORE
-        while self.cursor < len(self.plan):
+        """The group's next job: a promoted rung, else a new model; while neither is there
+        but other groups train (halving: one may make a model promotable), wait."""
+        while not self._ended():
+            job = self._claim_rung() if self.culling else None
+            job = job or self._claim_model()
+            if job is not None or not (self.culling and self.dir.in_flight()):
+                return job
+            time.sleep(POLL_S)
+        return None
+
+    def _ended(self):
+        return bool(self.flag.signum) or self._remaining() < 0 or self._search_converged()
+
+    def _claim_model(self):
+        """The next model nobody claimed, with its proposal (None: no more, or the search
+        ended while its proposal waited for the models it is bred from)."""
+        while self.cursor < self.strategy.count:
             k = self.cursor
             self.cursor += 1
             if self.dir.claim(k):
                 os.makedirs(self.dir.model_dir(f"model_{k + 1}"), exist_ok=True)
-                return k
-        return NO_MORE
+                t0 = time.time()
+                proposal = self._proposal(k)
+                if proposal is None:
+                    self.dir.release(k)
+                    return None
+                return dict(self._job(k, 0, proposal), waited_s=round(time.time() - t0, 3))
+        return None
+
+    def _claim_rung(self):
+        got = self.culling.promotion()
+        return self._job(got[0], got[1], self.dir.proposal(got[0])) if got else None
+
+    def _proposal(self, k):
+        """Model k's proposal: kept from when it was first claimed, else made now from the
+        records of the models it needs (waiting for them; None if the search ends first)."""
+        saved = self.dir.proposal(k)
+        if saved is not None:
+            return saved
+        records = self._wait_for(self.strategy.needs(k))
+        if records is None:
+            return None
+        proposal = self.strategy.propose(k, records)
+        self.dir.save_proposal(k, proposal)
+        return proposal
+
+    def _wait_for(self, needed):
+        """{j: record} of the models `needed` once each has one (with halving: its rung-0
+        record, which every model gets whatever happens to it later), or None when the
+        search ends first."""
+        needed = list(needed)
+        while True:
+            finals, rungs = self.dir.finished(), self.dir.rungs() if self.culling else {}
+            records = {j: rungs.get((j, 0)) or finals.get(j) for j in needed}
+            if all(r is not None for r in records.values()):
+                return records
+            if self._ended():
+                return None
+            time.sleep(POLL_S)
+
+    def _job(self, k, rung, proposal):
+        """What a group trains: model k (its proposal) to the end of `rung` (halving) or to
+        its epochs: {"index", "rung", "proposal", "epochs" (None: the model's own), "last",
+        "waited_s" (how long the proposal waited for the records it is bred from)}."""
+        job = {"index": k, "rung": None, "proposal": proposal, "epochs": None, "last": True, "waited_s": 0.0}
+        if self.culling:
+            epochs = self._params_of(k, proposal["params"]).get("epochs", P.SPEC["epochs"][1])
+            schedule = self.culling.schedule(float(epochs))
+            job.update(rung=rung, epochs=schedule[rung], last=rung == len(schedule) - 1)
+        return job
 
     def _remaining(self):
         """Seconds of max_runtime_secs left (0: no limit; negative: spent)."""
@@ -173,20 +259,31 @@ class GridSearch:
         return stop_early([math.nan] + bests, k, metric, self.criteria["stopping_tolerance"])
 
     # ---- one model -----------------------------------------------------------------------
-    def _train(self, k, remaining):
-        """Train model k on the group; its record (done or failed)."""
-        from h2odl_mpi.trainer import train
-        model_id = f"model_{k + 1}"
-        combo = hyperspace.combination(self.hyper, self.plan[k])
+    def _params_of(self, k, combo):
+        """Model k's train parameters: the fixed ones, its own, its seed."""
         raw = {**self.fixed, **combo}
         if int(raw.get("seed", -1)) == -1:  # one seed per model, from the search's
             raw["seed"] = (self.dir.seed + 7919 * (k + 1)) % (2 ** 31)
+        return raw
+
+    def _train(self, job, remaining):
+        """Train the job's model on the group (to its rung's end: halving); its record
+        (done or failed).  A rung after the first continues the model's checkpoint."""
+        from h2odl_mpi.trainer import train
+        k, proposal = job["index"], job["proposal"]
+        model_id = f"model_{k + 1}"
+        raw = self._params_of(k, proposal["params"])
         ckpt = self.dir.checkpoints(model_id)
         raw.update(quiet_mode=True, model_out=self.dir.model_file(model_id), checkpoint_dir=ckpt, resume=ckpt)
+        if job["epochs"] is not None:  # a rung: to its epochs, keeping the last model (see halving.py)
+            raw["epochs"] = job["epochs"]
+            if not job["last"]:
+                raw["overwrite_with_best_model"] = False
         if remaining > 0:
             raw["max_runtime_secs"] = min(float(raw.get("max_runtime_secs") or math.inf), remaining)
-        rec = {"index": k, "model_id": model_id, "params": combo, "seed": raw["seed"], "group": self.group_index,
-               "ranks": self.ranks_per_model}
+        rec = {"index": k, "model_id": model_id, "params": proposal["params"], "parents": proposal["parents"],
+               "island": proposal["island"], "rung": job["rung"], "seed": raw["seed"], "group": self.group_index,
+               "ranks": self.ranks_per_model, "waited_s": job["waited_s"]}
         t0 = time.time()
         try:
             run = train(P.validate(raw), self.group, stop=self.flag, data=self.frames)
@@ -199,10 +296,16 @@ class GridSearch:
                 "training_samples": s["training_samples"], "epochs": s["epochs"], "stop_reason": s["stop_reason"],
                 "continued_from": s["continued_from"]}
 
-    def _write_record(self, k, rec):
+    def _write_record(self, job, rec):
+        """The model's record; at the end of a rung below its last: the rung's record (the
+        model waits there), unless it stopped before the rung's epochs (then it is done)."""
         rec["finished"] = time.time()
+        waits = not job["last"] and rec["status"] == "done" and rec.get("stop_reason") == "epochs reached"
         try:
-            self.dir.record(k, rec)
+            if waits:
+                self.dir.record_rung(job["index"], job["rung"], rec)
+            else:
+                self.dir.record(job["index"], rec)
         except UserError as e:
             fail_alone(self.world, str(e))
 
@@ -217,33 +320,59 @@ class GridSearch:
             return
         board = self._board()
         new = [r for r in board if r["model_id"] not in self.shown]
-        for row in sorted(new, key=lambda r: int(r["model_id"].split("_")[-1])):
+        for row in sorted(new, key=lambda r: leaderboard.id_order(r["model_id"])):
             self.say(leaderboard.line(row, list(self.hyper)))
             self.shown.add(row["model_id"])
         if new:
             self._write_board(board)
 
-    def _write_board(self, board):
+    def _write_board(self, board, final=False):
         try:
             leaderboard.write(self.dir.path, board, list(self.hyper))
             leaderboard.write_best(self.dir.path, board)
+            self._plot(final)
         except UserError as e:
             fail_alone(self.world, str(e))
 
-    def _finish(self):
-        """Every group is done: rank 0 writes and prints the leaderboard; every rank gets it."""
+    def _plot(self, final):
+        """search_progress.png: at the end, and every PLOT_EVERY_S while the search runs."""
+        if self.plotted is False or (not final and time.time() - self.plotted < PLOT_EVERY_S):
+            return
+        plt = progress_plot.pyplot()
+        if plt is None:
+            self.say(progress_plot.MISSING)
+            self.plotted = False
+            return
+        progress_plot.write(self.dir.path, list(self.dir.finished().values()), self.criteria["sort_by"],
+                            self.dir.created, plt)
+        self.plotted = time.time()
+
+    def _finish(self, stopped):
+        """Every group is done: rank 0 culls the models waiting in a rung (unless a signal
+        stopped the search: they go on when it continues), writes and prints the
+        leaderboard; every rank gets it."""
         agree(self.world, None)
         board = None
         if self.rank == 0:
+            if self.culling and not stopped:
+                self._cull()
             self._show_new()
             board = self._board()
-            self._write_board(board)
+            self._write_board(board, final=True)
+            culled = sum(r['status'] == 'culled' for r in board)
             self.say(f"grid: {sum(r['status'] == 'done' for r in board)} model(s) done, "
-                     f"{sum(r['status'] != 'done' for r in board)} failed; leaderboard (best first):")
+                     + (f"{culled} culled, " if self.culling else "")
+                     + f"{sum(r['status'] == 'failed' for r in board)} failed; leaderboard (best first):")
             for row in board:
                 self.say(f"{row['rank']:>4} " + leaderboard.line(row, list(self.hyper)))
             self.dir.close()
         return bcast_obj(self.world, board)
+
+    def _cull(self):
+        try:
+            self.culling.cull_waiting()
+        except UserError as e:
+            fail_alone(self.world, str(e))
 
 
 def _check_fixed(fixed):

@@ -5,8 +5,10 @@ file's order with the last parameter varying fastest (as H2O's Cartesian walker)
 the search is combination plan[k]: every combination in order (Cartesian), or a sample
 without replacement drawn with the search seed (RandomDiscrete), cut at max_models.  The plan
 is a pure function of the space and the criteria, so every rank, and a resumed search, agree
-on which model k is without talking.
+on which model k is without talking.  (Evolutionary breeds its models instead:
+search.evolution; a parameter may then also be a Range.)
 """
+from dataclasses import dataclass
 import math
 
 import numpy as np
@@ -16,8 +18,38 @@ from h2odl_mpi.errors import UserError
 MAX_PLANNED = 1_000_000  # models a plan may list (a search of more needs max_models)
 
 
+@dataclass(frozen=True)
+class Range:
+    """A number parameter's interval [lo, hi] (an Evolutionary gene): uniform, or uniform in
+    log(value) with `log`; whole numbers for an integer parameter."""
+    lo: float
+    hi: float
+    log: bool = False
+    integer: bool = False
+
+    def as_table(self):
+        """As the grid file writes it (and as search.json keeps it)."""
+        return {"min": self.lo, "max": self.hi, "log": self.log}
+
+    def clip(self, v):
+        v = min(max(v, self.lo), self.hi)
+        return int(round(v)) if self.integer else float(v)
+
+
+def has_ranges(hyper):
+    return any(isinstance(v, Range) for v in hyper.values())
+
+
+def as_json(hyper):
+    """{name: list of values, or a range's table} (what search.json keeps)."""
+    return {k: v.as_table() if isinstance(v, Range) else v for k, v in hyper.items()}
+
+
 def space_size(hyper):
-    return math.prod(len(v) for v in hyper.values())
+    """Combinations of the lists (infinite with a range of floats)."""
+    sizes = [(int(v.hi - v.lo) + 1 if v.integer else math.inf) if isinstance(v, Range) else len(v)
+             for v in hyper.values()]
+    return math.prod(sizes)
 
 
 def combination(hyper, index):
@@ -55,3 +87,21 @@ def _random_sample(n, count, seed):
             seen.add(i)
             out.append(i)
     return out
+
+
+class ListedPlan:
+    """Cartesian, RandomDiscrete and Halving's models: model k is combination plan[k],
+    known before anything is trained (no model waits for others)."""
+
+    def __init__(self, hyper, criteria, seed):
+        self.hyper = hyper
+        self.plan = plan(hyper, {**criteria, "seed": seed,
+                                 "strategy": "Cartesian" if criteria["strategy"] == "Cartesian" else "Random"})
+        self.count = len(self.plan)
+
+    def needs(self, k):
+        """The models whose records model k's proposal is made from: none."""
+        return ()
+
+    def propose(self, k, records=None):
+        return {"params": combination(self.hyper, self.plan[k]), "parents": [], "island": None}
