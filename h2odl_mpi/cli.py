@@ -1,4 +1,4 @@
-"""The command line: `python -m h2odl_mpi [train|grid|predict|evaluate|describe|jobscript|report] ...`.
+"""The command line: `python -m h2odl_mpi [train|grid|ensemble|predict|evaluate|describe|jobscript|report] ...`.
 
 Every H2O parameter is a flag with H2O's name (`--input_dropout_ratio 0.2`, dashes accepted
 too, booleans as true/false); `--config run.toml` reads them from a TOML file
@@ -20,7 +20,7 @@ from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupte
 from h2odl_mpi.collectives import parallel, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 
-SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid", "evaluate", "report")
+SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid", "evaluate", "report", "ensemble")
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
@@ -66,6 +66,9 @@ def build_parser():
     evaluate.add_arguments(sub.add_parser("evaluate", allow_abbrev=False,
                                           help="a saved model's metrics on a labelled data file"))
     _add_grid_parser(sub)
+    from h2odl_mpi import ensemble
+    ensemble.add_arguments(sub.add_parser("ensemble", allow_abbrev=False,
+                                          help="one model file averaging a search's best models"))
     from h2odl_mpi.frame import describe
     d = sub.add_parser("describe", allow_abbrev=False, help="summarise a data file (column store)")
     describe.add_arguments(d)
@@ -211,6 +214,9 @@ def main(argv=None):
         if ns.command == "evaluate":
             from h2odl_mpi import evaluate
             return evaluate.run(ns, comm)
+        if ns.command == "ensemble":
+            from h2odl_mpi import ensemble
+            return ensemble.run(ns, comm)
         from h2odl_mpi.frame import describe
         return describe.run(ns)
     except TrainingInterrupted as e:

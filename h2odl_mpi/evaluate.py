@@ -8,6 +8,7 @@ the ranks (performance.model_performance).  Rank 0 prints them as H2O does and, 
 (ModelPerformance.as_dict(); NaN and infinities as null), atomically.  The JSON file is
 checked before anything is read (not a directory or device, in a writable directory, not
 the data or model file); errors are one line naming the file, column or parameter.
+`--model` may be an ensemble file (h2odl_mpi.ensemble): its members' weighted mean is scored.
 """
 from h2odl_mpi import params as P
 from h2odl_mpi.atomic import write_bytes

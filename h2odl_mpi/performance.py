@@ -55,7 +55,8 @@ def model_performance(network, model, info, frame, comm=None, threads=None, para
     frame's): a ModelPerformance, the same on every rank.  params: the model's parameters
     (for the regression deviance's distribution; by default the data description's).
     A missing response column, data the model cannot take and NaN predictions are
-    UserErrors naming the file, column or row."""
+    UserErrors naming the file, column or row.  An ensemble file is scored the same way:
+    pass what predict.load_for_scoring (or ensemble.load_ensemble) gives for it."""
     if auc_type not in AUC_TYPES:
         raise UserError(f"auc_type: must be one of {', '.join(AUC_TYPES)}, not {auc_type!r}")
     comm = frame.comm if comm is None else comm

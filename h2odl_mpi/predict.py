@@ -82,7 +82,8 @@ def load_for_scoring(model_path, comm=None, outputs=(), inputs=()):
     """Collective: rank 0 checks the output files (`outputs`: (option, path) pairs, against
     the `inputs` pairs, check_output) and reads the model file, which every rank then loads
     from those bytes; a model with non-finite weights is refused.  Returns load_model's
-    (network, model, info, params, attrs) on every rank."""
+    (network, model, info, params, attrs) on every rank; for an ensemble file
+    ensemble.load_ensemble's, which predict_frame and model_performance score the same way."""
     err, image = None, b""
     if rank_and_size(comm)[0] == 0:
         try:
@@ -93,6 +94,9 @@ def load_for_scoring(model_path, comm=None, outputs=(), inputs=()):
             err = e
     agree(comm, err)
     image = bcast_bytes(comm, image)
+    from h2odl_mpi import ensemble  # (imports this module)
+    if ensemble.is_ensemble(image):  # its members' weighted mean, scored like one model
+        return ensemble.load_ensemble(model_path, image=image)
     network, model, info, params, attrs = load_model(model_path, image=image)
     if not np.all(np.isfinite(model[:network.n_params])):
         raise UserError(f"{model_path}: the model's weights are not all finite (a diverged model)")
@@ -159,6 +163,8 @@ def _check_kind(network, info, kind, per_feature, layer, names, model_path=None)
     where = f"{model_path}: " if model_path else ""
     if kind not in KINDS:
         raise UserError(f"kind: must be one of {', '.join(KINDS)}, not {kind!r}")
+    if getattr(network, "is_ensemble", False) and (kind != "predict" or per_feature):
+        raise UserError(f"{where}{names['kind']}: an ensemble gives its members' averaged predictions only")
     if kind in ("anomaly", "reconstruction") and not info.autoencoder:
         raise UserError(f"{where}{names['kind']} needs an autoencoder model")
     if per_feature and kind != "anomaly":
@@ -256,6 +262,8 @@ def _blocks(pick):
 
 def dense_rows(rows, idx):
     """Rows `idx` of `rows` as dense kernel rows (the inputs the kernel sees, written by C)."""
+    if hasattr(rows, "dense_subset"):  # an ensemble's rows: each member's
+        return rows.dense_subset(idx)
     sub = (lambda a: None if a is None else a[idx])  # noqa: E731
     return Rows.dense(rows.expand(idx), y=sub(rows.y), weight=sub(rows.weight), offset=sub(rows.offset))
 
@@ -305,11 +313,12 @@ def refuse_nan(comm, numbers, first_row, source, suffix=""):
 def default_threshold(history, params, metrics=None):
     """H2O's default threshold of a two-class model (Model.Output.defaultThreshold): the
     max-F1 threshold of the final model's validation metrics, else of its training metrics;
-    0.5 without.  `metrics`: the final model's, as the model file keeps them; files written
-    before it kept none: then the final model is found in the scoring history: the last one
-    scored, or, with overwrite_with_best_model, the best scored one where it beats the last
-    (the trainer's rule, scoring.BestModel)."""
-    for name in ("validation", "training"):
+    0.5 without (an ensemble: of its validation, else cross-validation metrics).  `metrics`:
+    the final model's, as the model file keeps them; files written before it kept none: then
+    the final model is found in the scoring history: the last one scored, or, with
+    overwrite_with_best_model, the best scored one where it beats the last (the trainer's
+    rule, scoring.BestModel)."""
+    for name in ("validation", "cross_validation", "training"):  # (cross_validation: ensembles only)
         t = ((metrics or {}).get(name) or {}).get("threshold")
         if _finite(t):
             return float(t)
