@@ -1,7 +1,8 @@
 # Set-up and entry points.  Every target creates .venv if missing, installs the
 # pinned dependencies and builds the C kernel; all are safe to re-run.
 #   make run    train the bundled MNIST pair under mpirun, write runs/mnist_model.h5
-#   make test   the whole test suite: serial tests, then MPI tests under mpirun -n 2 and -n 3
+#   make test   the whole test suite (with the plotting extra, which the report tests use):
+#               serial tests, then MPI tests under mpirun -n 2 and -n 3
 #   make bench  the benchmarks under benchmarks/ (slow; installs the peers)
 
 VENV    ?= .venv
@@ -22,6 +23,11 @@ $(VENV)/.deps: requirements.txt
 
 venv: $(VENV)/.deps
 
+# the plotting extra (report, search_progress.png): installed for the tests that draw
+$(VENV)/.deps-report: $(VENV)/.deps requirements-report.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-report.txt
+	touch $@
+
 $(VENV)/.built: $(VENV)/.deps $(KERNEL_SRC)
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 	touch $@
@@ -35,7 +41,7 @@ run: build
 	    --response C785 --hidden 200,200 --epochs 2 --threads 1 \
 	    --model-out runs/mnist_model.h5 --summary-json runs/mnist_summary.json
 
-test: build
+test: build $(VENV)/.deps-report
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	$(MPIRUN) -n 2 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
 	$(MPIRUN) -n 3 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
