@@ -13,6 +13,7 @@ how much work the arrangement costs in all (communication, waiting, start-up), n
 fast 4 cores would be.
 
     .venv/bin/python benchmarks/search.py [--epochs 1] [--ranks 4] [--no-h2o] [--skip-grid]
+        [--skip-cv] [--strategies [--repeats 3]]     (strategies: benchmarks/search_strategies.py)
 Results: benchmarks/results/search.json.
 """
 import argparse
@@ -102,6 +103,9 @@ def main(argv=None):
     ap.add_argument("--no-h2o", action="store_true", help="skip H2O-3's cross-validation")
     ap.add_argument("--skip-grid", action="store_true")
     ap.add_argument("--skip-cv", action="store_true")
+    ap.add_argument("--strategies", action="store_true",
+                    help="also RandomDiscrete against Evolutionary and Halving (benchmarks/search_strategies.py)")
+    ap.add_argument("--repeats", type=int, default=3, help="with --strategies: runs of each strategy")
     args = ap.parse_args(argv)
     out = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu_name(),
            "cores": os.cpu_count(), "epochs": args.epochs}
@@ -110,6 +114,9 @@ def main(argv=None):
     if not args.skip_cv:
         from benchmarks.search_cv import cv_part
         out["cross_validation"] = cv_part(args.folds, not args.no_h2o)
+    if args.strategies:
+        from benchmarks.search_strategies import strategies_part
+        out["strategies"] = strategies_part(args.repeats, args.ranks)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "search.json"
     old = json.loads(path.read_text()) if path.exists() else {}
