@@ -28,9 +28,8 @@ import numpy as np
 from h2odl_mpi.collectives import allgather_values, allreduce, rank_and_size
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.frame.column import CATEGORICAL
+from h2odl_mpi.splitmix import GOLDEN, splitmix64
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 @dataclass
@@ -71,19 +70,11 @@ class Holdout:
         return y
 
 
-def _splitmix(x):
-    x = x ^ (x >> np.uint64(30))
-    x = x * _MIX1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _MIX2
-    return x ^ (x >> np.uint64(31))
-
-
 def row_hash(seed, index):
     """A 64-bit hash of (seed, global row index) for every index (uint64 array)."""
     with np.errstate(over="ignore"):
-        base = _splitmix(np.array([int(seed) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) + _GOLDEN)
-        return _splitmix(np.asarray(index, dtype=np.int64).astype(np.uint64) * _GOLDEN ^ base)
+        base = splitmix64(np.array([int(seed) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) + GOLDEN)
+        return splitmix64(np.asarray(index, dtype=np.int64).astype(np.uint64) * GOLDEN ^ base)
 
 
 def modulo_folds(index, n_folds):

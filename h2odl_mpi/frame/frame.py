@@ -12,17 +12,8 @@ from h2odl_mpi.frame import readers
 from h2odl_mpi.collectives import allgather_obj, allreduce, rank_and_size
 from h2odl_mpi.frame.column import CATEGORICAL
 from h2odl_mpi.frame.summary import summarize
+from h2odl_mpi.splitmix import GOLDEN, splitmix64
 
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _splitmix(x):
-    x = x ^ (x >> np.uint64(30))
-    x = x * _MIX1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _MIX2
-    return x ^ (x >> np.uint64(31))
 
 
 class Frame:
@@ -218,7 +209,7 @@ class Frame:
             for j, c in enumerate(self._columns):
                 values = c.decode(start, stop)
                 bits = np.where(np.isnan(values), canonical_nan, values.view(np.uint64))
-                row_hash = _splitmix(row_hash * _GOLDEN + bits + np.uint64(j + 1))
+                row_hash = splitmix64(row_hash * GOLDEN + bits + np.uint64(j + 1))
             np.add(total, row_hash.sum(dtype=np.uint64, keepdims=True), out=total)
         return int(allreduce(self._data_comm, total, "sum")[0])
 
