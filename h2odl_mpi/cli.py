@@ -106,17 +106,6 @@ def _grid_inputs(ns):
     return fixed, hyper, criteria
 
 
-def _run_grid(ns, comm, inputs, error, stop):
-    """The grid subcommand on every rank, the grid file read (or its error) before MPI started."""
-    agree(comm, error, own_first=True)
-    from h2odl_mpi.search import grid_search
-    try:
-        grid_search(*inputs, ns.search_dir, ns.ranks_per_model, comm, stop=stop)
-    finally:
-        stop.restore()
-    return 0
-
-
 def _train_params(ns):
     """Validated train parameters: the flags given (not None), over the --config file's."""
     raw = {}
@@ -161,6 +150,83 @@ def _comm():
     return MPI.COMM_WORLD
 
 
+class _Job:
+    """What the error handlers of main() need: the communicator, once MPI has started."""
+    comm = None
+
+
+def _train(ns, job):
+    error, params, stop = None, None, None
+    try:
+        params = _train_params(ns)
+    except UserError as e:  # e.g. a config file one rank cannot read: fail on every rank
+        error = e
+    if params is not None and params.get("checkpoint_dir"):
+        # the batch system's signal counts from here on, also while MPI starts (whose own
+        # SIGUSR1 handler train() replaces again)
+        stop = StopFlag().install()
+    job.comm = _comm()
+    agree(job.comm, error, own_first=True)
+    from h2odl_mpi.trainer import train
+    train(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
+    return 0
+
+
+def _grid(ns, job):
+    """The grid file is read (or its error kept) before MPI starts, as train's config is."""
+    error, inputs = None, None
+    try:
+        inputs = _grid_inputs(ns)
+    except UserError as e:
+        error = e
+    stop = StopFlag().install()  # (models always checkpoint: signals count from here on)
+    try:
+        job.comm = _comm()
+        agree(job.comm, error, own_first=True)
+        from h2odl_mpi.search import grid_search
+        grid_search(*inputs, ns.search_dir, ns.ranks_per_model, job.comm, stop=stop)
+    finally:
+        stop.restore()
+    return 0
+
+
+def _predict(ns, job):
+    from h2odl_mpi.predict import predict_file
+    job.comm = _comm()
+    agree(job.comm, _error_of(P.check_threads, "--threads", ns.threads), own_first=True)
+    predict_file(ns.model, ns.data, ns.out, job.comm, threads=ns.threads or None, anomaly=ns.anomaly,
+                 deepfeatures=ns.deepfeatures, per_feature=ns.per_feature, reconstruction=ns.reconstruction)
+    return 0
+
+
+def _describe(ns, job):
+    from h2odl_mpi.frame import describe
+    job.comm = _comm()
+    return describe.run(ns)
+
+
+def _on_ranks(module):
+    """A subcommand whose module's run(ns, comm) runs on every rank."""
+    def run(ns, job):
+        import importlib
+        job.comm = _comm()
+        return importlib.import_module(f"h2odl_mpi.{module}").run(ns, job.comm)
+    return run
+
+
+def _alone(module):
+    """A subcommand that runs without MPI (a login node, one process reading a file)."""
+    def run(ns, job):
+        import importlib
+        return importlib.import_module(f"h2odl_mpi.{module}").run(ns)
+    return run
+
+
+COMMANDS = {"train": _train, "grid": _grid, "predict": _predict, "evaluate": _on_ranks("evaluate"),
+            "ensemble": _on_ranks("ensemble"), "describe": _describe,
+            "report": _alone("report"), "jobscript": _alone("jobscript")}
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
@@ -169,71 +235,27 @@ def main(argv=None):
     if argv[0] == "jobscript" and "--" in argv:  # jobscript ... -- <train arguments>
         cut = argv.index("--")
         argv, after_dashes = argv[:cut], argv[cut + 1:]
-    comm = None
+    job = _Job()
     try:
         ns = build_parser().parse_args(argv)
-        if ns.command == "report":  # no MPI: one process reads the model file
-            from h2odl_mpi import report
-            return report.run(ns)
-        if ns.command == "jobscript":  # no MPI: it runs on a login node
-            from h2odl_mpi import jobscript
+        if ns.command == "jobscript":
             ns.train_args = after_dashes
-            return jobscript.run(ns)
-        if ns.command == "train":
-            error, params, stop = None, None, None
-            try:
-                params = _train_params(ns)
-            except UserError as e:  # e.g. a config file one rank cannot read: fail on every rank
-                error = e
-            if params is not None and params.get("checkpoint_dir"):
-                # the batch system's signal counts from here on, also while MPI starts (whose
-                # own SIGUSR1 handler train() replaces again)
-                stop = StopFlag().install()
-            comm = _comm()
-            agree(comm, error, own_first=True)
-            from h2odl_mpi.trainer import train
-            train(params, comm, stop=stop, config_file=getattr(ns, "config", None))
-            return 0
-        if ns.command == "grid":
-            error, inputs = None, None
-            try:
-                inputs = _grid_inputs(ns)
-            except UserError as e:
-                error = e
-            stop = StopFlag().install()  # (models always checkpoint: signals count from here on)
-            comm = _comm()
-            return _run_grid(ns, comm, inputs, error, stop)
-        comm = _comm()
-        if ns.command == "predict":
-            from h2odl_mpi.predict import predict_file
-            agree(comm, _error_of(P.check_threads, "--threads", ns.threads), own_first=True)
-            predict_file(ns.model, ns.data, ns.out, comm, threads=ns.threads or None,
-                         anomaly=ns.anomaly, deepfeatures=ns.deepfeatures, per_feature=ns.per_feature,
-                         reconstruction=ns.reconstruction)
-            return 0
-        if ns.command == "evaluate":
-            from h2odl_mpi import evaluate
-            return evaluate.run(ns, comm)
-        if ns.command == "ensemble":
-            from h2odl_mpi import ensemble
-            return ensemble.run(ns, comm)
-        from h2odl_mpi.frame import describe
-        return describe.run(ns)
+        return COMMANDS[ns.command](ns, job)
     except TrainingInterrupted as e:
-        if rank_and_size(comm)[0] == 0:
+        if rank_and_size(job.comm)[0] == 0:
             print(f"h2odl_mpi: {e}", file=sys.stderr, flush=True)
         return REQUEUE_EXIT_CODE
     except UserError as e:
-        if rank_and_size(comm)[0] == 0:
+        if rank_and_size(job.comm)[0] == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:  # SIGINT without a checkpoint directory (with one: TrainingInterrupted)
-        return _interrupted(comm, argv[0])
+        return _interrupted(job.comm, argv[0])
     except SystemExit:
         raise
     except BaseException:  # noqa: BLE001 - a failure on one rank must end every rank
         traceback.print_exc()
         sys.stderr.flush()
-        if parallel(comm):
-            comm.Abort(1)
+        if parallel(job.comm):
+            job.comm.Abort(1)
         return 1
