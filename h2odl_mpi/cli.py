@@ -206,10 +206,12 @@ def _describe(ns, job):
 
 
 def _on_ranks(module):
-    """A subcommand whose module's run(ns, comm) runs on every rank."""
+    """A subcommand whose module's run(ns, comm) runs on every rank, --threads checked first
+    (a count refused on one rank is refused on every rank)."""
     def run(ns, job):
         import importlib
         job.comm = _comm()
+        agree(job.comm, _error_of(P.check_threads, "--threads", ns.threads), own_first=True)
         return importlib.import_module(f"h2odl_mpi.{module}").run(ns, job.comm)
     return run
 

@@ -742,13 +742,6 @@ def add_arguments(parser):
 
 
 def run(ns, comm):
-    """The subcommand on every rank of `comm`; exit status 0."""
-    from h2odl_mpi import params as P
-    try:
-        P.check_threads("--threads", ns.threads)
-        error = None
-    except UserError as e:
-        error = e
-    agree(comm, error, own_first=True)
+    """The subcommand on every rank of `comm` (--threads checked by the CLI); exit status 0."""
     build_ensemble(ns.search, ns.top, ns.model_out, ns.weights, ns.data, comm, threads=ns.threads or None)
     return 0
