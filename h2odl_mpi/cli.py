@@ -18,7 +18,7 @@ import traceback
 from h2odl_mpi import params as P
 from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
 from h2odl_mpi.collectives import parallel, rank_and_size
-from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.errors import UserError, abort, agree
 
 SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid", "evaluate", "report", "ensemble")
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
@@ -141,7 +141,7 @@ def _interrupted(comm, command):
                if command == "train" else "")
         print(f"h2odl_mpi: interrupted (SIGINT){how}", file=sys.stderr, flush=True)
     if parallel(comm):
-        comm.Abort(INTERRUPTED_EXIT_CODE)
+        abort(comm, INTERRUPTED_EXIT_CODE)
     return INTERRUPTED_EXIT_CODE
 
 
@@ -259,5 +259,5 @@ def main(argv=None):
         traceback.print_exc()
         sys.stderr.flush()
         if parallel(job.comm):
-            job.comm.Abort(1)
+            abort(job.comm, 1)
         return 1

@@ -54,4 +54,18 @@ def fail_alone(comm, message, status=2):
     if not parallel(comm):
         raise UserError(message)
     print(f"error: {message}", file=sys.stderr, flush=True)
+    abort(comm, status)
+
+
+ABORT_GRACE_S = 0.5  # for the launcher to pass on what the rank printed before it is killed
+
+
+def abort(comm, status):
+    """MPI_Abort on `comm`, a moment after this rank's last words: the launcher forwards
+    the ranks' output asynchronously, and an abort can kill its forwarding with the line
+    still in the pipe (seen under load: the job ended with status 2 and no message)."""
+    import time
+    sys.stderr.flush()
+    sys.stdout.flush()
+    time.sleep(ABORT_GRACE_S)
     comm.Abort(status)
