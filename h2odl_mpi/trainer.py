@@ -24,6 +24,7 @@ import numpy as np
 
 from h2odl_mpi import checkpoint as ckpt
 from h2odl_mpi import importance
+from h2odl_mpi import params as P
 from h2odl_mpi.collectives import agreed_sum, allgather_counts, allreduce_scalar, rank_and_size, sum_in_place
 from h2odl_mpi.combine import combiner_for
 from h2odl_mpi.errors import UserError, agree
@@ -154,10 +155,18 @@ def train(params, comm=None, stop=None, combiner=None, config_file=None, data=No
 
 def read_data(params, comm):
     """This rank's share of the training data (all of it when replicated) and the
-    validation data, in the compressed column store."""
-    frame = Frame.read(params["train"], comm=comm, replicate=params["replicate_training_data"])
+    validation data, in the compressed column store, checked."""
+    return check_frames(params, *read_frames(params, comm))
+
+
+def read_frames(params, comm):
+    """(training, validation or None) frames of the files `params` names, read on `comm`;
+    replicated as replicate_training_data says (H2O's default where params leave it out, as
+    a search's fixed parameters may)."""
+    replicate = params.get("replicate_training_data", P.SPEC["replicate_training_data"][1])
+    frame = Frame.read(params["train"], comm=comm, replicate=bool(replicate))
     vframe = Frame.read(params["validation"], comm=comm) if params.get("validation") else None
-    return check_frames(params, frame, vframe)
+    return frame, vframe
 
 
 def check_frames(params, frame, vframe):

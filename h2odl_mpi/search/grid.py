@@ -26,7 +26,6 @@ from h2odl_mpi import params as P
 from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
 from h2odl_mpi.collectives import allreduce_scalar, bcast_obj, rank_and_size
 from h2odl_mpi.errors import UserError, agree, fail_alone
-from h2odl_mpi.frame import Frame
 from h2odl_mpi.search import hyperspace, leaderboard, progress_plot
 from h2odl_mpi.search.evolution import Evolution
 from h2odl_mpi.search.grid_file import EVOLUTION_CRITERIA, HALVING_CRITERIA, check_search
@@ -118,11 +117,8 @@ class GridSearch:
         """The group's training and validation frames, read once for all its models."""
         err, frames = None, None
         try:
-            f = self.fixed
-            replicate = f.get("replicate_training_data", P.SPEC["replicate_training_data"][1])  # (H2O: true)
-            frame = Frame.read(f["train"], comm=self.group, replicate=bool(replicate))
-            vframe = Frame.read(f["validation"], comm=self.group) if f.get("validation") else None
-            frames = (frame, vframe)
+            from h2odl_mpi.trainer import read_frames
+            frames = read_frames(self.fixed, self.group)
         except UserError as e:
             err = e
         agree(self.world, err)
