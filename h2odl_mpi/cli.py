@@ -99,11 +99,20 @@ def _grid_inputs(ns):
     """(fixed parameters, hyper_params, search_criteria): the grid file's, flags over it."""
     from h2odl_mpi.search import grid_file
     fixed, hyper, criteria = grid_file.load(ns.config)
-    for name in P.SPEC:
+    fixed.update(_flags_given(ns))
+    return fixed, hyper, criteria
+
+
+def _flags_given(ns):
+    """{name: value} of the train flags given (parsed; one H2O does not implement here yet
+    is refused, as params.validate refuses it)."""
+    out = {}
+    for name in list(P.SPEC) + list(P.NOT_YET):
         v = getattr(ns, name, None)
         if v is not None:
-            fixed[name] = P.parse_value(name, v)
-    return fixed, hyper, criteria
+            P.check_implemented(name, v)
+            out[name] = P.parse_value(name, v) if name in P.SPEC else v
+    return out
 
 
 def _train_params(ns):
@@ -112,11 +121,7 @@ def _train_params(ns):
     if getattr(ns, "config", None):
         from h2odl_mpi import config
         raw.update(config.load(ns.config))
-    for name in list(P.SPEC) + list(P.NOT_YET):
-        v = getattr(ns, name, None)
-        if v is None:
-            continue
-        raw[name] = P.parse_value(name, v) if name in P.SPEC else v
+    raw.update(_flags_given(ns))
     for name in ("train",):
         if not raw.get(name):
             where = f" (or {name} in {ns.config})" if getattr(ns, "config", None) else ""

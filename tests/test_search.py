@@ -239,3 +239,18 @@ def test_a_grid_with_nfolds_sorts_by_cross_validation_metrics(tmp_path, data):
     cv = [r["metrics"]["cross_validation"]["auc"] for r in board]
     assert cv == sorted(cv, reverse=True) and all(v == r["sort_value"] for v, r in zip(cv, board))
     assert "cross_validation_auc" in (tmp_path / "s" / "leaderboard.csv").read_text().splitlines()[0]
+
+
+def test_the_grid_command_takes_train_flags_and_refuses_one_not_implemented(tmp_path, data, capsys):
+    from h2odl_mpi.cli import main
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'train = "{data}"\nresponse = "y"\nepochs = 1\nthreads = 1\nseed = 3\n[hyper_params]\nl1 = [0.0]\n')
+    assert main(["grid", "--config", str(grid), "--search_dir", str(tmp_path / "s"), "--max_hit_ratio_k", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: parameter max_hit_ratio_k is not supported by this version of h2odl_mpi yet\n"
+    assert not (tmp_path / "s").exists()
+    assert main(["grid", "--config", str(grid), "--search_dir", str(tmp_path / "t"), "--hidden", "3",
+                 "--quiet_mode", "true"]) == 0
+    board = json.loads((tmp_path / "t" / "leaderboard.json").read_text())
+    from h2odl_mpi.model_io import load_model
+    assert load_model(board[0]["model_path"])[0].units[1:-1] == [3]  # the flag over the file's default
