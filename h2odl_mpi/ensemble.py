@@ -65,10 +65,10 @@ from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, write_bytes
 from h2odl_mpi.collectives import agreed_sum, bcast_bytes, bcast_obj, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.model_io import _crc, _dataset, content_crc, load_model
+from h2odl_mpi.search.leaderboard import ENSEMBLES_FILE, json_value
 
 FORMAT = "h2odl_mpi-ensemble-1"
 WEIGHTS = ("equal", "fitted")
-ENSEMBLES_FILE = "ensembles.json"
 HOLDOUT_SUFFIX = "_cv_holdout_predictions.csv"
 _str = h5py.string_dtype()
 
@@ -246,7 +246,7 @@ def ensemble_image(members, weights, method, fitted_on=None, metrics_by_data=Non
             xg = f.create_group("metrics")
             for name, m in metrics_by_data.items():
                 if m:
-                    _dataset(xg, name, json.dumps(m, default=_plain), dtype=_str)
+                    _dataset(xg, name, json.dumps(m, default=json_value), dtype=_str)
         f.attrs["content_crc32"] = content_crc(f)
     return image.getvalue()
 
@@ -703,7 +703,7 @@ def _update_board(search_dir, rec):
     old = [r for r in leaderboard.read_ensembles(search_dir) if r.get("model_id") != rec["model_id"]]
     path = os.path.join(search_dir, ENSEMBLES_FILE)
     try:
-        write_bytes(path, json.dumps(old + [rec], indent=1, default=_plain).encode())
+        write_bytes(path, json.dumps(old + [rec], indent=1, default=json_value).encode())
     except OSError as e:
         raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
     sort_by, hyper = leaderboard.layout_of(_read_board(search_dir))
@@ -718,12 +718,6 @@ def _short_metrics(m):
 
 def _text(v):
     return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _plain(v):
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    raise TypeError(f"not JSON: {type(v).__name__}")
 
 
 # ------------------------------------------------------------------------------ the command

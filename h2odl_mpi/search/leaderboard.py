@@ -159,7 +159,7 @@ def _cell(v, column=None):
 
 def write(search_dir, board, hyper_names):
     """leaderboard.json and leaderboard.csv, each atomically; errors name the file."""
-    for name, text in (("leaderboard.json", json.dumps(board, indent=1, default=_plain)),
+    for name, text in (("leaderboard.json", json.dumps(board, indent=1, default=json_value)),
                        ("leaderboard.csv", csv_text(board, hyper_names))):
         path = os.path.join(search_dir, name)
         try:
@@ -202,7 +202,8 @@ def _short(v):
     return json.dumps(v).replace(" ", "") if isinstance(v, list) else v
 
 
-def _plain(v):
+def json_value(v):
+    """json.dumps' default for the numpy scalars and arrays in records and leaderboard rows."""
     if hasattr(v, "tolist"):
         return v.tolist()
     raise TypeError(f"not JSON: {type(v).__name__}")

@@ -32,6 +32,7 @@ import time
 from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, write_bytes
 from h2odl_mpi.collectives import bcast_obj
 from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.search.leaderboard import json_value
 
 # fixed parameters that do not change which models a search trains (a rerun may change them)
 IDENTITY_EXCLUDES = ("threads", "quiet_mode", "checkpoint_interval", "checkpoint_keep", "max_runtime_secs")
@@ -86,7 +87,7 @@ class SearchDirectory:
         """Write search.json, or check that it holds the same search; the search's seed,
         first number of groups and start time."""
         path = self._dir("search.json")
-        ident = json.loads(json.dumps(identity, default=_plain))  # (tuples as lists, as read back)
+        ident = json.loads(json.dumps(identity, default=json_value))  # (tuples as lists, as read back)
         if os.path.exists(path):
             old = self._read_json(path)
             diff = sorted(k for k in set(old.get("identity", {})) | set(ident)
@@ -225,7 +226,7 @@ class SearchDirectory:
 
     def _write_json(self, path, obj):
         try:
-            write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=_plain).encode())
+            write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=json_value).encode())
         except OSError as e:
             raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
 
@@ -242,10 +243,3 @@ def _job_of_claim(name):
         return int(name), 0
     a, dot, b = name.partition(".r")
     return (int(a), int(b)) if dot and a.isdigit() and b.isdigit() else None
-
-
-def _plain(v):
-    """JSON for numpy scalars and arrays in records."""
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    raise TypeError(f"not JSON: {type(v).__name__}")
