@@ -9,24 +9,15 @@ import sys
 import time
 
 import h5py
-import numpy as np
 import pytest
 
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.params import validate
 from h2odl_mpi.search import grid_file, grid_search, hyperspace, leaderboard
 from h2odl_mpi.trainer import train
+from search_data import binary_csv as _csv
 
 HYPER = {"hidden": [[4], [6, 3]], "l1": [0.0, 1e-3]}
-
-
-def _csv(path, n=400, seed=4):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 3))
-    with open(path, "w") as f:
-        f.write("a,b,c,y\n")
-        f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a + b > 0)}\n" for a, b, c in x)
-    return str(path)
 
 
 @pytest.fixture

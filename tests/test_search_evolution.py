@@ -15,18 +15,10 @@ import pytest
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.search import evolution, grid_file, grid_search, progress_plot
 from h2odl_mpi.search.hyperspace import Range
+from search_data import binary_csv as _csv
 
 HYPER = {"hidden": [[3], [5], [4, 3]], "l1": Range(1e-6, 1e-2, log=True), "rate": Range(0.001, 0.05),
          "score_training_samples": Range(100, 400, integer=True)}
-
-
-def _csv(path, n=400, seed=4):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 3))
-    with open(path, "w") as f:
-        f.write("a,b,c,y\n")
-        f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a + b > 0)}\n" for a, b, c in x)
-    return str(path)
 
 
 def _fixed(path, **kw):

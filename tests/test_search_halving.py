@@ -14,18 +14,10 @@ from h2odl_mpi.model_io import load_model
 from h2odl_mpi.params import validate
 from h2odl_mpi.search import grid_file, grid_search, halving
 from h2odl_mpi.trainer import train
+from search_data import binary_csv as _csv
 
 HYPER = {"hidden": [[3], [5], [4, 3]], "l1": [0.0, 1e-4, 1e-2]}
 CRIT = {"strategy": "Halving", "max_models": 9, "seed": 3, "min_epochs": 1, "reduction_factor": 3}
-
-
-def _csv(path, n=400, seed=4):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 3))
-    with open(path, "w") as f:
-        f.write("a,b,c,y\n")
-        f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a + b > 0)}\n" for a, b, c in x)
-    return str(path)
 
 
 def _fixed(path, **kw):

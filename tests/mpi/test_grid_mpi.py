@@ -6,7 +6,6 @@ import os
 import signal
 import time
 
-import numpy as np
 import pytest
 from mpi4py import MPI
 
@@ -14,6 +13,7 @@ from h2odl_mpi.params import validate
 from h2odl_mpi.search import grid_search
 from h2odl_mpi.trainer import train
 from nested import finish, launch, on_rank0
+from search_data import binary_csv
 
 comm = MPI.COMM_WORLD
 HYPER = {"hidden": [[4], [6, 3]], "l1": [0.0, 1e-3]}
@@ -27,10 +27,7 @@ def tmp(tmp_path_factory):
 def _data(tmp, n=400):
     path = f"{tmp}/d.csv"
     if comm.rank == 0:
-        x = np.random.default_rng(4).normal(size=(n, 3))
-        with open(path, "w") as f:
-            f.write("a,b,c,y\n")
-            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a + b > 0)}\n" for a, b, c in x)
+        binary_csv(path, n)
     comm.Barrier()
     return path
 

@@ -16,6 +16,7 @@ from h2odl_mpi.search import grid_search, halving
 from h2odl_mpi.search.evolution import Evolution
 from h2odl_mpi.search.grid_file import check_search
 from h2odl_mpi.trainer import train
+from search_data import binary_csv
 
 comm = MPI.COMM_WORLD
 HYPER = {"hidden": [[3], [5], [4, 3]], "l1": [0.0, 1e-4, 1e-3, 1e-2]}
@@ -31,10 +32,7 @@ def tmp(tmp_path_factory):
 def _data(tmp, n=400):
     path = f"{tmp}/d.csv"
     if comm.rank == 0:
-        x = np.random.default_rng(4).normal(size=(n, 3))
-        with open(path, "w") as f:
-            f.write("a,b,c,y\n")
-            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a + b > 0)}\n" for a, b, c in x)
+        binary_csv(path, n)
     comm.Barrier()
     return path
 
