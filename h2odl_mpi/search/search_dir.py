@@ -112,16 +112,7 @@ class SearchDirectory:
     # ---- claims and records (a group's leader) ------------------------------------------
     def claim(self, k):
         """True when this process created claims/K (model K is its group's to train)."""
-        if os.path.exists(self._result(k)):
-            return False
-        try:
-            fd = os.open(self._dir("claims", str(k)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        except OSError as e:
-            raise UserError(f"--search_dir {self.path}: cannot claim a model: {e.strerror or e}") from None
-        os.close(fd)
-        return True
+        return not os.path.exists(self._result(k)) and self._create("claims", str(k), "a model")
 
     def release(self, k):
         """Give up the claim of model K (claimed, then not trained: the search ended)."""
@@ -152,16 +143,7 @@ class SearchDirectory:
     # ---- rungs (successive halving) -----------------------------------------------------
     def claim_rung(self, k, r):
         """True when this process created claims/K.rR (rung R of model K is its group's)."""
-        if self.job_done(k, r):
-            return False
-        try:
-            fd = os.open(self._dir("claims", f"{k}.r{r}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        except OSError as e:
-            raise UserError(f"--search_dir {self.path}: cannot claim a rung: {e.strerror or e}") from None
-        os.close(fd)
-        return True
+        return not self.job_done(k, r) and self._create("claims", f"{k}.r{r}", "a rung")
 
     def mark_promoted(self, k, r):
         self._write_json(self._dir("promoted", f"{k}.{r}"), {"index": k, "rung": r, "when": time.time()})
@@ -216,6 +198,17 @@ class SearchDirectory:
 
     def _result(self, k):
         return self._dir("results", f"{k}.json")
+
+    def _create(self, sub, name, what):
+        """True when this process created DIR/sub/name (exclusively: the first to ask wins)."""
+        try:
+            fd = os.open(self._dir(sub, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise UserError(f"--search_dir {self.path}: cannot claim {what}: {e.strerror or e}") from None
+        os.close(fd)
+        return True
 
     def _read_json(self, path):
         try:
