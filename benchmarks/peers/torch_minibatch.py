@@ -36,7 +36,7 @@ import sys
 import time
 
 from benchmarks.peers.membw import CpuMonitor, emit, machine_info, wait_for_quiet
-from benchmarks.peers.torch_hogwild import load_mnist
+from benchmarks.peers.torch_hogwild import evaluate, load_mnist
 
 
 def _log(msg: str) -> None:
@@ -78,21 +78,6 @@ def build_model(n_in: int, hidden, n_out: int, activation: str, init: str, seed:
     return model
 
 
-def evaluate(model, x, y, batch: int = 5000) -> dict:
-    import torch
-    import torch.nn.functional as F
-
-    model.eval()
-    errors, nll = 0, 0.0
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch):
-            logits = model(x[s:s + batch])
-            nll += F.cross_entropy(logits, y[s:s + batch], reduction="sum").item()
-            errors += (logits.argmax(dim=1) != y[s:s + batch]).sum().item()
-    model.train()
-    return {"classification_error": errors / x.shape[0], "logloss": nll / x.shape[0]}
-
-
 def train_once(data, hidden, activation, epochs, batch_size, lr, init, seed, threshold,
                evals_per_epoch=1, stop_at_threshold=False) -> dict:
     """One run: the curve of (epochs, cumulative training seconds, test error)."""
@@ -127,7 +112,7 @@ def train_once(data, hidden, activation, epochs, batch_size, lr, init, seed, thr
             if (b + 1) in marks:
                 train_s += time.perf_counter() - t0
                 te = time.perf_counter()
-                m = evaluate(model, xte, yte)
+                m = evaluate(model, xte, yte, batch=5000)
                 eval_s += time.perf_counter() - te
                 point = {"epochs": rows / n, "train_s": train_s, "test_error": m["classification_error"],
                          "test_logloss": m["logloss"]}
