@@ -84,6 +84,7 @@ class GridSearch:
         self.culling = Culling(self.dir, self.criteria) if self.criteria["early_culling"] else None
         self.frames = self._read_frames()
         self.shown = set()     # (rank 0) the models already printed
+        self.best_copied = None  # (rank 0) the model file best_model.h5 was last copied from
         self.plotted = time.time()  # (rank 0) when search_progress.png was last drawn; False: no matplotlib
         self.cursor = 0        # (a leader) the next model to try to claim
         self.t0 = time.time()
@@ -134,7 +135,8 @@ class GridSearch:
                 rec = self._train(job, remaining)
                 if self.leader:
                     self._write_record(job, rec)
-                self._show_new()
+                if self.rank == 0:
+                    self._refresh()
         except TrainingInterrupted:
             pass
         # a signal while a group waited or was between models stops the search as well
@@ -306,31 +308,32 @@ class GridSearch:
             fail_alone(self.world, str(e))
 
     # ---- what rank 0 shows and writes ----------------------------------------------------
-    def _board(self):
-        return leaderboard.rows(list(self.dir.finished().values()), self.criteria["sort_by"], self.dir.path,
-                                list(self.hyper))
-
-    def _show_new(self):
-        """World rank 0: print the models finished since it last looked; refresh the files."""
-        if self.rank != 0:
-            return
-        board = self._board()
+    def _refresh(self, final=False):
+        """World rank 0: print the models finished since it last looked; rewrite the
+        leaderboard when there are new ones (and at the end); returns the board."""
+        records = list(self.dir.finished().values())
+        board = leaderboard.rows(records, self.criteria["sort_by"], self.dir.path, list(self.hyper))
         new = [r for r in board if r["model_id"] not in self.shown]
         for row in sorted(new, key=lambda r: leaderboard.id_order(r["model_id"])):
             self.say(leaderboard.line(row, list(self.hyper)))
             self.shown.add(row["model_id"])
-        if new:
-            self._write_board(board)
+        if new or final:
+            self._write_board(records, board, final)
+        return board
 
-    def _write_board(self, board, final=False):
+    def _write_board(self, records, board, final):
+        """leaderboard.csv/json; best_model.h5 when the best model changed; the plot."""
+        best = leaderboard.best_of(board)
         try:
             leaderboard.write(self.dir.path, board, list(self.hyper))
-            leaderboard.write_best(self.dir.path, board)
-            self._plot(final)
+            if best is not None and best["model_path"] != self.best_copied:
+                leaderboard.write_best(self.dir.path, best)
+                self.best_copied = best["model_path"]
+            self._plot(records, final)
         except UserError as e:
             fail_alone(self.world, str(e))
 
-    def _plot(self, final):
+    def _plot(self, records, final):
         """search_progress.png: at the end, and every PLOT_EVERY_S while the search runs."""
         if self.plotted is False or (not final and time.time() - self.plotted < PLOT_EVERY_S):
             return
@@ -339,8 +342,7 @@ class GridSearch:
             self.say(progress_plot.MISSING)
             self.plotted = False
             return
-        progress_plot.write(self.dir.path, list(self.dir.finished().values()), self.criteria["sort_by"],
-                            self.dir.created, plt)
+        progress_plot.write(self.dir.path, records, self.criteria["sort_by"], self.dir.created, plt)
         self.plotted = time.time()
 
     def _finish(self, stopped):
@@ -352,9 +354,7 @@ class GridSearch:
         if self.rank == 0:
             if self.culling and not stopped:
                 self._cull()
-            self._show_new()
-            board = self._board()
-            self._write_board(board, final=True)
+            board = self._refresh(final=True)
             culled = sum(r['status'] == 'culled' for r in board)
             self.say(f"grid: {sum(r['status'] == 'done' for r in board)} model(s) done, "
                      + (f"{culled} culled, " if self.culling else "")

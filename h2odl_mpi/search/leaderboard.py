@@ -168,11 +168,13 @@ def write(search_dir, board, hyper_names):
             raise UserError(f"{path}: cannot write the leaderboard: {e.strerror or e}") from None
 
 
-def write_best(search_dir, board):
-    """best_model.h5: a copy of the best done model's file (None when none is done)."""
-    best = next((r for r in board if r["status"] == "done" and r.get("model_path") and not r.get("members")), None)
-    if best is None:
-        return None
+def best_of(board):
+    """The row of the best done single model (not an ensemble), or None."""
+    return next((r for r in board if r["status"] == "done" and r.get("model_path") and not r.get("members")), None)
+
+
+def write_best(search_dir, best):
+    """best_model.h5: a copy of the model file of row `best` (best_of(board))."""
     path = os.path.join(search_dir, "best_model.h5")
     try:
         with open(best["model_path"], "rb") as f:
