@@ -56,8 +56,6 @@ class EstimatorError(UserError, ValueError):
 
 # h2o-py's names for the data parameters; the rest of params.SPEC keep their names
 RENAMED = {"train": "training_frame", "validation": "validation_frame", "response": "response_column"}
-# H2O's parameters this version fixes at H2O-3's value (accepted at it, refused otherwise)
-ACCEPTED = {k: v for k, v in {"mini_batch_size": 1}.items() if k not in P.SPEC}
 # command-line parameters the estimators leave out: scoring_history names the CLI's CSV file,
 # where h2o-py's model.scoring_history() is a method (the CSV: save the DataFrame it returns)
 LEFT_OUT = ("scoring_history",)
@@ -71,7 +69,6 @@ def parameter_defaults(autoencoder=False):
     for name, (_typ, default, _check, _help) in P.SPEC.items():
         if name not in RENAMED and name not in LEFT_OUT:
             out[name] = tuple(default) if isinstance(default, list) else default
-    out.update(ACCEPTED)
     out["autoencoder"] = bool(autoencoder)
     out["comm"] = None
     return out
@@ -223,10 +220,6 @@ class DeepLearningEstimator(BaseEstimator):
         if isinstance(raw["hidden"], int):
             raw["hidden"] = [raw["hidden"]]
         raw["ignored_columns"] = raw["ignored_columns"] or []
-        for name, fixed in ACCEPTED.items():
-            if _plain(getattr(self, name)) not in (fixed, None):
-                raise EstimatorError(f"{name} = {getattr(self, name)}: only {fixed} is supported "
-                                     f"(H2O-3 accepts it and fixes it at {fixed})")
         return raw
 
     def _validated(self, raw):

@@ -198,3 +198,11 @@ def test_pandas_text_columns_are_categorical_and_arrays_validate():
     assert m.predict(df).shape == (200,) and not hasattr(m, "classes_")
     c = DeepLearningClassifier(**FAST).fit(X, y.astype(float))  # numbers as classes (multinomial)
     assert c.params_["distribution"] == "multinomial" and list(c.classes_) == [0.0, 1.0]
+
+
+def test_mini_batch_size_reaches_the_kernel():
+    X, y = _data()
+    one, four = (DeepLearningClassifier(**dict(FAST, epochs=2, mini_batch_size=b)).fit(X, y) for b in (1, 4))
+    assert four.get_params()["mini_batch_size"] == 4 and four.params_["mini_batch_size"] == 4
+    assert four.network_.config.mini_batch_size == 4 and one.network_.config.mini_batch_size == 1
+    assert not np.array_equal(one.model_, four.model_)
