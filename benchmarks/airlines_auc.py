@@ -43,7 +43,7 @@ def split(tmp, seed=42):
 
 def ours(paths, epochs, seed):
     from h2odl_mpi.params import validate
-    from h2odl_mpi.trainer import train
+    from h2odl_mpi.training.trainer import train
     p = validate({"train": paths["train"], "validation": paths["test"], "response": RESPONSE,
                   "ignored_columns": LEAKS, "epochs": epochs, "seed": seed, "quiet_mode": True,
                   "score_validation_samples": 0})

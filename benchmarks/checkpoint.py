@@ -33,12 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from h2odl_mpi.frame import Frame  # noqa: E402
+from h2odl_mpi.data.frame import Frame  # noqa: E402
 from h2odl_mpi.kernel import Network  # noqa: E402
-from h2odl_mpi.model_io import load_model, save_model  # noqa: E402
+from h2odl_mpi.model.model_io import load_model, save_model  # noqa: E402
 from h2odl_mpi.params import validate  # noqa: E402
-from h2odl_mpi.preprocess import Preprocess  # noqa: E402
-from h2odl_mpi.model_setup import net_config  # noqa: E402
+from h2odl_mpi.data.preprocess import Preprocess  # noqa: E402
+from h2odl_mpi.training.model_setup import net_config  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TRAIN = ROOT / "h2odl_mpi" / "datasets" / "mnist" / "train.csv.gz"

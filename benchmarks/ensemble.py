@@ -64,9 +64,9 @@ def airlines_files(tmp):
 
 def case(name, tmp, paths, fixed, hyper, metric, epochs, threads, seed):
     """The grid, the ensembles, every model's test metric."""
-    from h2odl_mpi.ensemble import build_ensemble
-    from h2odl_mpi.evaluate import evaluate_file
-    from h2odl_mpi.search import grid_search
+    from h2odl_mpi.workflows.ensemble import build_ensemble
+    from h2odl_mpi.evaluation.evaluate import evaluate_file
+    from h2odl_mpi.workflows.search import grid_search
     fixed = dict(fixed, train=paths["train"], validation=paths["valid"], epochs=epochs, threads=threads,
                  seed=seed, stopping_rounds=0, variable_importances=False, score_validation_samples=0,
                  quiet_mode=True)

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from h2odl_mpi._kernel import lib  # noqa: E402
-from h2odl_mpi.frame import Frame  # noqa: E402
+from h2odl_mpi.data.frame import Frame  # noqa: E402
 from h2odl_mpi.kernel import NetConfig, Network, Rows  # noqa: E402
-from h2odl_mpi.preprocess import Preprocess  # noqa: E402
+from h2odl_mpi.data.preprocess import Preprocess  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT / "h2odl_mpi" / "datasets"

@@ -95,10 +95,10 @@ def _num(x):
 
 # ----------------------------------------------------------------------------- h2odl_mpi
 def ours(name, paths, epochs, seed):
-    from h2odl_mpi.frame import Frame
+    from h2odl_mpi.data.frame import Frame
     from h2odl_mpi.params import validate
-    from h2odl_mpi.performance import model_performance
-    from h2odl_mpi.trainer import train
+    from h2odl_mpi.evaluation.performance import model_performance
+    from h2odl_mpi.training.trainer import train
     s = SETS[name]
     p = validate({"train": paths["train"], "response": s["response"], "ignored_columns": list(s["ignored"]),
                   **NETWORK, "epochs": epochs, "seed": seed, "threads": THREADS, "quiet_mode": True})

@@ -64,7 +64,7 @@ def measure_speed(path, repeat):
     """Best wall time of each reader over `repeat` rounds, the readers taking turns."""
     import pandas as pd
     import pyarrow.csv as pacsv
-    from h2odl_mpi.frame import Frame
+    from h2odl_mpi.data.frame import Frame
 
     frame = Frame.read(path, use_threads=False)          # warm-up: imports, page cache
     readers = {
@@ -86,7 +86,7 @@ def memory_probe(path):
     import tracemalloc
 
     import pyarrow as pa
-    from h2odl_mpi.frame import Frame
+    from h2odl_mpi.data.frame import Frame
 
     import pandas  # noqa: F401  (pyarrow imports it lazily; keep that out of the measurement)
     Frame.read(DATA / "ecg" / "ecg_discord_test.csv")   # load lazily-imported code first

@@ -33,7 +33,7 @@ MARKS = [0.5, 1, 1.5, 2, 3, 4]
 TARGET = 0.11
 MNIST = dict(train=str(DATA / "mnist" / "train.csv.gz"), validation=str(DATA / "mnist" / "test.csv.gz"),
              response="C785", hidden=[200, 200])
-COMBINES_PER_EPOCH_PER_RANK = 1.5  # h2odl_mpi.combine.BlockMomentum's
+COMBINES_PER_EPOCH_PER_RANK = 1.5  # h2odl_mpi.training.combine.BlockMomentum's
 
 
 def rows_per_iteration(n_rows, ranks):
@@ -50,7 +50,7 @@ def worker(cfg):
     from mpi4py import MPI
     sys.path.insert(0, str(ROOT))
     from h2odl_mpi.params import validate
-    from h2odl_mpi.trainer import train
+    from h2odl_mpi.training.trainer import train
     comm = MPI.COMM_WORLD
     ck = comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None)
     p = dict(cfg["params"], threads=1, quiet_mode=True, overwrite_with_best_model=False,

@@ -3,7 +3,7 @@
 `epochs` each, the same Modulo folds on both sides, in one run: each system's
 cross-validation AUC, logloss and classification error, and the wall time of the whole
 cross-validation (the fold models and the main model; H2O-3's from its client, data already
-parsed; ours from train(), data read included).
+parsed; ours from train_or_cross_validate(), data read included).
 
     .venv/bin/python benchmarks/search.py --skip-grid [--folds 5] [--no-h2o]
 """
@@ -27,11 +27,11 @@ METRICS = ("auc", "logloss", "classification_error")
 
 def ours(path, folds):
     from h2odl_mpi.params import validate
-    from h2odl_mpi.trainer import train
+    from h2odl_mpi.workflows.cross_validation import train_or_cross_validate
     p = validate({"train": path, "response": RESPONSE, "ignored_columns": LEAKS, "epochs": EPOCHS, "seed": SEED,
                   "nfolds": folds, "fold_assignment": "Modulo", "quiet_mode": True, "threads": 2})
     t = time.perf_counter()
-    run = train(p, None)
+    run = train_or_cross_validate(p, None)
     wall = time.perf_counter() - t
     cv = run.metrics["cross_validation"]
     return {"system": "h2odl_mpi", "wall_s": wall, **{m: cv[m] for m in METRICS}}

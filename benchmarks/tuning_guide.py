@@ -230,7 +230,7 @@ class Ours:
     """h2odl_mpi through its Python API (comm=None: one process), the MNIST frames read once."""
 
     def __init__(self, threads, seed, quiet_wait):
-        from h2odl_mpi.frame import Frame
+        from h2odl_mpi.data.frame import Frame
 
         self.threads, self.seed, self.quiet_wait = threads, seed, quiet_wait
         t0 = time.perf_counter()
@@ -244,7 +244,7 @@ class Ours:
         if not n or n >= self.test_frame.n_rows:
             return self.test_frame
         if n not in self._heads:
-            from h2odl_mpi.frame import Frame
+            from h2odl_mpi.data.frame import Frame
 
             self._heads[n] = Frame.from_arrays({c: self.test_frame.decode(c, 0, n) for c in self.test_frame.names})
         return self._heads[n]
@@ -259,7 +259,7 @@ class Ours:
         return validate(p)
 
     def test_error(self, run, frame):
-        from h2odl_mpi import metrics
+        from h2odl_mpi.evaluation import metrics
 
         rows = run.info.rows(frame, training=False)
         out = run.network.predict(run.model, rows, "output", threads=run.summary["threads_per_rank"])
@@ -267,7 +267,7 @@ class Ours:
         return metrics.classification_metrics(prob, rows.y, rows.weight)["classification_error"]
 
     def train(self, params, validation):
-        from h2odl_mpi.trainer import train
+        from h2odl_mpi.training.trainer import train
 
         q = quiet(self.quiet_wait)
         with CpuMonitor() as mon:
@@ -820,7 +820,7 @@ def main(argv=None):
         "settings": {
             "both": COMMON,
             "h2odl_mpi": {"threads": args.threads, "isa": ffi.string(lib.h2o_isa()).decode(),
-                          "api": "h2odl_mpi.trainer.train(validate(params), comm=None)",
+                          "api": "h2odl_mpi.training.trainer.train(validate(params), comm=None)",
                           "time": "summary wall_time_s - startup_s.to_first_row (scoring included)"},
             "h2o": ({"defaults": H2O_DEFAULTS, "nthreads": args.h2o_nthreads, "max_mem_size": args.h2o_mem,
                      "max_runtime_secs": args.h2o_max_runtime, "seed": args.seed,

@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from h2odl_mpi import params as P
-from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
+from h2odl_mpi.training.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
 from h2odl_mpi.collectives import parallel, rank_and_size
 from h2odl_mpi.errors import UserError, abort, agree
 
@@ -62,17 +62,17 @@ def build_parser():
                        help="an autoencoder's reconstruction in the inputs' units (reconstr_<input>)")
     pr.add_argument("--per_feature", "--per-feature", dest="per_feature", action="store_true",
                     help="with --anomaly: each input's squared reconstruction error (reconstr_<input>.SE)")
-    from h2odl_mpi import evaluate
+    from h2odl_mpi.evaluation import evaluate
     evaluate.add_arguments(sub.add_parser("evaluate", allow_abbrev=False,
                                           help="a saved model's metrics on a labelled data file"))
     _add_grid_parser(sub)
-    from h2odl_mpi import ensemble
+    from h2odl_mpi.workflows import ensemble
     ensemble.add_arguments(sub.add_parser("ensemble", allow_abbrev=False,
                                           help="one model file averaging a search's best models"))
-    from h2odl_mpi.frame import describe
+    from h2odl_mpi.data.frame import describe
     d = sub.add_parser("describe", allow_abbrev=False, help="summarise a data file (column store)")
     describe.add_arguments(d)
-    from h2odl_mpi import report
+    from h2odl_mpi.evaluation import report
     report.add_arguments(sub.add_parser("report", allow_abbrev=False,
                                         help="a model file as one self-contained HTML page (needs matplotlib)"))
     from h2odl_mpi import jobscript
@@ -97,7 +97,7 @@ def _add_grid_parser(sub):
 
 def _grid_inputs(ns):
     """(fixed parameters, hyper_params, search_criteria): the grid file's, flags over it."""
-    from h2odl_mpi.search import grid_file
+    from h2odl_mpi.workflows.search import grid_file
     fixed, hyper, criteria = grid_file.load(ns.config)
     fixed.update(_flags_given(ns))
     return fixed, hyper, criteria
@@ -172,8 +172,8 @@ def _train(ns, job):
         stop = StopFlag().install()
     job.comm = _comm()
     agree(job.comm, error, own_first=True)
-    from h2odl_mpi.trainer import train
-    train(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
+    from h2odl_mpi.workflows.cross_validation import train_or_cross_validate
+    train_or_cross_validate(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
     return 0
 
 
@@ -188,7 +188,7 @@ def _grid(ns, job):
     try:
         job.comm = _comm()
         agree(job.comm, error, own_first=True)
-        from h2odl_mpi.search import grid_search
+        from h2odl_mpi.workflows.search import grid_search
         grid_search(*inputs, ns.search_dir, ns.ranks_per_model, job.comm, stop=stop)
     finally:
         stop.restore()
@@ -196,7 +196,7 @@ def _grid(ns, job):
 
 
 def _predict(ns, job):
-    from h2odl_mpi.predict import predict_file
+    from h2odl_mpi.evaluation.predict import predict_file
     job.comm = _comm()
     agree(job.comm, _error_of(P.check_threads, "--threads", ns.threads), own_first=True)
     predict_file(ns.model, ns.data, ns.out, job.comm, threads=ns.threads or None, anomaly=ns.anomaly,
@@ -205,7 +205,7 @@ def _predict(ns, job):
 
 
 def _describe(ns, job):
-    from h2odl_mpi.frame import describe
+    from h2odl_mpi.data.frame import describe
     job.comm = _comm()
     return describe.run(ns)
 
@@ -229,9 +229,9 @@ def _alone(module):
     return run
 
 
-COMMANDS = {"train": _train, "grid": _grid, "predict": _predict, "evaluate": _on_ranks("evaluate"),
-            "ensemble": _on_ranks("ensemble"), "describe": _describe,
-            "report": _alone("report"), "jobscript": _alone("jobscript")}
+COMMANDS = {"train": _train, "grid": _grid, "predict": _predict, "evaluate": _on_ranks("evaluation.evaluate"),
+            "ensemble": _on_ranks("workflows.ensemble"), "describe": _describe,
+            "report": _alone("evaluation.report"), "jobscript": _alone("jobscript")}
 
 
 def main(argv=None):

@@ -12,9 +12,19 @@ import sys
 
 from h2odl_mpi.collectives import allgather_obj, parallel
 
+# exit status meaning "stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue me"
+# (training.checkpoint writes it, the job scripts requeue on it)
+REQUEUE_EXIT_CODE = 85
+
 
 class UserError(Exception):
     """Bad input or parameter; the message is meant for the user as it is."""
+
+
+class EstimatorError(UserError, ValueError):
+    """A bad parameter or bad data given through the Python API (the estimators, h2o-py's
+    module, data in memory): a UserError (one line naming the parameter, file or column)
+    that scikit-learn also recognises as a ValueError."""
 
 
 def agree(comm, error=None, own_first=False):

@@ -7,7 +7,7 @@ or mpirun) running `python -m h2odl_mpi train --resume DIR --checkpoint_dir DIR 
 signal before the wall time that the trainer answers by checkpointing and exiting with
 REQUEUE_EXIT, and the requeue (Slurm: scontrol requeue; PBS: qsub of the same script) when
 it does.  Every setting can also be overridden at submission through H2ODL_* variables.
-With --search the job runs `grid` instead (h2odl_mpi.search): many models on groups of
+With --search the job runs `grid` instead (h2odl_mpi.workflows.search): many models on groups of
 ranks, its search directory where a train job keeps its checkpoints, continued by the same
 command after a requeue.  The scripts in jobscripts/ are this module's output.
 
@@ -23,7 +23,7 @@ import shlex
 import sys
 
 from h2odl_mpi.atomic import replacing
-from h2odl_mpi.checkpoint import REQUEUE_EXIT_CODE as REQUEUE_EXIT  # "checkpoint written, requeue me"
+from h2odl_mpi.errors import REQUEUE_EXIT_CODE as REQUEUE_EXIT  # "checkpoint written, requeue me"
 from h2odl_mpi.errors import UserError
 
 SIGNAL_LEAD_S = 300

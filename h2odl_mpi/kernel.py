@@ -11,9 +11,9 @@ that turns a code into a `KernelError`.
 not the kernel's, such as `WEIGHT_DISTRIBUTIONS`, live in h2odl_mpi.params).  `Rows` holds the
 rows the kernel reads: a dense float32 matrix, CSR arrays, or (kind frame) any row source
 with `to_c(keep, threads)`, in practice the compressed column store itself as described by
-h2odl_mpi/frame/c_view.py (`FrameInput`, `FrameSource`, `frame_rows`) and decoded per row in
+h2odl_mpi/data/frame/c_view.py (`FrameInput`, `FrameSource`, `frame_rows`) and decoded per row in
 C (csrc/frame_rows.c); `preprocess.Preprocess.rows(frame)` builds those, and the store is
-never expanded.  This module does not import h2odl_mpi.frame.
+never expanded.  This module does not import h2odl_mpi.data.frame.
 """
 from dataclasses import dataclass, field
 import math
@@ -190,7 +190,7 @@ class Rows:
     y: np.ndarray = None
     weight: np.ndarray = None
     offset: np.ndarray = None
-    frame: object = None      # a FRAME source (h2odl_mpi.frame.c_view.FrameSource)
+    frame: object = None      # a FRAME source (h2odl_mpi.data.frame.c_view.FrameSource)
 
     @property
     def kind(self):
@@ -224,7 +224,7 @@ class Rows:
     @classmethod
     def from_source(cls, source, y=None, weight=None, offset=None):
         """FRAME rows read through `source` (source.n_rows rows of source.n_cols inputs;
-        source.to_c(keep, threads) gives the h2o_frame): h2odl_mpi.frame.c_view.frame_rows
+        source.to_c(keep, threads) gives the h2o_frame): h2odl_mpi.data.frame.c_view.frame_rows
         builds these over the column store."""
         r = cls(n_rows=int(source.n_rows), n_cols=int(source.n_cols), frame=source)
         r._set_columns(y, weight, offset)

@@ -129,7 +129,7 @@ SPEC = {
     "variable_importances": (bool, True, None, "compute the inputs' importances (Gedeon) at the end"),
     "export_weights_and_biases": (bool, False, None, "also write each layer's weights and biases as CSV "
                                                      "into the directory <model_out>.weights"),
-    # N-fold cross-validation (h2odl_mpi/cross_validation.py, h2odl_mpi/folds.py)
+    # N-fold cross-validation (h2odl_mpi/workflows/cross_validation.py, h2odl_mpi/data/folds.py)
     "nfolds": (int, 0, None, "cross-validation folds: 0 (none) or at least 2"),
     "fold_column": (str, None, None, "column naming each row's cross-validation fold (levels, or integers "
                                      "0..N-1 or 1..N); never an input"),
@@ -272,7 +272,8 @@ def _check_finite(name, value):
         raise UserError(f"{name} = {value}: expected a finite number")
 
 
-def _check_range(name, value, check):
+def check_range(name, value, check):
+    """UserError naming parameter `name` unless `value` lies in its SPEC range `check`."""
     if isinstance(check, tuple) and len(check) == 4 and not isinstance(check[0], str):
         lo, hi, lo_open, hi_open = check
         ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
@@ -377,7 +378,7 @@ def validate(params):
             raise UserError(f"{name} must be of type {typ.__name__}, got {v!r}")
         _check_finite(name, v)
         if check is not None:
-            _check_range(name, v, check)
+            check_range(name, v, check)
     _check_sizes(p)
     if p["class_sampling_factors"] is not None and not p["balance_classes"]:
         raise UserError("class_sampling_factors requires balance_classes = true (as in H2O-3)")

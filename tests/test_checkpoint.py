@@ -10,12 +10,12 @@ import h5py
 import numpy as np
 import pytest
 
-from h2odl_mpi import checkpoint as ckpt
+from h2odl_mpi.training import checkpoint as ckpt
 from h2odl_mpi.cli import main
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 from process_cpu import wait_for_cpu
 
 
@@ -43,7 +43,7 @@ def test_save_load_predict_identical(tmp_path):
     s = train(_params(data, model_out=str(tmp_path / "m.h5")))
     network, buf, info, params, attrs = load_model(str(tmp_path / "m.h5"))
     assert np.array_equal(buf, s.model) and attrs["state"]["iteration"] == s["iterations"]
-    from h2odl_mpi.frame import Frame
+    from h2odl_mpi.data.frame import Frame
     rows = info.rows(Frame.read(data), training=False)
     a = s.network.predict(s.model, rows, "output", threads=1)
     b = network.predict(buf, rows, "output", threads=1)
@@ -236,7 +236,7 @@ def test_export_weights_and_biases_as_csv(tmp_path):
 
 
 def test_pretrained_autoencoder_initialises_hidden_layers(tmp_path):
-    from h2odl_mpi import model_setup
+    from h2odl_mpi.training import model_setup
     data = _csv(tmp_path / "d.csv")
     ae = tmp_path / "ae.h5"
     train(validate({"train": data, "autoencoder": True, "ignored_columns": ["label"], "hidden": [8, 6],
@@ -305,10 +305,10 @@ def test_a_signal_inside_one_long_iteration_stops_within_a_block(tmp_path):
 def test_blocks_of_rows_train_as_one_call_on_one_thread(tmp_path):
     """The trainer splits an iteration into blocks (to answer signals quickly); on one
     thread that gives the same bits as one kernel call over all the rows."""
-    from h2odl_mpi.frame import Frame
+    from h2odl_mpi.data.frame import Frame
     from h2odl_mpi.kernel import NetConfig, Network
-    from h2odl_mpi.preprocess import Preprocess
-    from h2odl_mpi.hogwild import Blocks
+    from h2odl_mpi.data.preprocess import Preprocess
+    from h2odl_mpi.training.hogwild import Blocks
     data = _csv(tmp_path / "d.csv", n=1000)
     frame = Frame.read(data)
     info = Preprocess.fit(frame, _params(data))
@@ -329,7 +329,7 @@ def test_blocks_of_rows_train_as_one_call_on_one_thread(tmp_path):
 
 
 def test_a_signal_before_training_checkpoints_the_starting_model(tmp_path):
-    from h2odl_mpi import trainer
+    from h2odl_mpi.training import trainer
     data = _csv(tmp_path / "d.csv")
     d = tmp_path / "ck"
     real = trainer.Preprocess.fit
@@ -385,7 +385,7 @@ def test_unwritable_outputs_fail_before_the_data_is_read(tmp_path):
 
 
 def test_a_failed_checkpoint_write_names_the_file(tmp_path, monkeypatch):
-    from h2odl_mpi import outputs
+    from h2odl_mpi.training import outputs
 
     def disk_full(path, *args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from h2odl_mpi.cli import main
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.model.model_io import load_model
 
 
 def _small_csv(path, n=300, seed=0):
@@ -59,7 +59,7 @@ def test_predict_matches_model(tmp_path):
     assert rows[0] == ["predict", "pno", "pyes"] and len(rows) == 301
     p = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
     np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
-    from h2odl_mpi.predict import default_threshold  # H2O labels at the max-F1 threshold
+    from h2odl_mpi.evaluation.predict import default_threshold  # H2O labels at the max-F1 threshold
     _, _, _, params, attrs = load_model(str(model))
     t = default_threshold(attrs["history"], params)
     assert t in [r["training_threshold"] for r in attrs["history"]]

@@ -5,7 +5,7 @@ import pytest
 
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 
 
 @pytest.fixture(scope="module")

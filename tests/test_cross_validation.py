@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, mean_squared_error, roc_auc_score
 
-from h2odl_mpi import folds as F
-from h2odl_mpi import metrics
+from h2odl_mpi.data import folds as F
+from h2odl_mpi.evaluation import metrics
 from h2odl_mpi.cli import main
-from h2odl_mpi.cross_validation import summary_table
+from h2odl_mpi.workflows.cross_validation import summary_table, train_or_cross_validate
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.frame import Frame
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.data.frame import Frame
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 
 
 def _csv(path, n=120, seed=0, regression=False, fold=None):
@@ -117,7 +117,7 @@ def test_summary_table_is_mean_and_sample_sd_over_the_folds():
 def test_classification_cv_metrics_are_those_of_the_holdout_predictions(tmp_path):
     data = _csv(tmp_path / "c.csv", n=150)
     out = str(tmp_path / "m.h5")
-    run = train(_params(data, nfolds=3, model_out=out, keep_cross_validation_predictions=True,
+    run = train_or_cross_validate(_params(data, nfolds=3, model_out=out, keep_cross_validation_predictions=True,
                         keep_cross_validation_fold_assignment=True, summary_json=str(tmp_path / "s.json")))
     header, rows = _read_csv(tmp_path / "m_cv_holdout_predictions.csv")
     assert header == ["predict", "pno", "pyes"] and len(rows) == 150
@@ -149,7 +149,7 @@ def test_classification_cv_metrics_are_those_of_the_holdout_predictions(tmp_path
 def test_regression_cv_metrics_are_those_of_the_holdout_predictions(tmp_path):
     data = _csv(tmp_path / "r.csv", n=100, regression=True)
     out = str(tmp_path / "m.h5")
-    run = train(_params(data, nfolds=4, fold_assignment="Modulo", model_out=out,
+    run = train_or_cross_validate(_params(data, nfolds=4, fold_assignment="Modulo", model_out=out,
                         keep_cross_validation_predictions=True))
     _, rows = _read_csv(tmp_path / "m_cv_holdout_predictions.csv")
     pred = np.array([float(r[0]) for r in rows])
@@ -172,7 +172,7 @@ def test_main_model_fold_models_and_files(tmp_path):
     fold = np.repeat(["u", "v", "w"], 30)
     data = _csv(tmp_path / "f.csv", n=90, fold=fold)
     out = str(tmp_path / "m.h5")
-    run = train(_params(data, fold_column="f", model_out=out, stopping_rounds=3))
+    run = train_or_cross_validate(_params(data, fold_column="f", model_out=out, stopping_rounds=3))
     assert [m["holdout_rows"] for m in run["cross_validation_models"]] == [30, 30, 30]
     assert "f" not in run.info.input_names  # the fold column is never an input
     epochs = np.mean([m["epochs"] for m in run["cross_validation_models"]])
@@ -239,7 +239,7 @@ def test_bad_data_for_cross_validation_is_refused(tmp_path, fold, extra, needle)
     data = _csv(tmp_path / "d.csv", n=60, fold=fold)
     extra = {k: v.replace("OUT", str(tmp_path)) if isinstance(v, str) else v for k, v in extra.items()}
     with pytest.raises(UserError) as e:
-        train(_params(data, **extra))
+        train_or_cross_validate(_params(data, **extra))
     assert needle in str(e.value) and "\n" not in str(e.value)
     assert not list(tmp_path.glob("m*"))  # refused before anything was written
 
@@ -249,3 +249,12 @@ def test_the_cli_refuses_in_one_line(tmp_path, capsys):
     assert main(["train", "--train", data, "--response", "y", "--nfolds", "2", "--fold_column", "c"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: nfolds and fold_column exclude each other") and err.count("\n") == 1
+
+
+def test_train_trains_one_model_and_leaves_cross_validation_to_the_workflow(tmp_path):
+    data = _csv(tmp_path / "d.csv", n=60)
+    with pytest.raises(UserError, match="train_or_cross_validate") as e:
+        train(_params(data, nfolds=3))
+    assert "\n" not in str(e.value)
+    run = train_or_cross_validate(_params(data))  # without nfolds: one model, as train() gives it
+    assert "cross_validation" not in run.metrics and np.array_equal(run.model, train(_params(data)).model)

@@ -1,4 +1,4 @@
-"""Ensembles of a search's best models (h2odl_mpi.ensemble) on one rank: copies of one model
+"""Ensembles of a search's best models (h2odl_mpi.workflows.ensemble) on one rank: copies of one model
 predict as that model bit for bit; NNLS recovers known weights; fitted ensembles predict the
 weighted mean of their members; the file is a model for predict and evaluate; members that
 do not go together are refused in one line; the ensemble's row joins the leaderboard and
@@ -13,13 +13,13 @@ import h5py
 import numpy as np
 import pytest
 
-from h2odl_mpi import ensemble as E
+from h2odl_mpi.workflows import ensemble as E
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.evaluate import evaluate_file
-from h2odl_mpi.frame import Frame
-from h2odl_mpi.model_io import load_model
-from h2odl_mpi.predict import load_for_scoring, predict_file, predict_frame
-from h2odl_mpi.search import grid_search
+from h2odl_mpi.evaluation.evaluate import evaluate_file
+from h2odl_mpi.data.frame import Frame
+from h2odl_mpi.model.model_io import load_model
+from h2odl_mpi.evaluation.predict import load_for_scoring, predict_file, predict_frame
+from h2odl_mpi.workflows.search import grid_search
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # hyper-parameters that do not change the weights: four copies of one model

@@ -1,4 +1,4 @@
-"""The h2o-py / scikit-learn estimators (h2odl_mpi/estimator.py): scikit-learn's own
+"""The h2o-py / scikit-learn estimators (h2odl_mpi/api/estimator.py): scikit-learn's own
 estimator checks, the data kinds, parameters, files, the model's tables."""
 import pickle
 
@@ -9,10 +9,11 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from h2odl_mpi import (AutoEncoderEstimator, DeepLearningClassifier, DeepLearningEstimator,
-                       DeepLearningRegressor, importance, load_model, model_io, model_summary)
+                       DeepLearningRegressor, load_model)
+from h2odl_mpi.model import importance, model_io, model_summary
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.estimator import EstimatorError
-from h2odl_mpi.frame import Frame
+from h2odl_mpi.api.estimator import EstimatorError
+from h2odl_mpi.data.frame import Frame
 
 # small and reproducible: the tests' settings, not H2O's defaults
 FAST = dict(hidden=(16,), epochs=20, seed=1, reproducible=True, quiet_mode=True)

@@ -13,13 +13,13 @@ import h5py
 import numpy as np
 import pytest
 
-from h2odl_mpi import checkpoint as ckpt
+from h2odl_mpi.training import checkpoint as ckpt
 from h2odl_mpi.cli import main
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.frame import Frame
+from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.kernel import NetConfig, Network, buffer_floats
 from h2odl_mpi.params import THREADS_PER_CORE, cores_available, validate
-from h2odl_mpi.preprocess import Preprocess
+from h2odl_mpi.data.preprocess import Preprocess
 from process_cpu import wait_for_cpu
 
 N = 200
@@ -124,7 +124,7 @@ def test_a_diverging_run_keeps_the_best_model_scored_before(tmp_path, capfd):
     assert code == 0, captured.err
     assert "keeping the best model scored before it" in captured.out + captured.err
     assert json.loads(summary.read_text())["nonfinite_stop"] is True
-    from h2odl_mpi.model_io import load_model
+    from h2odl_mpi.model.model_io import load_model
     assert np.all(np.isfinite(load_model(str(out))[1]))
 
 
@@ -188,13 +188,13 @@ def _model(tmp_path):
 def _rewrite(path, edit):
     """Edit a model file in place, then make its checksums match again (a file that lies
     consistently, as a hostile one would)."""
-    from h2odl_mpi.model_io import _crc, content_crc
+    from h2odl_mpi.model.model_io import crc32_of, content_crc
     with h5py.File(path, "r+") as f:
         edit(f)
         for name, obj in f["network"].items():
             for ds in obj.values() if isinstance(obj, h5py.Group) else [obj]:
                 if isinstance(ds, h5py.Dataset) and "crc32" in ds.attrs:
-                    ds.attrs["crc32"] = _crc(ds[()])
+                    ds.attrs["crc32"] = crc32_of(ds[()])
         f.attrs["content_crc32"] = content_crc(f)
 
 

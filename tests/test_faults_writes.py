@@ -21,11 +21,12 @@ import time
 import numpy as np
 import pytest
 
-from h2odl_mpi import checkpoint as ckpt
+from h2odl_mpi.training import checkpoint as ckpt
+from h2odl_mpi.training.checkpoint_files import lineage_of
 from h2odl_mpi.atomic import _process_start
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 
 LOCK = ckpt.LOCK_NAME
 
@@ -171,7 +172,7 @@ def test_a_disk_turning_read_only_before_the_final_write(tmp_path):
     out = tmp_path / "ro"
     script = _wrapper(tmp_path, f"""
 import subprocess
-from h2odl_mpi import outputs
+from h2odl_mpi.training import outputs
 _orig = outputs.write_results
 def write_results(*a, **k):
     subprocess.run(["mount", "-o", "remount,ro", {str(out)!r}], check=True)
@@ -216,7 +217,7 @@ def test_a_library_error_while_writing_is_one_line_and_the_model_kept(tmp_path):
     """Whatever the library raises (here HDF5's multi-line RuntimeError) is one line."""
     data = _csv(tmp_path / "d.csv")
     script = _wrapper(tmp_path, """
-from h2odl_mpi import model_io
+from h2odl_mpi.model import model_io
 _orig, _calls = model_io.model_image, []
 def model_image(*a, **k):
     _calls.append(1)
@@ -253,7 +254,7 @@ def test_summary_on_a_full_disk_names_the_file(tmp_path):
 
 def test_export_weights_is_whole_or_absent(tmp_path, monkeypatch):
     """A failure in the middle of the CSV files leaves the earlier directory as it was."""
-    from h2odl_mpi import model_io
+    from h2odl_mpi.model import model_io
     s = train(validate({"train": _csv(tmp_path / "d.csv"), "response": "y", "hidden": [3], "epochs": 1,
                         "quiet_mode": True}))
     where = str(tmp_path / "m.h5.weights")
@@ -391,7 +392,7 @@ def test_pruning_spares_other_runs_and_follows_its_requeued_parts(tmp_path):
     train(_p(data, resume=d, epochs=2))                                # requeued: continues 4, writes 5..8
     assert sorted(os.listdir(d)) == [f"ckpt_{i:09d}.h5" for i in (0, 1, 7, 8)]
     assert _digest(ckpt.checkpoint_path(d, 1)) == foreign
-    lineages = {ckpt.lineage_of(ckpt.checkpoint_path(d, i)) for i in (1, 7, 8)}
+    lineages = {lineage_of(ckpt.checkpoint_path(d, i)) for i in (1, 7, 8)}
     assert len(lineages) == 2 and None not in lineages
     before = {n: _digest(os.path.join(d, n)) for n in os.listdir(d)}
     rc, _, err = _run(tmp_path, _args(data, "--checkpoint_dir", d))    # a fresh run would overwrite them

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.frame import CATEGORICAL, NUMERIC, Frame
-from h2odl_mpi.frame import describe
+from h2odl_mpi.data.frame import CATEGORICAL, NUMERIC, Frame
+from h2odl_mpi.data.frame import describe
 
 
 def write(path, data, opener=open):

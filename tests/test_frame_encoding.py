@@ -4,8 +4,8 @@ C layout documented in docs/column_store.md."""
 import numpy as np
 import pytest
 
-from h2odl_mpi.frame.column import Column, NUMERIC, compact_chunks
-from h2odl_mpi.frame.encoding import DESCRIPTOR_DTYPE, Encoding, encode, encode_block
+from h2odl_mpi.data.frame.column import Column, NUMERIC, compact_chunks
+from h2odl_mpi.data.frame.encoding import DESCRIPTOR_DTYPE, Encoding, encode, encode_block
 
 RNG = np.random.default_rng(1234)
 N = 3001  # not a multiple of 8: exercises the bit-packed tails
@@ -227,7 +227,7 @@ def _random_column(rng, n):
 def test_vectorised_encoder_makes_the_reference_choice():
     """encode_block (all columns at once) gives exactly the chunk of the one-column
     specification, reference_encode: same descriptor, same bytes."""
-    from h2odl_mpi.frame.encoding import reference_encode
+    from h2odl_mpi.data.frame.encoding import reference_encode
     rng = np.random.default_rng(7)
     for trial in range(120):
         n = int(rng.choice([1, 2, 7, 33, 100, 1000, 3001]))

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from h2odl_mpi.frame import CATEGORICAL, NUMERIC, Frame
-from h2odl_mpi.frame.sharding import iter_blocks, plan_text_shard
-from h2odl_mpi.frame.sources import resolve_inputs
+from h2odl_mpi.data.frame import CATEGORICAL, NUMERIC, Frame
+from h2odl_mpi.data.frame.sharding import iter_blocks, plan_text_shard
+from h2odl_mpi.data.frame.sources import resolve_inputs
 
 
 def write(path, text, opener=open):

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from h2odl_mpi._kernel import ffi, lib
-from h2odl_mpi.frame import Frame
+from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.kernel import NetConfig, Network, Rows
-from h2odl_mpi.encodings import np_hash
-from h2odl_mpi.preprocess import Preprocess
+from h2odl_mpi.data.encodings import np_hash
+from h2odl_mpi.data.preprocess import Preprocess
 from isa_variants import cpu_runs
 
 HERE = Path(__file__).parent

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 import h2odl_mpi
-from h2odl_mpi.frame import CATEGORICAL, Frame
-from h2odl_mpi.frame import describe
-from h2odl_mpi.frame.readers import NA_STRINGS
+from h2odl_mpi.data.frame import CATEGORICAL, Frame
+from h2odl_mpi.data.frame import describe
+from h2odl_mpi.data.frame.readers import NA_STRINGS
 
 DATA = Path(h2odl_mpi.__file__).parent / "datasets"
 

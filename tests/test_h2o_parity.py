@@ -15,12 +15,13 @@ import math
 import numpy as np
 import pytest
 
-from h2odl_mpi import cli, config, params as P, scoring, trainer
+from h2odl_mpi import cli, config, params as P
+from h2odl_mpi.training import scoring, trainer
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.kernel import NetConfig, Network, Rows
-from h2odl_mpi.model_setup import net_config, starting_model
+from h2odl_mpi.training.model_setup import net_config, starting_model
 from h2odl_mpi.params import validate
-from h2odl_mpi.scoring import BestModel, scoring_due
+from h2odl_mpi.training.scoring import BestModel, scoring_due
 
 
 # ---- 1. initial biases -----------------------------------------------------------------------

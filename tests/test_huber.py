@@ -3,11 +3,11 @@ quantile of the absolute training residuals, re-estimated at every scoring)."""
 import numpy as np
 import pytest
 
-from h2odl_mpi.frame import Frame
+from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.kernel import NetConfig, Network, Rows
 from h2odl_mpi.params import validate
-from h2odl_mpi.scoring import weighted_quantile
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.scoring import weighted_quantile
+from h2odl_mpi.training.trainer import train
 
 
 def _data(path, n=500):

@@ -4,11 +4,11 @@ import h5py
 import numpy as np
 import pytest
 
-from h2odl_mpi.importance import gedeon, table
+from h2odl_mpi.model.importance import gedeon, table
 from h2odl_mpi.kernel import NetConfig, Network
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 
 
 def loops(w1, w2):

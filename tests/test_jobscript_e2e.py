@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import h2odl_mpi
-from h2odl_mpi.checkpoint import newest_valid
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.training.checkpoint import newest_valid
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.jobscript import REQUEUE_EXIT, render
 
 MNIST = Path(h2odl_mpi.__file__).parent / "datasets" / "mnist" / "train.csv.gz"

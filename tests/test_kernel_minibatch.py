@@ -234,8 +234,8 @@ def test_skipped_rows_do_not_count_in_a_block():
 def frame_rows(n=300, seed=0):
     """A column store with numeric columns and a one-hot categorical (zero inputs), its
     FRAME rows and the same rows as a dense matrix."""
-    from h2odl_mpi.frame import Frame
-    from h2odl_mpi.preprocess import Preprocess
+    from h2odl_mpi.data.frame import Frame
+    from h2odl_mpi.data.preprocess import Preprocess
     rng = np.random.default_rng(seed)
     data = {"a": rng.normal(size=n), "b": np.where(rng.random(n) < 0.5, 0.0, rng.normal(size=n)),
             "c": np.array([f"L{int(u * 9)}" for u in rng.random(n)], dtype=object),
@@ -396,7 +396,7 @@ def test_hogwild_blocks_cut_calls_at_whole_mini_batches():
     """The trainer's kernel calls (hogwild.Blocks, a stop signal seen between calls) end at
     whole mini-batches: one thread trains the bits of a single call, skipped rows and all."""
     import types
-    from h2odl_mpi.hogwild import Blocks
+    from h2odl_mpi.training.hogwild import Blocks
     rng = np.random.default_rng(0)
     x = random_inputs(rng, 1500, n_cols=10)
     y = (np.abs(x[:, 0]) * 2).astype(np.float32) // 1 % 3

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from h2odl_mpi.metrics import (auc, average_precision, autoencoder_metrics, classification_metrics,
+from h2odl_mpi.evaluation.metrics import (auc, average_precision, autoencoder_metrics, classification_metrics,
                                max_f1_threshold, regression_metrics, scalar_metrics)
 
 REL = 1e-10

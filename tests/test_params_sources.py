@@ -5,9 +5,10 @@ import signal
 import numpy as np
 import pytest
 
-from h2odl_mpi import encodings, kernel, params
+from h2odl_mpi import kernel, params
+from h2odl_mpi.data import encodings
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 
 
 def test_every_activation_and_weight_distribution_reaches_the_kernel():

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from h2odl_mpi import metric_tables
+from h2odl_mpi.evaluation import metric_tables
 from h2odl_mpi.cli import main
-from h2odl_mpi.frame import Frame
-from h2odl_mpi.model_io import load_model
-from h2odl_mpi.performance import ModelPerformance, model_performance
-from h2odl_mpi.predict import predict_frame
+from h2odl_mpi.data.frame import Frame
+from h2odl_mpi.model.model_io import load_model
+from h2odl_mpi.evaluation.performance import ModelPerformance, model_performance
+from h2odl_mpi.evaluation.predict import predict_frame
 
 REL = 1e-9
 
@@ -134,7 +134,7 @@ def test_thresholds_table_on_a_subset_of_scores_and_with_weights():
     assert row[0] == "max f1" and math.isclose(row[2], f1.max(), rel_tol=1e-9)
     assert row[1] == distinct[::-1][int(np.argmax(f1))] == table.cell_values[row[3]][0]
     # ... and the max-F1 threshold is the one classification_metrics labels with
-    from h2odl_mpi.metrics import classification_metrics
+    from h2odl_mpi.evaluation.metrics import classification_metrics
     m = classification_metrics(np.column_stack([1 - score, score]), y, w)
     assert m["threshold"] == row[1]
 

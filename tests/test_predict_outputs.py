@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from h2odl_mpi.cli import main
-from h2odl_mpi.frame import Frame
+from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.kernel import Rows
-from h2odl_mpi.model_io import load_model, save_model
-from h2odl_mpi.predict import default_threshold, predict_frame, unscale_reconstruction
-from h2odl_mpi.preprocess import Preprocess
+from h2odl_mpi.model.model_io import load_model, save_model
+from h2odl_mpi.evaluation.predict import default_threshold, predict_frame, unscale_reconstruction
+from h2odl_mpi.data.preprocess import Preprocess
 from test_performance import write_data
 
 

@@ -1,4 +1,4 @@
-"""The data description (h2odl_mpi.preprocess) against plain numpy/pandas references.
+"""The data description (h2odl_mpi.data.preprocess) against plain numpy/pandas references.
 
 Airlines (IsDepDelayed; categorical UniqueCarrier, TailNum, Origin, Dest, CancellationCode
 with NAs) and California housing (numeric, regression): layout and unit names, means and
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.frame import Frame
+from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.params import SPEC, validate
-from h2odl_mpi.preprocess import Preprocess
+from h2odl_mpi.data.preprocess import Preprocess
 
 NA = ["", "NA", "NaN", "nan", "N/A", "?"]
 AIR_IGNORED = ["IsArrDelayed", "ArrDelay", "DepDelay"]
@@ -358,7 +358,7 @@ def test_refused_and_bad_parameters(cal):
 def test_params_offer_exactly_the_encodings_of_the_table():
     """params.validate accepts the categorical_encoding values encodings.ENCODINGS
     implements, no more and no fewer."""
-    from h2odl_mpi.encodings import CATEGORICAL_ENCODINGS, ENCODINGS
+    from h2odl_mpi.data.encodings import CATEGORICAL_ENCODINGS, ENCODINGS
     assert CATEGORICAL_ENCODINGS == tuple(ENCODINGS)
     assert set(SPEC["categorical_encoding"][2]) == set(CATEGORICAL_ENCODINGS)
     for enc in CATEGORICAL_ENCODINGS:

@@ -1,4 +1,4 @@
-"""`python -m h2odl_mpi report MODEL.h5 -o report.html` (h2odl_mpi/report.py), and the
+"""`python -m h2odl_mpi report MODEL.h5 -o report.html` (h2odl_mpi/evaluation/report.py), and the
 model summary (layer table) in the summary JSON and the model file."""
 import base64
 import html
@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from h2odl_mpi import model_io, model_summary
+from h2odl_mpi.model import model_io, model_summary
 from h2odl_mpi.cli import main
-from h2odl_mpi.report import DPI, FIGSIZE
+from h2odl_mpi.evaluation.report import DPI, FIGSIZE
 
 WIDTH, HEIGHT = int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)
 

@@ -1,4 +1,4 @@
-"""Grid and random search (h2odl_mpi.search) on one rank: the plan, the grid file, the
+"""Grid and random search (h2odl_mpi.workflows.search) on one rank: the plan, the grid file, the
 leaderboard, and searches run end to end: every model once, as trained alone, failures
 listed, the limits, and a search stopped by SIGTERM and continued."""
 import json
@@ -13,8 +13,8 @@ import pytest
 
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.params import validate
-from h2odl_mpi.search import grid_file, grid_search, hyperspace, leaderboard
-from h2odl_mpi.trainer import train
+from h2odl_mpi.workflows.search import grid_file, grid_search, hyperspace, leaderboard
+from h2odl_mpi.training.trainer import train
 from search_data import binary_csv as _csv
 
 HYPER = {"hidden": [[4], [6, 3]], "l1": [0.0, 1e-3]}
@@ -243,5 +243,5 @@ def test_the_grid_command_takes_train_flags_and_refuses_one_not_implemented(tmp_
     assert main(["grid", "--config", str(grid), "--search_dir", str(tmp_path / "t"), "--hidden", "3",
                  "--quiet_mode", "true"]) == 0
     board = json.loads((tmp_path / "t" / "leaderboard.json").read_text())
-    from h2odl_mpi.model_io import load_model
+    from h2odl_mpi.model.model_io import load_model
     assert load_model(board[0]["model_path"])[0].units[1:-1] == [3]  # the flag over the file's default

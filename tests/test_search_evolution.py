@@ -1,4 +1,4 @@
-"""strategy = "Evolutionary" (h2odl_mpi.search.evolution) on one rank: ranges in the grid
+"""strategy = "Evolutionary" (h2odl_mpi.workflows.search.evolution) on one rank: ranges in the grid
 file, the genetic operators stay inside each parameter's list or range, selection, islands
 and migration, the same seed proposes the same models, the progress plot, and a search
 stopped by SIGTERM and continued loses no model and trains none twice."""
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.search import evolution, grid_file, grid_search, progress_plot
-from h2odl_mpi.search.hyperspace import Range
+from h2odl_mpi.workflows.search import evolution, grid_file, grid_search, progress_plot
+from h2odl_mpi.workflows.search.hyperspace import Range
 from search_data import binary_csv as _csv
 
 HYPER = {"hidden": [[3], [5], [4, 3]], "l1": Range(1e-6, 1e-2, log=True), "rate": Range(0.001, 0.05),

@@ -1,4 +1,4 @@
-"""Successive halving (h2odl_mpi.search.halving, ASHA) on one rank: the rungs, the promotion
+"""Successive halving (h2odl_mpi.workflows.search.halving, ASHA) on one rank: the rungs, the promotion
 rule, a search that promotes by it and culls the rest, survivors continued from their
 rung-end checkpoints with the bits of an uninterrupted run, early culling with another
 strategy, and a search stopped in a promoted rung and continued."""
@@ -8,12 +8,12 @@ import signal
 import numpy as np
 import pytest
 
-from h2odl_mpi.checkpoint import StopFlag, TrainingInterrupted
+from h2odl_mpi.training.checkpoint import StopFlag, TrainingInterrupted
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.params import validate
-from h2odl_mpi.search import grid_file, grid_search, halving
-from h2odl_mpi.trainer import train
+from h2odl_mpi.workflows.search import grid_file, grid_search, halving
+from h2odl_mpi.training.trainer import train
 from search_data import binary_csv as _csv
 
 HYPER = {"hidden": [[3], [5], [4, 3]], "l1": [0.0, 1e-4, 1e-2]}

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from h2odl_mpi.stopping import EarlyStopping, best_is_better, direction, resolve_metric
+from h2odl_mpi.evaluation.stopping import EarlyStopping, best_is_better, direction, resolve_metric
 
 
 def first_stop(values, k, metric="logloss", tol=0.0, key="logloss", **kw):

@@ -5,7 +5,7 @@ import csv
 import numpy as np
 
 from h2odl_mpi.cli import main
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.model.model_io import load_model
 
 
 def test_airlines_trains_and_predicts(tmp_path, data_dir):
@@ -38,7 +38,7 @@ def test_balance_classes_resamples_the_minority(tmp_path):
         f.write("a,b,label\n")
         f.writelines(f"{a:.4f},{b:.4f},{t}\n" for (a, b), t in zip(x, y))
     from h2odl_mpi.params import validate
-    from h2odl_mpi.trainer import train
+    from h2odl_mpi.training.trainer import train
     base = {"train": str(path), "response": "label", "hidden": [4], "epochs": 1, "seed": 1,
             "quiet_mode": True, "threads": 1}
     plain = train(validate(base), None)

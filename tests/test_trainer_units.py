@@ -1,8 +1,8 @@
 """Pieces of the trainer on one process: row sampling for scoring, TSPI auto-tuning."""
 import numpy as np
 
-from h2odl_mpi.iteration_rows import AutoTuner, rows_for
-from h2odl_mpi.scoring import sample_rows
+from h2odl_mpi.training.iteration_rows import AutoTuner, rows_for
+from h2odl_mpi.training.scoring import sample_rows
 
 
 def test_stratified_sampling_keeps_class_shares():
@@ -38,7 +38,7 @@ def test_rows_come_shuffled_when_every_iteration_trains_all_of_them(tmp_path, ca
     """shuffle_training_data=false trains a part of the rows in storage order; when each
     iteration trains all rows (an epoch per iteration on one rank) they come shuffled, as
     H2O turns shuffling on then, and the log says so."""
-    from h2odl_mpi import hogwild, trainer
+    from h2odl_mpi.training import hogwild, trainer
     from h2odl_mpi.params import validate
     path = tmp_path / "d.csv"
     rng = np.random.default_rng(0)

@@ -48,7 +48,7 @@ def write_data(path, n=600, seed=7):
 
 def digest(name, path):
     from h2odl_mpi.params import validate
-    from h2odl_mpi.trainer import train
+    from h2odl_mpi.training.trainer import train
     p = dict(RUNS[name], train=path, seed=11, threads=1, quiet_mode=True, score_interval=0,
              variable_importances=False)
     run = train(validate(p), None)

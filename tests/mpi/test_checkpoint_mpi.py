@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi import checkpoint as ckpt
-from h2odl_mpi import trainer
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.training import checkpoint as ckpt
+from h2odl_mpi.training import trainer
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.params import validate
 from nested import finish, launch, on_rank0
 from process_cpu import wait_for_cpu

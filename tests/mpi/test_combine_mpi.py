@@ -1,4 +1,4 @@
-"""The rules that combine the ranks' models (h2odl_mpi/combine.py), under mpirun: each does
+"""The rules that combine the ranks' models (h2odl_mpi/training/combine.py), under mpirun: each does
 what its formula says for a combine (checked with numpy on the gathered inputs), every rank
 holds the same bits after every combine, and a run stopped at a checkpoint and resumed gives
 the same bits as a straight run, for every rule."""
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi.combine import BlockMomentum, ElasticAverage, ModelAverage
+from h2odl_mpi.training.combine import BlockMomentum, ElasticAverage, ModelAverage
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 
 comm = MPI.COMM_WORLD
 N_PARAMS, N_STATE = 37, 11

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi import folds as F
-from h2odl_mpi import metrics
-from h2odl_mpi.cross_validation import cross_validate
+from h2odl_mpi.data import folds as F
+from h2odl_mpi.evaluation import metrics
+from h2odl_mpi.workflows.cross_validation import cross_validate
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.frame import Frame
+from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.params import validate
-from h2odl_mpi.preprocess import Preprocess
-from h2odl_mpi.trainer import train
+from h2odl_mpi.data.preprocess import Preprocess
+from h2odl_mpi.workflows.cross_validation import train_or_cross_validate
 
 WORLD = MPI.COMM_WORLD
 RANK, SIZE = WORLD.Get_rank(), WORLD.Get_size()
@@ -98,7 +98,7 @@ def test_side_by_side_equals_one_after_another(data, tmp_path_factory, replicate
     rank; the same fold models one after another on one rank give the same bits."""
     if SIZE // nfolds != 1:
         pytest.skip("needs nfolds to 2 * nfolds - 1 ranks (fold models of one rank side by side)")
-    side = train(_params(data, nfolds=nfolds, replicate_training_data=replicate,
+    side = train_or_cross_validate(_params(data, nfolds=nfolds, replicate_training_data=replicate,
                          **_outputs(tmp_path_factory, "side")), WORLD)
     mine = _own(tmp_path_factory, "alone")
     alone = cross_validate(_params(data, nfolds=nfolds, replicate_training_data=replicate, **mine),
@@ -116,7 +116,7 @@ def test_side_by_side_equals_one_after_another(data, tmp_path_factory, replicate
 
 @pytest.mark.mpi(min_size=4)
 def test_groups_of_two_ranks_equal_one_after_another_on_two_ranks(data):
-    side = train(_params(data, nfolds=2), WORLD)  # 2 groups of SIZE // 2 ranks
+    side = train_or_cross_validate(_params(data, nfolds=2), WORLD)  # 2 groups of SIZE // 2 ranks
     pairs = WORLD.Split(RANK // 2 if RANK < 4 else MPI.UNDEFINED, RANK)
     alone = None
     if pairs != MPI.COMM_NULL:
@@ -131,7 +131,7 @@ def test_groups_of_two_ranks_equal_one_after_another_on_two_ranks(data):
 def test_cv_metrics_are_those_of_the_predictions_from_every_rank(data, tmp_path_factory, replicate):
     """Each rank predicts its own rows (of a replicated frame: its share of the fold)."""
     out = _outputs(tmp_path_factory, "gathered")
-    run = train(_params(data, nfolds=3, fold_assignment="Stratified", replicate_training_data=replicate, **out),
+    run = train_or_cross_validate(_params(data, nfolds=3, fold_assignment="Stratified", replicate_training_data=replicate, **out),
                 WORLD)
     cvs = WORLD.allgather(run.metrics["cross_validation"])
     if RANK == 0:
@@ -165,7 +165,7 @@ def test_a_refusal_reaches_every_rank(tmp_path_factory):
             fh.write("a,f,y\n" + "".join(f"{i},{'' if i == 37 else i % 2},{i % 3}\n" for i in range(60)))
     path = WORLD.bcast(path, root=0)
     try:
-        train(_params(path, fold_column="f", replicate_training_data=False), WORLD)
+        train_or_cross_validate(_params(path, fold_column="f", replicate_training_data=False), WORLD)
         message = None
     except UserError as e:
         message = str(e)

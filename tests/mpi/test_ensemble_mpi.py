@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi import ensemble as E
+from h2odl_mpi.workflows import ensemble as E
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.evaluate import evaluate_file
-from h2odl_mpi.predict import predict_file
-from h2odl_mpi.search import grid_search
+from h2odl_mpi.evaluation.evaluate import evaluate_file
+from h2odl_mpi.evaluation.predict import predict_file
+from h2odl_mpi.workflows.search import grid_search
 
 comm = MPI.COMM_WORLD
 SHAPES = {"hidden": [[4], [6], [5, 3]], "l1": [0.0, 1e-3]}

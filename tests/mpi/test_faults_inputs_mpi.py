@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi import checkpoint as ckpt
-from h2odl_mpi import model_setup, trainer
+from h2odl_mpi.training import checkpoint as ckpt
+from h2odl_mpi.training import model_setup, trainer
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.params import validate
 from nested import finish, launch, on_rank0

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi import checkpoint as ckpt
+from h2odl_mpi.training import checkpoint as ckpt
 from h2odl_mpi.atomic import _process_start
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.model.model_io import load_model
 from nested import finish, launch, on_rank0
 
 comm = MPI.COMM_WORLD

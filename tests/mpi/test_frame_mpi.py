@@ -14,7 +14,7 @@ import pytest
 from mpi4py import MPI
 
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.frame import CATEGORICAL, Frame
+from h2odl_mpi.data.frame import CATEGORICAL, Frame
 
 WORLD = MPI.COMM_WORLD
 RANK, SIZE = WORLD.Get_rank(), WORLD.Get_size()

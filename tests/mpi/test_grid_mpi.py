@@ -10,8 +10,8 @@ import pytest
 from mpi4py import MPI
 
 from h2odl_mpi.params import validate
-from h2odl_mpi.search import grid_search
-from h2odl_mpi.trainer import train
+from h2odl_mpi.workflows.search import grid_search
+from h2odl_mpi.training.trainer import train
 from nested import finish, launch, on_rank0
 from search_data import binary_csv
 

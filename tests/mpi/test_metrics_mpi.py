@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi.metrics import autoencoder_metrics, classification_metrics, regression_metrics
+from h2odl_mpi.evaluation.metrics import autoencoder_metrics, classification_metrics, regression_metrics
 
 WORLD = MPI.COMM_WORLD
 RANK, SIZE = WORLD.Get_rank(), WORLD.Get_size()

@@ -4,7 +4,7 @@ import pytest
 from mpi4py import MPI
 
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 
 comm = MPI.COMM_WORLD
 

@@ -15,13 +15,13 @@ import pytest
 from mpi4py import MPI
 from sklearn import metrics as skm
 
-from h2odl_mpi.evaluate import evaluate_file
-from h2odl_mpi.frame import Frame
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.evaluation.evaluate import evaluate_file
+from h2odl_mpi.data.frame import Frame
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.params import validate
-from h2odl_mpi.performance import model_performance
-from h2odl_mpi.predict import predict_file, predict_frame
-from h2odl_mpi.trainer import train
+from h2odl_mpi.evaluation.performance import model_performance
+from h2odl_mpi.evaluation.predict import predict_file, predict_frame
+from h2odl_mpi.training.trainer import train
 
 comm = MPI.COMM_WORLD
 N = 301  # rows: uneven shares
@@ -174,7 +174,7 @@ def test_evaluate_json_is_model_performance(setup):
 
 @pytest.mark.mpi(min_size=2)
 def test_a_failed_write_on_rank0_ends_every_rank_with_one_error(setup, monkeypatch):
-    from h2odl_mpi import predict
+    from h2odl_mpi.evaluation import predict
     from h2odl_mpi.errors import UserError
     out = f"{setup['tmp']}/fail-{comm.size}.csv"
     calls = []

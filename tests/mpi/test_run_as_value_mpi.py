@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi.combine import ModelAverage
+from h2odl_mpi.training.combine import ModelAverage
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 
 comm = MPI.COMM_WORLD
 
@@ -67,7 +67,7 @@ def _digest(model):
 ALONE = """
 import hashlib, json, sys
 from h2odl_mpi.params import validate
-from h2odl_mpi.trainer import train
+from h2odl_mpi.training.trainer import train
 run = train(validate(json.loads(sys.argv[1])), None)
 print(hashlib.sha256(run.model.tobytes()).hexdigest())
 """

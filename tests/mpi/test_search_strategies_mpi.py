@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi.model_io import load_model
+from h2odl_mpi.model.model_io import load_model
 from h2odl_mpi.params import validate
-from h2odl_mpi.search import grid_search, halving
-from h2odl_mpi.search.evolution import Evolution
-from h2odl_mpi.search.grid_file import check_search
-from h2odl_mpi.trainer import train
+from h2odl_mpi.workflows.search import grid_search, halving
+from h2odl_mpi.workflows.search.evolution import Evolution
+from h2odl_mpi.workflows.search.grid_file import check_search
+from h2odl_mpi.training.trainer import train
 from search_data import binary_csv
 
 comm = MPI.COMM_WORLD

@@ -62,7 +62,7 @@ def test_weighted_average_and_a_rank_without_rows():
 
 
 def test_row_shares_add_up_and_follow_local_rows():
-    from h2odl_mpi.iteration_rows import row_shares
+    from h2odl_mpi.training.iteration_rows import row_shares
     assert row_shares(10, [5, 5, 5]).tolist() == [4, 3, 3]
     assert row_shares(9, [100, 0, 50]).tolist() == [6, 0, 3]
     assert row_shares(7, [0, 0]).tolist() == [0, 0]
@@ -74,7 +74,7 @@ def test_row_shares_add_up_and_follow_local_rows():
 @pytest.mark.parametrize("replicate, n_max", [(True, 0), (True, 150), (False, 0)])
 def test_scoring_counts_every_row_once_whether_replicated_or_not(tmp_path_factory, replicate, n_max):
     from h2odl_mpi.params import validate
-    from h2odl_mpi.trainer import train
+    from h2odl_mpi.training.trainer import train
     tmp = comm.bcast(str(tmp_path_factory.mktemp("rep")) if comm.rank == 0 else None, root=0)
     if comm.rank == 0:
         x = np.random.default_rng(3).normal(size=(301, 3))

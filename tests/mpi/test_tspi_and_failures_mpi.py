@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h2odl_mpi import trainer
+from h2odl_mpi.training import trainer
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.params import validate
 from nested import finish, launch, on_rank0
@@ -54,7 +54,7 @@ def test_rows_per_iteration(tmp, tspi, epochs, per_iter):
 @pytest.mark.mpi(min_size=2)
 def test_a_bad_file_on_one_rank_stops_every_rank(tmp, monkeypatch):
     path = _data(tmp)
-    from h2odl_mpi.frame import readers
+    from h2odl_mpi.data.frame import readers
     if comm.rank == 1:  # this rank's share of the file fails to parse
         def broken(block, *args, **kwargs):
             raise UserError(f"{path}: line 17: cannot parse")
@@ -67,7 +67,7 @@ def test_a_bad_file_on_one_rank_stops_every_rank(tmp, monkeypatch):
 CRASH = r"""
 import sys
 from mpi4py import MPI
-from h2odl_mpi import combine
+from h2odl_mpi.training import combine
 from h2odl_mpi.cli import main
 real = combine.ModelAverage.combine
 def crash(self, comm, model, *args, **kwargs):
@@ -97,7 +97,7 @@ def test_an_unexpected_failure_takes_the_job_down(tmp):
 DISK_FULL = r"""
 import sys
 from mpi4py import MPI
-from h2odl_mpi import outputs
+from h2odl_mpi.training import outputs
 from h2odl_mpi.cli import main
 def disk_full(path, *args, **kwargs):
     raise OSError(28, "No space left on device")

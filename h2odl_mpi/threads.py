@@ -1,0 +1,32 @@
+"""How many kernel threads a rank runs: --threads, else the environment's (OMP_NUM_THREADS,
+the batch system's cpus per task), else this process's cores shared among the node's ranks."""
+import os
+
+from h2odl_mpi.collectives import parallel
+from h2odl_mpi.kernel import available_cores
+from h2odl_mpi.params import check_threads
+
+
+def threads_per_rank(params, comm):
+    """--threads, else OMP_NUM_THREADS, else the batch system's cpus-per-task, else the
+    cores this process may use divided among the ranks on this node."""
+    if params.get("threads"):
+        return int(params["threads"])
+    for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK", "PBS_NUM_PPN", "NCPUS"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            return check_threads(var, int(v))  # within the limit of --threads, naming the variable
+    local = 1
+    if parallel(comm):
+        from mpi4py import MPI
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        local = node.Get_size()
+        node.Free()
+    return max(1, available_cores() // local)
+
+
+def rank_threads(threads, comm=None):
+    """The kernel threads of this rank: `threads`, else (None or 0) OMP_NUM_THREADS, the
+    batch system's, or the node's cores divided among its ranks (threads_per_rank;
+    collective over `comm`)."""
+    return int(threads) if threads else threads_per_rank({}, comm)

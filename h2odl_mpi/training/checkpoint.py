@@ -1,0 +1,317 @@
+"""Checkpoints, restart and the batch system's warning signals (docs/model_format.md):
+writing them, finding the one to continue from, and restoring a run's state from it (the
+files' names, listing and pruning: training.checkpoint_files).
+
+A checkpoint is a model file (h2odl_mpi.model.model_io) with the training state in /progress:
+samples, iteration, epochs, the seed, every rank's numpy RNG state (JSON, no pickle).
+
+- `--checkpoint_dir DIR`: rank 0 writes DIR/ckpt_<iteration, 9 digits>.h5 atomically every
+  `--checkpoint_interval` (seconds, e.g. "600", or iterations, e.g. "100it"; "0": only at
+  a signal and at the end), and keeps the newest `--checkpoint_keep` (default 3) of its own.
+  The run owns DIR while it trains (CheckpointDirectory: the lock file DIR/.h2odl_mpi.lock,
+  a second live run is refused); pruning removes only checkpoints of this run and of the
+  runs it continues with `--resume DIR`, never another run's or a damaged file.
+- `--checkpoint FILE` (H2O's name): continue the model in FILE; `--epochs` is the total.
+- `--resume DIR`: continue from the newest valid checkpoint in DIR (damaged ones skipped
+  with a warning), start fresh when there is none; checkpoints keep going to DIR.
+- SIGTERM / SIGUSR1 (with a checkpoint directory): each rank stops training after its current
+  block of rows (at most about 2 s of work, however long the iteration), the ranks average
+  what they trained (weighted by their rows), rank 0 writes a checkpoint, and every rank
+  exits with REQUEUE_EXIT_CODE.
+"""
+import json
+import os
+import signal
+import sys
+import uuid
+
+from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, same_file
+from h2odl_mpi.collectives import bcast_bytes, bcast_obj, gather_obj, rank_and_size
+from h2odl_mpi.errors import REQUEUE_EXIT_CODE, UserError, agree
+from h2odl_mpi.training.checkpoint_files import checkpoint_path, list_checkpoints, newest_valid, prune
+from h2odl_mpi.training.outputs import write_model
+from h2odl_mpi.params import parse_interval  # noqa: F401 - the checkpoint_interval parameter
+
+# parameters that define the network, the response or the input layout: a checkpoint may
+# not be continued with different values (everything else may change, as H2O allows:
+# rates, regularisation, rows per iteration, scoring, ...).  ignored_columns may change as
+# long as the inputs stay the same, which layout_differences checks.
+FIXED = ("hidden", "activation", "response", "autoencoder", "standardize", "sparse",
+         "categorical_encoding", "use_all_factor_levels", "max_categorical_features",
+         "missing_values_handling", "weights_column", "offset_column", "ignore_const_cols",
+         "loss", "distribution", "tweedie_power", "quantile_alpha", "huber_alpha",
+         "balance_classes", "class_sampling_factors", "max_after_balance_size")
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGTERM/SIGUSR1; `path` is the checkpoint written."""
+
+    def __init__(self, path, signum):
+        super().__init__(f"stopped by signal {signum}: checkpoint {path}; "
+                         f"exit status {REQUEUE_EXIT_CODE} (requeue)")
+        self.path, self.signum = path, signum
+
+
+def differences(old, new):
+    """Human-readable differences in the FIXED parameters between a checkpoint's params
+    and new ones."""
+    out = []
+    for k in FIXED:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, tuple):
+            a = list(a)
+        if isinstance(b, tuple):
+            b = list(b)
+        if a != b:
+            out.append(f"{k}: checkpoint {a!r}, now {b!r}")
+    return out
+
+
+def layout_differences(info, names, params):
+    """The input layout a checkpoint's data description (`info`) expects against the
+    columns `names` of the new training data: input columns missing now, and columns
+    that would be new inputs (H2O refuses both)."""
+    inputs = [c.name for c in info.columns]
+    missing = [n for n in inputs if n not in names]
+    known = set(inputs) | set(info.dropped) | set(params.get("ignored_columns") or ())
+    known |= {params.get("response"), params.get("weights_column"), params.get("offset_column"),
+              info.response, info.weights_column, info.offset_column}
+    extra = [n for n in names if n not in known]
+    out = []
+    if missing:
+        out.append(f"input columns missing from the data: {', '.join(missing[:10])}"
+                   f"{' ...' if len(missing) > 10 else ''}")
+    if extra:
+        out.append(f"columns the checkpoint does not use (add them to ignored_columns): "
+                   f"{', '.join(extra[:10])}{' ...' if len(extra) > 10 else ''}")
+    return out
+
+
+class StopFlag:
+    """SIGTERM/SIGUSR1 (and SIGINT: Ctrl-C stops the same way) set a flag the trainer reads
+    once per iteration; the previous handlers come back on restore()."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+    def __init__(self):
+        self.signum = 0
+        self._old = {}
+
+    def install(self):
+        """Catch the signals from now on (again, if something such as MPI_Init installed
+        its own handler since); restore() brings back what was there the first time."""
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for s in self.SIGNALS:
+            self._old.setdefault(s, signal.signal(s, self._handler))
+        return self
+
+    def _handler(self, signum, _frame):
+        self.signum = signum
+
+    def restore(self):
+        for s, h in self._old.items():
+            # None: a handler installed outside Python (C), which cannot be put back
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        self._old = {}
+
+
+# ------------------------------------------------------------------------------ resume
+def load_everywhere(path, comm):
+    """load_model(path) on every rank from one read of the file: rank 0 reads its bytes,
+    they go to every rank (Bcast of the HDF5 image, nothing pickled) and each rank parses
+    them from memory, checksums included.  A missing or damaged file is the same
+    UserError on every rank."""
+    from h2odl_mpi.model.model_io import load_model
+    rank, _ = rank_and_size(comm)
+    image, err = None, None
+    if rank == 0:
+        try:
+            if not os.path.exists(path):
+                raise UserError(f"{path}: no such model file")
+            with open(path, "rb") as f:
+                image = f.read()
+        except OSError as e:
+            err = UserError(f"{path}: cannot read: {e.strerror or e}")
+        except UserError as e:
+            err = e
+    agree(comm, err)
+    image = bcast_bytes(comm, image)
+    loaded = None
+    try:
+        loaded = load_model(path, image=image)
+    except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
+        err = e
+    agree(comm, err)
+    return loaded
+
+
+def _checkpoint_to_continue(params, comm, rank, say):
+    """--checkpoint FILE, or the newest valid checkpoint under --resume DIR (the same path
+    on every rank), or None."""
+    path = params.get("checkpoint")
+    if path or not params.get("resume"):
+        return path or None
+    err = None
+    if rank == 0:
+        try:
+            d = params["resume"]
+            path = newest_valid(d) if os.path.isdir(d) else None
+        except Exception as e:  # noqa: BLE001 - reported on every rank
+            err = e
+    agree(comm, err)
+    path = bcast_obj(comm, path)
+    if path is None:
+        say(f"resume: no valid checkpoint in {params['resume']}: starting fresh")
+    return path
+
+
+def restore(params, comm, rank, frame, say):
+    """The checkpoint to continue from on every rank, as a dict (path, network, model,
+    info, state, history), or None.  A changed architecture, response or input layout
+    is refused, naming each difference."""
+    path = _checkpoint_to_continue(params, comm, rank, say)
+    if not path:
+        return None
+    network, model, info, old, attrs = load_everywhere(path, comm)
+    diff = differences(old, params) + layout_differences(info, frame.names, params)
+    if diff:
+        raise UserError(f"{path}: cannot continue this model with a different architecture, response or "
+                        "input layout: " + "; ".join(diff))
+    state = dict(attrs.get("state") or {})
+    state.setdefault("samples", int(attrs.get("training_samples", 0)))
+    state.setdefault("iteration", int(attrs.get("iterations", 0)))
+    state.setdefault("epochs", float(attrs.get("epochs", 0.0)))
+    state.setdefault("seed", int(old.get("seed", 0)))
+    return {"path": path, "network": network, "model": model, "info": info, "state": state,
+            "history": attrs.get("history", [])}
+
+
+def training_state(comm, rng, progress, n_total, seed, size, tspi, tuned_for, combiner, model):
+    """The training state a checkpoint holds (collective: every rank's RNG state goes to
+    rank 0).  tspi: the rows per iteration in use; tuned_for: the target_ratio_comm_to_comp
+    it was tuned for (-1 when it was not auto-tuned); combiner: the rule combining the ranks'
+    models (of the training buffer `model`), whose name and arrays (the same on every rank)
+    are kept."""
+    states = gather_obj(comm, json.dumps(rng.bit_generator.state))
+    return {"samples": int(progress.samples), "iteration": int(progress.iteration),
+            "epochs": progress.samples / n_total, "n_total": int(n_total), "seed": int(seed),
+            "n_ranks": int(size), "tspi": int(tspi), "tuned_for": float(tuned_for), "rng_states": states,
+            "combining_rule": combiner.name, "combiner_arrays": combiner.state(model)}
+
+
+def combiner_state(restored, combiner, say):
+    """The combining rule's arrays of a checkpoint to continue with, when it was written
+    with the same rule (another rule starts afresh, which is said)."""
+    if not restored:
+        return None
+    st = restored["state"]
+    if st.get("combining_rule", combiner.name) != combiner.name:
+        say(f"combining_rule: the checkpoint used {st['combining_rule']}, now {combiner.name}: "
+            "its state starts afresh")
+        return None
+    return st.get("combiner_arrays") or None
+
+
+def restore_rng(rng, restored, seed, rank, size):
+    """This rank's random stream of a continued run: its own stream where the checkpoint
+    has as many ranks, else new streams derived from the seed and the iteration."""
+    states = restored["state"].get("rng_states") or []
+    if len(states) == size:
+        rng.bit_generator.state = json.loads(states[rank])
+        return rng
+    import numpy as np
+    return np.random.default_rng([seed, rank, int(restored["state"]["iteration"])])
+
+
+def write_checkpoint(directory, comm, rank, run, model, state):
+    """Rank 0 writes directory/ckpt_<iteration>.h5 atomically and prunes old ones; the
+    other ranks go on and wait at the next collective.  Returns the path."""
+    path = checkpoint_path(directory, state["iteration"])
+    if rank == 0:
+        owner = getattr(run, "owner", None)
+        if owner is None:  # a run made without train(): it owns what it writes, unlocked
+            owner = run.owner = CheckpointDirectory(directory, comm)
+        owner.write(path, run, model, state)
+    return path
+
+
+# ------------------------------------------------------------------- the directory's owner
+LOCK_NAME = ".h2odl_mpi.lock"
+
+
+class CheckpointDirectory:
+    """A run's ownership of its checkpoint directory, held by rank 0 from before the data
+    is read to the end of train(): the lock file (a second live run is refused, a stale lock
+    taken over), the checkpoints this run wrote, and its lineage: an id kept in each
+    checkpoint's /progress and carried on by a `--resume` of the same directory, so that
+    pruning removes the checkpoints of this run and its earlier requeued parts only."""
+
+    def __init__(self, directory, comm=None):
+        self.directory, self.comm = directory, comm
+        self.lock, self.lineage, self.adopted = None, None, None
+        self.written = []
+
+    def acquire(self, rank, params=None):
+        """Collective: rank 0 takes the directory's lock; a live owner, an unwritable
+        directory or, for a run that does not resume it, a directory holding checkpoints
+        (which this run would overwrite) is the same UserError on every rank.  No
+        directory: nothing to do."""
+        if not self.directory:
+            return self
+        err, note = None, None
+        if rank == 0:
+            lock = LockFile(os.path.join(self.directory, LOCK_NAME))
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+                self.lock, note = lock.acquire(), lock.taken_over
+                err = self._others_checkpoints(params or {})
+            except LockHeld as e:
+                err = UserError(f"checkpoint_dir {self.directory} is in use by another run: "
+                                f"{describe_owner(e.owner)} (lock file {e.path}); give another "
+                                "checkpoint_dir, or delete the lock file if that run has ended")
+            except OSError as e:
+                err = UserError(f"checkpoint_dir: cannot write into {self.directory}: {e.strerror or e}")
+        agree(self.comm, err)
+        if note:
+            print(f"warning: checkpoint_dir {self.directory}: took over the stale lock of {note}",
+                  file=sys.stderr, flush=True)
+        return self
+
+    def _others_checkpoints(self, params):
+        """A UserError if the directory holds checkpoints and this run does not resume it."""
+        if params.get("resume") and same_file(params["resume"], self.directory):
+            return None
+        found = list_checkpoints(self.directory)
+        if not found:
+            return None
+        self.release()
+        names = ", ".join(os.path.basename(p) for p in found[:3]) + (" ..." if len(found) > 3 else "")
+        return UserError(f"checkpoint_dir {self.directory} already holds checkpoints ({names}) that this run would "
+                         f"overwrite: continue them with --resume {self.directory}, or give an empty directory")
+
+    def release(self):
+        """Give the directory up (rank 0 removes its lock file); safe to call again."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _settle_lineage(self, run):
+        """The lineage, fixed at the first write: the continued checkpoint's when this run
+        resumes the same directory, else a new one."""
+        if self.lineage is not None:
+            return
+        params, restored = run.params, getattr(run, "restored", None)
+        old = None
+        if restored and params.get("resume") and same_file(params["resume"], self.directory):
+            old = restored["state"].get("lineage")
+        self.lineage = old or uuid.uuid4().hex
+        self.adopted = restored["path"] if old else None
+
+    def write(self, path, run, model, state):
+        """Write the checkpoint `path` (rank 0), then prune."""
+        self._settle_lineage(run)
+        write_model(self.comm, path, run, model, dict(state, lineage=self.lineage))
+        self.written.append(path)
+        prune(self.directory, run.params["checkpoint_keep"],
+              self.written + ([self.adopted] if self.adopted else []), self.lineage)

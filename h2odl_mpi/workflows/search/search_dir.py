@@ -1,0 +1,238 @@
+"""The search directory: what a search has planned, claimed and finished, on disk.
+
+    DIR/search.json             the search's identity (fixed parameters, space, strategy,
+                                seed): a rerun of the same command continues it, another
+                                search is refused
+    DIR/search.lock             held by world rank 0 while the search runs
+    DIR/claims/K                created exclusively (O_EXCL) by the group that trains model K
+    DIR/results/K.json          model K's record, written atomically when it ends (done,
+                                failed or culled): a model with a record is never trained again
+    DIR/models/model_K+1/       its model file (model.h5), proposal.json (its parameters and
+                                parents, written once when it is claimed) and, while it
+                                trains, checkpoints/
+    DIR/leaderboard.csv|json, DIR/best_model.h5, DIR/search_progress.png   (leaderboard, progress_plot)
+  with successive halving (search.halving):
+    DIR/rungs/K.R.json          model K's record at the end of rung R below its last (it
+                                waits there, its checkpoints kept, to be promoted or culled)
+    DIR/promoted/K.R            model K was promoted to rung R (kept: a resumed search
+                                continues the rung even when it would not promote it now)
+    DIR/claims/K.rR             created exclusively by the group that trains model K's rung R
+
+A claim is how groups of ranks share out the models with no rank that only dispatches: the
+first group to create claims/K trains model K.  At the start of a run, world rank 0 removes
+the claims of unfinished work (models, or rungs, a stopped run was training), so they are
+claimed again and continue from their checkpoints.  Records are written once and never
+change, so what a process has read of them is kept (`finished`, `rungs`).
+"""
+import json
+import os
+import shutil
+import time
+
+from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, write_bytes
+from h2odl_mpi.collectives import bcast_obj
+from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.workflows.search.leaderboard import json_value
+
+# fixed parameters that do not change which models a search trains (a rerun may change them)
+IDENTITY_EXCLUDES = ("threads", "quiet_mode", "checkpoint_interval", "checkpoint_keep", "max_runtime_secs")
+
+
+class SearchDirectory:
+    """One search's directory; `open` is collective over the world communicator."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = None
+        self.seed = None
+        self.groups = None    # the number of groups of the search's first run (search.json)
+        self.created = None   # when the search began (time.time())
+        self._seen = {"results": {}, "rungs": {}}  # records read so far: they never change
+
+    # ---- set-up (collective) -------------------------------------------------------------
+    def open(self, comm, rank, identity, seed, groups=1):
+        """Create or continue the directory: lock it, check or write its identity, release
+        the claims of unfinished work.  Returns the number of finished models.  `groups`:
+        this run's number of groups, kept in search.json by the search's first run."""
+        err, state = None, None
+        if rank == 0:
+            try:
+                state = self._open_here(identity, seed, groups)
+            except UserError as e:
+                err = e
+        agree(comm, err)
+        state = bcast_obj(comm, state)
+        self.seed, self.groups, self.created = int(state["seed"]), int(state["groups"]), float(state["created"])
+        return int(state["finished"])
+
+    def _open_here(self, identity, seed, groups):
+        try:
+            for sub in ("claims", "results", "models", "rungs", "promoted"):
+                os.makedirs(os.path.join(self.path, sub), exist_ok=True)
+            self.lock = LockFile(os.path.join(self.path, "search.lock")).acquire()
+        except LockHeld as e:
+            raise UserError(f"--search_dir {self.path} is in use by another search: {describe_owner(e.owner)} "
+                            f"(lock file {e.path})") from None
+        except OSError as e:
+            raise UserError(f"--search_dir {self.path}: cannot write there: {e.strerror or e}") from None
+        state = self._identity(identity, seed, groups)
+        finished = self.finished()
+        for name in os.listdir(self._dir("claims")):
+            job = _job_of_claim(name)
+            if job is not None and not self.job_done(*job):
+                os.unlink(self._dir("claims", name))  # stopped mid-training: claimed again
+        return dict(state, finished=len(finished))
+
+    def _identity(self, identity, seed, groups):
+        """Write search.json, or check that it holds the same search; the search's seed,
+        first number of groups and start time."""
+        path = self._dir("search.json")
+        ident = json.loads(json.dumps(identity, default=json_value))  # (tuples as lists, as read back)
+        if os.path.exists(path):
+            old = self._read_json(path)
+            diff = sorted(k for k in set(old.get("identity", {})) | set(ident)
+                          if old.get("identity", {}).get(k) != ident.get(k))
+            if diff:
+                raise UserError(f"--search_dir {self.path} holds another search (differs in: "
+                                f"{', '.join(diff[:8])}); give a new --search_dir, or the same grid file "
+                                "and flags to continue it")
+            return {"seed": int(old["seed"]), "groups": int(old.get("groups", groups)),
+                    "created": float(old.get("created", time.time()))}
+        if seed < 0:
+            seed = int(time.time_ns() % (2 ** 31))
+        state = {"seed": seed, "groups": int(groups), "created": time.time()}
+        self._write_json(path, {"identity": ident, **state})
+        return state
+
+    def close(self):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    # ---- claims and records (a group's leader) ------------------------------------------
+    def claim(self, k):
+        """True when this process created claims/K (model K is its group's to train)."""
+        return not os.path.exists(self._result(k)) and self._create("claims", str(k), "a model")
+
+    def release(self, k):
+        """Give up the claim of model K (claimed, then not trained: the search ended)."""
+        try:
+            os.unlink(self._dir("claims", str(k)))
+        except FileNotFoundError:
+            pass
+
+    def record(self, k, rec):
+        """Model K's record, written atomically (then its checkpoints are not needed)."""
+        self._write_json(self._result(k), rec)
+        shutil.rmtree(self.checkpoints(rec["model_id"]), ignore_errors=True)
+
+    def finished(self):
+        """{K: record} of every model with a record."""
+        return dict(self._records("results"))
+
+    # ---- proposals (every strategy) -----------------------------------------------------
+    def save_proposal(self, k, proposal):
+        """Model K's parameters (and parents), fixed once it is claimed: a resumed search
+        continues its checkpoints with the same ones, whatever it would propose now."""
+        self._write_json(self._dir("models", f"model_{k + 1}", "proposal.json"), proposal)
+
+    def proposal(self, k):
+        path = self._dir("models", f"model_{k + 1}", "proposal.json")
+        return self._read_json(path) if os.path.exists(path) else None
+
+    # ---- rungs (successive halving) -----------------------------------------------------
+    def claim_rung(self, k, r):
+        """True when this process created claims/K.rR (rung R of model K is its group's)."""
+        return not self.job_done(k, r) and self._create("claims", f"{k}.r{r}", "a rung")
+
+    def mark_promoted(self, k, r):
+        self._write_json(self._dir("promoted", f"{k}.{r}"), {"index": k, "rung": r, "when": time.time()})
+
+    def promoted(self):
+        """{(K, R)}: model K was promoted to rung R."""
+        return {job for job in (_pair(n) for n in os.listdir(self._dir("promoted"))) if job is not None}
+
+    def record_rung(self, k, r, rec):
+        """Model K's record at the end of rung R (its checkpoints stay: it may go on)."""
+        self._write_json(self._dir("rungs", f"{k}.{r}.json"), rec)
+
+    def rungs(self):
+        """{(K, R): record} of every rung a model ended below its last."""
+        return dict(self._records("rungs"))
+
+    def job_done(self, k, r=0):
+        """Whether rung R of model K (R = 0: the model, without halving) has ended."""
+        return os.path.exists(self._result(k)) or os.path.exists(self._dir("rungs", f"{k}.{r}.json"))
+
+    def in_flight(self):
+        """Whether some group is training a claimed model or rung now (its claim has no record)."""
+        jobs = (_job_of_claim(n) for n in os.listdir(self._dir("claims")))
+        return any(job is not None and not self.job_done(*job) for job in jobs)
+
+    def model_dir(self, model_id):
+        return self._dir("models", model_id)
+
+    def model_file(self, model_id):
+        return self._dir("models", model_id, "model.h5")
+
+    def checkpoints(self, model_id):
+        return self._dir("models", model_id, "checkpoints")
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _dir(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    def _records(self, sub):
+        """{key: record} of results/ (key K) or rungs/ (key (K, R)), reading only new files."""
+        seen = self._seen[sub]
+        for name in os.listdir(self._dir(sub)):
+            stem, _dot, ext = name.rpartition(".")
+            key = (int(stem) if stem.isdigit() else None) if sub == "results" else _pair(stem)
+            if ext != "json" or key is None or key in seen:
+                continue
+            try:
+                seen[key] = self._read_json(self._dir(sub, name))
+            except UserError:
+                continue  # (only a half-copied file could be unreadable: atomic writes)
+        return seen
+
+    def _result(self, k):
+        return self._dir("results", f"{k}.json")
+
+    def _create(self, sub, name, what):
+        """True when this process created DIR/sub/name (exclusively: the first to ask wins)."""
+        try:
+            fd = os.open(self._dir(sub, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise UserError(f"--search_dir {self.path}: cannot claim {what}: {e.strerror or e}") from None
+        os.close(fd)
+        return True
+
+    def _read_json(self, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: cannot read: {e}") from None
+
+    def _write_json(self, path, obj):
+        try:
+            write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=json_value).encode())
+        except OSError as e:
+            raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def _pair(text):
+    """(K, R) of "K.R", or None."""
+    a, dot, b = text.partition(".")
+    return (int(a), int(b)) if dot and a.isdigit() and b.isdigit() else None
+
+
+def _job_of_claim(name):
+    """(K, R) of a claim's file name: "K" (a model: rung 0) or "K.rR", else None."""
+    if name.isdigit():
+        return int(name), 0
+    a, dot, b = name.partition(".r")
+    return (int(a), int(b)) if dot and a.isdigit() and b.isdigit() else None
