@@ -173,8 +173,20 @@ def _train(ns, job):
     job.comm = _comm()
     agree(job.comm, error, own_first=True)
     from h2odl_mpi.workflows.cross_validation import train_or_cross_validate
-    train_or_cross_validate(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
+    run = train_or_cross_validate(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
+    if rank_and_size(job.comm)[0] == 0 and not params.get("model_out"):
+        print(_unsaved(params, run.state), file=sys.stderr, flush=True)
     return 0
+
+
+def _unsaved(params, state):
+    """Where the model of a run without model_out is: its final checkpoint, or nowhere."""
+    if params.get("checkpoint_dir"):
+        from h2odl_mpi.training.checkpoint_files import checkpoint_path
+        where = checkpoint_path(params["checkpoint_dir"], state["iteration"])
+        return (f"note: no model_out given: the model is the final checkpoint {where} (a model file: "
+                "predict --model takes it); give --model_out FILE to write it elsewhere")
+    return "note: no model_out given: the model was not saved (give --model_out FILE)"
 
 
 def _grid(ns, job):

@@ -393,3 +393,59 @@ def test_a_failed_checkpoint_write_names_the_file(tmp_path, monkeypatch):
     data = _csv(tmp_path / "d.csv")
     with pytest.raises(UserError, match=r"ckpt_000000001\.h5: cannot write: No space left on device"):
         train(_params(data, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval="1it"))
+
+
+# ------------------------------------------------------------------- a resume never lies
+def test_resume_with_other_parameters_is_refused_naming_each_and_writes_nothing(tmp_path):
+    data = _csv(tmp_path / "d.csv")
+    d = str(tmp_path / "ck")
+    train(_params(data, epochs=2, checkpoint_dir=d))
+    out = tmp_path / "exp2.h5"
+    with pytest.raises(UserError) as e:  # a second experiment in the same directory
+        train(_params(data, epochs=3, input_dropout_ratio=0.1, l2=1e-4, resume=d, checkpoint_dir=d,
+                      model_out=str(out)))
+    msg = str(e.value)
+    assert "input_dropout_ratio: checkpoint 0.0, now 0.1" in msg and "l2: checkpoint 0.0, now 0.0001" in msg, msg
+    assert "another checkpoint_dir" in msg and "\n" not in msg
+    assert not out.exists() and sorted(os.listdir(d)) == ["ckpt_000000006.h5"]
+    with pytest.raises(UserError, match=r"has trained 2 epochs, more than epochs = 1"):
+        train(_params(data, epochs=1, resume=d, checkpoint_dir=d, model_out=str(out)))
+    assert not out.exists()
+    # what a continued run may change: epochs upward, stopping and scoring, outputs, threads
+    more = train(_params(data, epochs=3, resume=d, checkpoint_dir=d, stopping_rounds=2, score_interval=1,
+                         model_out=str(out), threads=2))
+    assert more["iterations"] == 9 and out.exists()
+
+
+def test_resume_of_a_finished_run_says_so(tmp_path, capsys):
+    data = _csv(tmp_path / "d.csv")
+    d = str(tmp_path / "ck")
+    done = train(_params(data, epochs=2, checkpoint_dir=d))
+    again = train(_params(data, epochs=2, resume=d, checkpoint_dir=d, quiet_mode=False))
+    assert "has trained its 2 epochs: nothing to train" in capsys.readouterr().out
+    assert np.array_equal(again.model, done.model) and again["iterations"] == done["iterations"]
+
+
+def test_the_speed_of_a_resumed_run_counts_its_own_samples(tmp_path):
+    data = _csv(tmp_path / "d.csv")
+    d = str(tmp_path / "ck")
+    first = train(_params(data, epochs=4, checkpoint_dir=d))
+    second = train(_params(data, epochs=5, resume=d, checkpoint_dir=d))
+    trained = second["training_samples"] - first["training_samples"]
+    assert trained == 300 and second["training_samples"] == 1500
+    assert second["samples_per_s"] * second["training_time_s"] == pytest.approx(trained, rel=1e-9)
+
+
+def test_train_without_model_out_says_where_the_model_is(tmp_path, capsys):
+    data = _csv(tmp_path / "d.csv")
+    base = ["train", "--train", data, "--response", "label", "--hidden", "4", "--epochs", "1",
+            "--threads", "1", "--quiet_mode", "true"]
+    assert main(base) == 0
+    assert "the model was not saved (give --model_out FILE)" in capsys.readouterr().err
+    d = str(tmp_path / "ck")
+    assert main(base + ["--checkpoint_dir", d]) == 0
+    err = capsys.readouterr().err
+    final = ckpt.list_checkpoints(d)[0]
+    assert f"the model is the final checkpoint {final}" in err and load_model(final)[4]["state"]
+    assert main(base + ["--model_out", str(tmp_path / "m.h5")]) == 0
+    assert "no model_out" not in capsys.readouterr().err

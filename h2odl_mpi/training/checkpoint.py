@@ -51,17 +51,43 @@ class TrainingInterrupted(Exception):
         self.path, self.signum = path, signum
 
 
-def differences(old, new):
-    """Human-readable differences in the FIXED parameters between a checkpoint's params
-    and new ones."""
+# what a --resume may change: it continues the same run (a requeued job), so only epochs
+# (upward), the stopping and scoring settings that H2O lets a continued model change, and
+# where the run writes and how many threads it runs; any other difference is a new
+# experiment, refused (resume_differences)
+RESUME_MAY_CHANGE = frozenset((
+    "epochs", "stopping_rounds", "stopping_metric", "stopping_tolerance", "max_runtime_secs",
+    "classification_stop", "regression_stop", "score_interval", "score_training_samples",
+    "score_validation_samples", "score_validation_sampling", "score_duty_cycle", "overwrite_with_best_model",
+    "variable_importances", "quiet_mode", "threads", "model_out", "summary_json", "scoring_history",
+    "export_weights_and_biases", "checkpoint", "resume", "checkpoint_dir", "checkpoint_interval",
+    "checkpoint_keep", "keep_cross_validation_models", "keep_cross_validation_predictions",
+    "keep_cross_validation_fold_assignment"))
+
+
+def differences(old, new, names=FIXED):
+    """Human-readable differences in the parameters `names` (by default FIXED) between a
+    checkpoint's params and new ones."""
     out = []
-    for k in FIXED:
+    for k in names:
         a, b = old.get(k), new.get(k)
         if isinstance(a, tuple):
             a = list(a)
         if isinstance(b, tuple):
             b = list(b)
         if a != b:
+            out.append(f"{k}: checkpoint {a!r}, now {b!r}")
+    return out
+
+
+def resume_differences(old, new):
+    """The differences that make a --resume of `old`'s checkpoint another experiment: every
+    parameter outside RESUME_MAY_CHANGE, the data files by the file they name."""
+    names = sorted((set(old) | set(new)) - RESUME_MAY_CHANGE - {"train", "validation"})
+    out = differences(old, new, names)
+    for k in ("train", "validation"):
+        a, b = old.get(k), new.get(k)
+        if a != b and not (isinstance(a, str) and isinstance(b, str) and same_file(a, b)):
             out.append(f"{k}: checkpoint {a!r}, now {b!r}")
     return out
 
@@ -174,6 +200,8 @@ def restore(params, comm, rank, frame, say):
     if not path:
         return None
     network, model, info, old, attrs = load_everywhere(path, comm)
+    if not params.get("checkpoint"):  # --resume: the same run, or refused
+        _check_resume(path, params, old, attrs)
     diff = differences(old, params) + layout_differences(info, frame.names, params)
     if diff:
         raise UserError(f"{path}: cannot continue this model with a different architecture, response or "
@@ -185,6 +213,20 @@ def restore(params, comm, rank, frame, say):
     state.setdefault("seed", int(old.get("seed", 0)))
     return {"path": path, "network": network, "model": model, "info": info, "state": state,
             "history": attrs.get("history", [])}
+
+
+def _check_resume(path, params, old, attrs):
+    """UserError unless `params` continue the run of checkpoint `path`: the same parameters
+    but for RESUME_MAY_CHANGE, and epochs not below what it has trained."""
+    where = f"resume {params['resume']}: {path}"
+    diff = resume_differences(old, params)
+    if diff:
+        raise UserError(f"{where} was trained with other parameters ({'; '.join(diff)}): a resume continues "
+                        "the same run; for a new experiment give another checkpoint_dir")
+    done = float((attrs.get("state") or {}).get("epochs", attrs.get("epochs", 0.0)))
+    if params["epochs"] < done * (1 - 1e-9):
+        raise UserError(f"{where} has trained {done:.6g} epochs, more than epochs = {params['epochs']:g} "
+                        "(epochs is the total; for a new experiment give another checkpoint_dir)")
 
 
 def training_state(comm, rng, progress, n_total, seed, size, tspi, tuned_for, combiner, model):

@@ -22,8 +22,8 @@ class Reporter:
                  f"{n_total:,} training rows, {len(info.input_names)} inputs"
                  f"{', classes: ' + str(info.n_classes) if info.classification else ''}")
 
-    def progress(self, row, info, samples, target, train_time, elapsed):
-        self.say(progress_line(row, info, samples, target, train_time, elapsed))
+    def progress(self, row, info, samples, target, train_time, elapsed, start=0):
+        self.say(progress_line(row, info, samples, target, train_time, elapsed, start))
 
     def final(self, summary, info):
         self.say(final_lines(summary, info))
@@ -52,7 +52,7 @@ def summary_of(run, clock, end):
     return {
         "training_samples": end.samples,
         "training_time_s": train_time,
-        "samples_per_s": end.samples / train_time if train_time > 0 else 0.0,
+        "samples_per_s": (end.samples - run.start_samples) / train_time if train_time > 0 else 0.0,  # this run's
         "epochs": end.samples / run.data.n_total,
         "iterations": end.iteration,
         "n_ranks": run.size,
@@ -115,8 +115,10 @@ def fmt_metrics(m, info):
     return f"RMSE {m['rmse']:.5g} R2 {m['r2']:.4f}"
 
 
-def progress_line(row, info, samples, target, train_time, elapsed):
-    speed = samples / train_time if train_time > 0 else 0.0
+def progress_line(row, info, samples, target, train_time, elapsed, start=0):
+    """One iteration's progress; the speed and the ETA count the samples this run trained
+    (from `start`, a continued checkpoint's samples) in this run's training time."""
+    speed = (samples - start) / train_time if train_time > 0 else 0.0
     left = (target - samples) / speed if speed > 0 else 0.0
     parts = [f"iter {row['iteration']:4d}", f"epochs {row['epochs']:7.3f}", f"samples {samples:,}",
              f"{speed:,.0f} samples/s", f"ETA {left:6.1f}s",

@@ -284,7 +284,11 @@ class Session:
             self.rng = ckpt.restore_rng(self.rng, self.restored, self.seed, self.rank, self.size)
             self.report.say(f"continuing {self.restored['path']} at iteration {self.progress.iteration}, "
                             f"{done_epochs:.4g} epochs, {start:,} samples")
-        self.start_iteration = self.progress.iteration
+            if self.target_samples <= start:  # a resume of a finished run (its parameters checked)
+                self.report.say(f"resume: {self.restored['path']} has trained its {done_epochs:.4g} epochs: nothing "
+                                "to train; the outputs written are that run's model (a new experiment needs "
+                                "another checkpoint_dir)")
+        self.start_iteration, self.start_samples = self.progress.iteration, self.progress.samples
         self.picker = RowPicker(self.data, self.rng, p["shuffle_training_data"])
         self.checkpoint_every = ckpt.parse_interval(p["checkpoint_interval"])  # (kind, amount)
         history = self.restored["history"] if self.restored else []
@@ -403,7 +407,8 @@ class Session:
                           rows_all,
                           c.comm / max(c.comm + c.comp, 1e-12), p.train_metrics, p.valid_metrics)
         self.history.append(row)
-        self.report.progress(row, self.info, p.samples, self.target_samples, c.comp + c.comm, elapsed)
+        self.report.progress(row, self.info, p.samples, self.target_samples, c.comp + c.comm, elapsed,
+                             self.start_samples)
 
     def _score_metrics(self, model=None):
         p, model = self.progress, self.current() if model is None else model
