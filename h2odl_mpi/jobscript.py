@@ -2,11 +2,13 @@
 
 `render(...)` writes a ready script: scheduler directives (nodes, ranks per node, threads
 per rank, wall time, partition/queue, account), a commented place for the site's MPI and
-Python modules, OMP_NUM_THREADS from the allocation with CPU binding, the launch line (srun
-or mpirun) running `python -m h2odl_mpi train --resume DIR --checkpoint_dir DIR ...`, a
-signal before the wall time that the trainer answers by checkpointing and exiting with
-REQUEUE_EXIT, and the requeue (Slurm: scontrol requeue; PBS: qsub of the same script) when
-it does.  Every setting can also be overridden at submission through H2ODL_* variables.
+Python modules, OMP_NUM_THREADS from the allocation (threads bound to cores under srun, which
+gives each rank cores of its own; not under mpirun), the launch line (srun or mpirun) running
+`python -m h2odl_mpi train --resume DIR --checkpoint_dir DIR ...` with DIR one directory per
+experiment (the job name and a digest of the arguments), a signal before the wall time that
+the trainer answers by checkpointing and exiting with REQUEUE_EXIT, and the requeue (Slurm:
+scontrol requeue; PBS: qsub of the same script with the arguments saved beside DIR) when it
+does.  Every setting can also be overridden at submission through H2ODL_* variables.
 With --search the job runs `grid` instead (h2odl_mpi.workflows.search): many models on groups of
 ranks, its search directory where a train job keeps its checkpoints, continued by the same
 command after a requeue.  The scripts in jobscripts/ are this module's output.
@@ -36,23 +38,32 @@ _BODY = r'''
 set -uo pipefail
 PYTHON=${H2ODL_PYTHON:-python3}
 LAUNCHER=${H2ODL_LAUNCHER:-__LAUNCHER__}          # srun | mpirun
-CKPT_DIR=${H2ODL_CHECKPOINT_DIR:-$PWD/checkpoints/__JOBNAME__}
 REQUEUE_EXIT=__REQUEUE__
-mkdir -p "$CKPT_DIR"
 
-# ---- ranks x threads from the allocation, cores bound per rank
+# ---- training arguments: the script's own arguments, else those a requeued job saved
+# (H2ODL_ARGS_FILE), else H2ODL_TRAIN_ARGS (any may be just `--config run.toml`, a TOML file
+# of train parameters; flags given with it win)
+if [ "$#" -gt 0 ]; then TRAIN_ARGS=("$@")
+elif [ -n "${H2ODL_ARGS_FILE:-}" ]; then mapfile -d '' -t TRAIN_ARGS < "$H2ODL_ARGS_FILE"
+else read -r -a TRAIN_ARGS <<< "${H2ODL_TRAIN_ARGS:-__TRAIN_ARGS__}"; fi
+
+# ---- one checkpoint directory per experiment: the job name and a digest of the arguments,
+# so that a requeue resumes it and other arguments start afresh (H2ODL_CHECKPOINT_DIR: this one)
+DIGEST=$(printf '%s\0' "${TRAIN_ARGS[@]}" | cksum | cut -d' ' -f1)
+CKPT_DIR=${H2ODL_CHECKPOINT_DIR:-$PWD/checkpoints/__JOBNAME__-$DIGEST}
+ARGS_FILE="$CKPT_DIR.args"                   # the arguments, for the requeued job
+mkdir -p "$CKPT_DIR" && printf '%s\0' "${TRAIN_ARGS[@]}" > "$ARGS_FILE" || exit 2
+
+# ---- ranks x threads from the allocation; srun binds each rank's threads to cores of its
+# own, mpirun binds no rank to cores of its own (OpenMP binding would then put every rank's
+# threads on the same cores), so binding stays off there
 NTASKS=${H2ODL_NTASKS:-__NTASKS_EXPR__}
 export OMP_NUM_THREADS=${H2ODL_THREADS:-__THREADS_EXPR__}
-export OMP_PROC_BIND=${OMP_PROC_BIND:-close}
-export OMP_PLACES=${OMP_PLACES:-cores}
-
-# ---- training arguments: the script's own arguments, else H2ODL_TRAIN_ARGS (either may be
-# just `--config run.toml`, a TOML file of train parameters; flags given with it win)
-if [ "$#" -gt 0 ]; then TRAIN_ARGS=("$@"); else read -r -a TRAIN_ARGS <<< "${H2ODL_TRAIN_ARGS:-__TRAIN_ARGS__}"; fi
-
 case "$LAUNCHER" in
-  srun)   LAUNCH=(srun --ntasks="$NTASKS" --cpus-per-task="$OMP_NUM_THREADS" --cpu-bind=cores) ;;
-  mpirun) LAUNCH=(mpirun -n "$NTASKS") ;;
+  srun)   LAUNCH=(srun --ntasks="$NTASKS" --cpus-per-task="$OMP_NUM_THREADS" --cpu-bind=cores)
+          export OMP_PROC_BIND=${OMP_PROC_BIND:-close} OMP_PLACES=${OMP_PLACES:-cores} ;;
+  mpirun) LAUNCH=(mpirun -n "$NTASKS")
+          export OMP_PROC_BIND=false; unset OMP_PLACES ;;
   *)      echo "unknown launcher $LAUNCHER" >&2; exit 2 ;;
 esac
 
@@ -76,6 +87,11 @@ exit "$rc"
 '''
 
 
+# PBS: the same script submitted again with this part's arguments and checkpoint directory
+# (qsub -v splits its list at commas, so a path with one cannot pass)
+_PBS_REQUEUE = '''case "$ARGS_FILE" in *,*) echo "$ARGS_FILE: a comma cannot pass through qsub -v: not requeued" >&2; exit 2 ;; esac
+  qsub -v "H2ODL_ARGS_FILE=$ARGS_FILE,H2ODL_CHECKPOINT_DIR=$CKPT_DIR" \\
+      "${H2ODL_JOB_SCRIPT:-${PBS_O_WORKDIR:-$PWD}/$JOB_SCRIPT_NAME}"'''
 _TRAIN_LAUNCH = '''echo "h2odl_mpi job $JOB_ID: $NTASKS ranks x $OMP_NUM_THREADS threads, checkpoints in $CKPT_DIR"
 # --resume continues from the newest valid checkpoint in CKPT_DIR (fresh if there is none)
 "${LAUNCH[@]}" "$PYTHON" -m h2odl_mpi train --resume "$CKPT_DIR" --checkpoint_dir "$CKPT_DIR" \\
@@ -171,7 +187,7 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
                 "__NTASKS_EXPR__": "$( [ -n \"${PBS_NODEFILE:-}\" ] && wc -l < \"$PBS_NODEFILE\" || echo %d )"
                                    % (nodes * ranks_per_node),
                 "__THREADS_EXPR__": "${OMP_NUM_THREADS:-%d}" % threads,  # PBS Pro sets it from ompthreads
-                "__REQUEUE_CMD__": 'qsub "${H2ODL_JOB_SCRIPT:-${PBS_O_WORKDIR:-$PWD}/$JOB_SCRIPT_NAME}"'}
+                "__REQUEUE_CMD__": _PBS_REQUEUE}
     subs["__LAUNCH_LINES__"] = _SEARCH_LAUNCH % ranks_per_model if search else _TRAIN_LAUNCH
     subs.update({"__JOBNAME__": job_name, "__REQUEUE__": str(REQUEUE_EXIT),
                  "__TRAIN_ARGS__": _q(train_args).replace("\\", "\\\\")})
@@ -216,12 +232,12 @@ def add_arguments(parser):
     parser.add_argument("--account", default=None, metavar="A", help="account / project to charge")
     parser.add_argument("--job-name", dest="job_name", default="h2odl", metavar="NAME",
                         help="job name (letters, digits, - and _; default h2odl); also names "
-                             "the checkpoint directory ./checkpoints/NAME")
+                             "the checkpoint directory ./checkpoints/NAME-<digest of the arguments>")
     parser.add_argument("--launcher", default=None, metavar="srun|mpirun",
                         help="how ranks start (default: srun for Slurm, mpirun for PBS)")
     parser.add_argument("--search", action="store_true",
                         help="a search job: runs `grid` with the arguments after `--` (which must give "
-                             "--config GRID_FILE), its search directory ./checkpoints/NAME")
+                             "--config GRID_FILE), its search directory ./checkpoints/NAME-<digest of the arguments>")
     parser.add_argument("--ranks-per-model", dest="ranks_per_model", default="1", metavar="R",
                         help="with --search: ranks that train each model together (default 1)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE",
@@ -254,10 +270,10 @@ def _check_train_args(args, search=False):
         name = a[2:].split("=", 1)[0].replace("-", "_")
         if search and name in ("search_dir", "ranks_per_model"):
             raise UserError(f"train argument {a}: a search job sets --search_dir (to $H2ODL_CHECKPOINT_DIR, "
-                            "default ./checkpoints/<job name>) and --ranks_per_model (--ranks-per-model) itself")
+                            "default ./checkpoints/<job name>-<digest of the arguments>) and --ranks_per_model (--ranks-per-model) itself")
         if name in _SET_BY_SCRIPT:
             raise UserError(f"train argument {a}: the script sets --resume and --checkpoint_dir "
-                            "itself (to $H2ODL_CHECKPOINT_DIR, default ./checkpoints/<job name>)")
+                            "itself (to $H2ODL_CHECKPOINT_DIR, default ./checkpoints/<job name>-<digest of the arguments>)")
         if name not in known:
             near = P.closest(name, extra=("config",))
             hint = f" (did you mean --{near}?)" if near else ""

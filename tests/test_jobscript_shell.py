@@ -35,6 +35,13 @@ def _standins(bindir, log):
         p.chmod(p.stat().st_mode | stat.S_IEXEC)
 
 
+def _requeued(tmp_path, script, ckpt=None):
+    """What the stand-in qsub records when the PBS script requeues `script`: this part's
+    saved arguments and checkpoint directory (qsub -v), then the script."""
+    ckpt = ckpt or tmp_path / "ck"
+    return f"-v\nH2ODL_ARGS_FILE={ckpt}.args,H2ODL_CHECKPOINT_DIR={ckpt}\n{script}\n"
+
+
 def _run_script(script, tmp_path, *args, **env):
     """The script under bash, as the batch system would start it, in tmp_path."""
     log = tmp_path / "calls.log"
@@ -102,7 +109,7 @@ def test_the_scripts_own_name_is_data_when_it_requeues_itself(tmp_path, capsys, 
     assert r.returncode == REQUEUE_EXIT, r.stderr
     assert not _pwned(tmp_path), (payload, r.stderr)
     if scheduler == "pbs":  # the requeue submitted exactly this file again
-        assert calls.split("== qsub\n", 1)[1] == f"{tmp_path / name}\n"
+        assert calls.split("== qsub\n", 1)[1] == _requeued(tmp_path, tmp_path / name)
     else:
         assert calls.split("== scontrol\n", 1)[1] == "requeue\n42\n"
 
@@ -120,7 +127,7 @@ def test_arguments_and_variables_given_at_submission_are_data(tmp_path, schedule
     assert r.returncode == REQUEUE_EXIT and not _pwned(tmp_path), r.stderr
     assert "--train\n" + "\n".join(evil.split()) + "\n" in calls  # split on blanks (read -a), never run
     if scheduler == "pbs":
-        assert calls.split("== qsub\n", 1)[1] == f"{evil}\n"
+        assert calls.split("== qsub\n", 1)[1] == _requeued(tmp_path, evil)
 
 
 def test_output_onto_a_device_or_directory_is_refused(tmp_path, capsys):

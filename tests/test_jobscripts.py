@@ -105,7 +105,8 @@ def test_pbs_body_counts_ranks_from_the_nodefile_and_resubmits(tmp_path):
     calls = log.read_text().splitlines()
     assert calls[0].startswith("mpirun -n 3 ")
     assert calls[0].endswith(f"--checkpoint_dir {tmp_path / 'ck'} --train other.csv --epochs 3 | OMP_NUM_THREADS=4")
-    assert calls[1].startswith(f"qsub {tmp_path / 'train.pbs'}")
+    ck = tmp_path / "ck"
+    assert calls[1].startswith(f"qsub -v H2ODL_ARGS_FILE={ck}.args,H2ODL_CHECKPOINT_DIR={ck} {tmp_path / 'train.pbs'}")
 
 
 # ---- the `jobscript` subcommand ------------------------------------------------------------
@@ -225,3 +226,70 @@ def test_search_job_settings_are_refused(argv, message, capsys):
     assert main(["jobscript", "--scheduler", "slurm"] + argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+# ---- a cluster user's first week: experiments apart, requeues with their arguments, binding
+def _launch_env(tmp_path, log, exit_code, **env):
+    """PATH with stand-ins that log their arguments and the OpenMP binding they were given."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    for name in ("srun", "mpirun", "qsub", "scontrol"):
+        p = bindir / name
+        code = exit_code if name in ("srun", "mpirun") else 0
+        p.write_text(f'#!/bin/bash\necho "{name} $* | bind=${{OMP_PROC_BIND:-unset}} places=${{OMP_PLACES:-unset}}"'
+                     f' >> "{log}"\nexit {code}\n')
+        p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "H2ODL_"))}
+    return dict(base, PATH=f"{bindir}:{os.environ['PATH']}", SLURM_JOB_ID="9", SLURM_NTASKS="2",
+                SLURM_CPUS_PER_TASK="2", PBS_JOBID="9.pbs", PBS_O_WORKDIR=str(tmp_path), **env)
+
+
+def _checkpoint_dir_of(launch):
+    return launch.split(" --resume ", 1)[1].split(" ", 1)[0]
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+def test_each_experiment_has_its_own_checkpoint_directory(tmp_path, scheduler):
+    script = tmp_path / "job.sh"
+    script.write_text(render(scheduler, time="01:00:00", train_args=ARGS))
+    log = tmp_path / "calls.log"
+    dirs = []
+    for args in (ARGS, ARGS[:-2] + ["--input_dropout_ratio", "0.1"], ARGS):
+        log.unlink(missing_ok=True)
+        r = subprocess.run(["bash", str(script)] + args, env=_launch_env(tmp_path, log, 0), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        dirs.append(_checkpoint_dir_of(log.read_text().splitlines()[0]))
+    assert dirs[0] == dirs[2] != dirs[1]  # the same arguments resume, others start afresh
+    assert all(d.startswith(str(tmp_path / "checkpoints" / "h2odl-")) for d in dirs)
+
+
+def test_a_requeued_pbs_job_trains_with_the_arguments_it_was_given(tmp_path):
+    script = tmp_path / "train.pbs"
+    script.write_text(render("pbs", time="01:00:00", train_args=ARGS))
+    log = tmp_path / "calls.log"
+    given = ["--train", "mine.csv", "--response", "y", "--hidden", "32,16", "--epochs", "3"]
+    r = subprocess.run(["bash", str(script)] + given, env=_launch_env(tmp_path, log, REQUEUE_EXIT), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == REQUEUE_EXIT, r.stderr
+    first, qsub = log.read_text().splitlines()[:2]
+    variables = qsub.split(" -v ", 1)[1].split(" ", 1)[0]
+    requeued_env = dict(v.split("=", 1) for v in variables.split(","))
+    log.unlink()
+    r = subprocess.run(["bash", str(script)], env=_launch_env(tmp_path, log, 0, **requeued_env), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=30)  # as qsub starts it: no arguments
+    assert r.returncode == 0, r.stderr
+    second = log.read_text().splitlines()[0]
+    assert second == first and " ".join(given) in second and "32,16" in second
+
+
+@pytest.mark.parametrize("launcher, bind, places", [("srun", "close", "cores"), ("mpirun", "false", "unset")])
+def test_threads_are_bound_only_where_each_rank_has_cores_of_its_own(tmp_path, launcher, bind, places):
+    script = tmp_path / "job.sh"
+    script.write_text(render("slurm", time="01:00:00", launcher=launcher, train_args=ARGS))
+    log = tmp_path / "calls.log"
+    env = _launch_env(tmp_path, log, 0, OMP_PLACES="cores")  # a site default under mpirun stays off too
+    r = subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    launch = log.read_text().splitlines()[0]
+    assert launch.startswith(launcher) and launch.endswith(f"| bind={bind} places={places}")
