@@ -106,7 +106,26 @@ _SEARCH_LAUNCH = '''echo "h2odl_mpi job $JOB_ID: $NTASKS ranks x $OMP_NUM_THREAD
 # the script's own file name, which is quoted (shlex.quote) into a variable.
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 _JOB_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_TIME = re.compile(r"([0-9]+):([0-5][0-9]):([0-5][0-9])")
+# wall times: HH:MM:SS, or Slurm's days forms D-HH:MM:SS, D-HH:MM and D-HH
+_TIME = re.compile(r"(?:([0-9]+)-)?([0-9]+):([0-5][0-9]):([0-5][0-9])|([0-9]+)-([0-9]+)(?::([0-5][0-9]))?")
+TIME_FORMS = "HH:MM:SS or D-HH:MM:SS (also D-HH:MM, D-HH)"
+
+
+def wall_seconds(time):
+    """The seconds of a wall time in one of TIME_FORMS, or None for anything else."""
+    m = _TIME.fullmatch(time) if isinstance(time, str) else None
+    if m is None:
+        return None
+    if m.group(2) is not None:
+        days, hours, minutes, seconds = (int(g or 0) for g in m.group(1, 2, 3, 4))
+    else:
+        days, hours, minutes, seconds = int(m.group(5)), int(m.group(6)), int(m.group(7) or 0), 0
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _hms(seconds):
+    """HH:MM:SS of `seconds` (PBS's walltime takes no days)."""
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _q(args):
@@ -115,8 +134,8 @@ def _q(args):
 
 def _check_strings(time, partition, account, job_name, launcher, train_args):
     """ValueError naming the setting for any string that would need quoting in the script."""
-    if not isinstance(time, str) or not _TIME.fullmatch(time):
-        raise ValueError(f"time must be HH:MM:SS, got {time!r}")
+    if wall_seconds(time) is None:
+        raise ValueError(f"time must be {TIME_FORMS}, got {time!r}")
     if not isinstance(job_name, str) or not _JOB_NAME.fullmatch(job_name):
         raise ValueError(f"job name must be letters, digits, - and _, got {job_name!r}")
     for name, v in (("partition", partition), ("account", account)):
@@ -148,8 +167,7 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
     if search and (nodes * ranks_per_node) % ranks_per_model:
         raise ValueError(f"ranks_per_model {ranks_per_model} must divide the job's ranks, "
                          f"{nodes} x {ranks_per_node} = {nodes * ranks_per_node}")
-    parts = time.split(":")
-    seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
+    seconds = wall_seconds(time)
     if scheduler == "slurm" and seconds <= SIGNAL_LEAD_S + 60:
         # Slurm may send --signal up to 60 s early: the job would be signalled as it starts,
         # before the ranks can checkpoint (a rank still starting up dies of the signal)
@@ -173,7 +191,7 @@ def render(scheduler, nodes=1, ranks_per_node=1, threads=1, time="01:00:00", par
         ncpus = ranks_per_node * threads
         head = ["#!/bin/bash", f"#PBS -N {job_name}",
                 f"#PBS -l select={nodes}:ncpus={ncpus}:mpiprocs={ranks_per_node}:ompthreads={threads}",
-                f"#PBS -l walltime={time}", "#PBS -r y", "#PBS -j oe"]
+                f"#PBS -l walltime={_hms(seconds)}", "#PBS -r y", "#PBS -j oe"]
         if partition:
             head.append(f"#PBS -q {partition}")
         if account:
@@ -225,7 +243,7 @@ def add_arguments(parser):
     parser.add_argument("--threads", default="1", metavar="T",
                         help="kernel threads per rank (OMP_NUM_THREADS; default 1)")
     parser.add_argument("--time", default="01:00:00", metavar="HH:MM:SS",
-                        help="wall time (default 01:00:00)")
+                        help=f"wall time, {TIME_FORMS} (default 01:00:00)")
     parser.add_argument("--partition", default=None, metavar="P",
                         help="partition (Slurm) or queue (PBS)")
     parser.add_argument("--queue", default=None, metavar="Q", help="the same as --partition")
@@ -305,8 +323,8 @@ def run(args):
                         "the same setting)")
     if args.launcher not in (None, "srun", "mpirun"):
         raise UserError(f"--launcher: expected srun or mpirun, got {args.launcher!r}")
-    if not _TIME.fullmatch(args.time or ""):
-        raise UserError(f"--time: expected HH:MM:SS (e.g. 04:00:00), got {args.time!r}")
+    if wall_seconds(args.time) is None:
+        raise UserError(f"--time: expected {TIME_FORMS} (e.g. 04:00:00 or 1-12:00:00), got {args.time!r}")
     for option, v in (("--account", args.account), ("--partition", args.partition or args.queue)):
         if v is not None and not _PLAIN.fullmatch(v):
             raise UserError(f"{option}: {v!r} is not a plain name (letters, digits and _@%+=:,./-)")

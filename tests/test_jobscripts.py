@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from h2odl_mpi.cli import main
 from h2odl_mpi.jobscript import REQUEUE_EXIT, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,3 +294,21 @@ def test_threads_are_bound_only_where_each_rank_has_cores_of_its_own(tmp_path, l
     assert r.returncode == 0, r.stderr
     launch = log.read_text().splitlines()[0]
     assert launch.startswith(launcher) and launch.endswith(f"| bind={bind} places={places}")
+
+
+@pytest.mark.parametrize("time, seconds, walltime", [("1-00:00:00", 86400, "24:00:00"), ("2-06", 194400, "54:00:00"),
+                                                     ("1-12:30", 131400, "36:30:00"), ("04:00:00", 14400, "04:00:00")])
+def test_slurm_days_forms_of_the_wall_time(time, seconds, walltime, capsys):
+    from h2odl_mpi.jobscript import wall_seconds
+    assert wall_seconds(time) == seconds
+    assert f"#SBATCH --time={time}\n" in render("slurm", time=time, train_args=ARGS)
+    assert f"#PBS -l walltime={walltime}\n" in render("pbs", time=time, train_args=ARGS)  # PBS: no days
+    assert main(["jobscript", "--scheduler", "slurm", "--time", time, "--", "--train", "d.csv"]) == 0
+    assert f"--time={time}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("time", ["1:00", "1-", "x-1:00:00", "1-2:3", "1d", "01:60:00"])
+def test_other_wall_times_are_refused_with_the_forms(time, capsys):
+    assert main(["jobscript", "--scheduler", "slurm", "--time", time, "--", "--train", "d.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "--time: expected HH:MM:SS or D-HH:MM:SS" in err and len(err.strip().splitlines()) == 1
