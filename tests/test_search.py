@@ -79,6 +79,25 @@ def test_the_grid_file_of_the_readme(tmp_path):
     assert criteria["strategy"] == "RandomDiscrete" and criteria["max_models"] == 8 and criteria["seed"] == 1
 
 
+@pytest.mark.parametrize("fixed, hyper, refused", [
+    ("", "rate = [0.001, 0.01]", "hyper_params.rate changes nothing while adaptive_rate is true"),
+    ("adaptive_rate = true\n", "momentum_start = [0.0, 0.5]", "hyper_params.momentum_start changes nothing"),
+    ("adaptive_rate = false\n", "rho = [0.9, 0.99]", "hyper_params.rho changes nothing while adaptive_rate is false"),
+    ("adaptive_rate = false\n", "rate = [0.001, 0.01]", None),
+    ("", "rho = [0.9, 0.99]", None),
+    ("", "adaptive_rate = [true, false]\nrate = [0.001, 0.01]", None),  # rate acts in the manual half
+])
+def test_a_hyper_parameter_that_changes_no_model_is_refused(tmp_path, fixed, hyper, refused):
+    p = tmp_path / "grid.toml"
+    p.write_text(f'train = "d.csv"\nresponse = "y"\n{fixed}[hyper_params]\n{hyper}\n')
+    if refused is None:
+        assert grid_file.load(str(p))[1]
+        return
+    with pytest.raises(UserError, match=refused) as e:
+        grid_file.load(str(p))
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("body, message", [
     ('epochs = 1\n', "[hyper_params] table"),
     ('[hyper_params]\ntrain = ["a.csv", "b.csv"]\n', "give it once"),

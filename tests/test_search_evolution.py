@@ -224,7 +224,7 @@ def test_sigterm_in_an_evolutionary_search_loses_no_model_and_trains_none_twice(
     grid.write_text(f'train = "{data}"\nresponse = "y"\nepochs = 150\nseed = 3\nthreads = 1\nhidden = [32, 32]\n'
                     'variable_importances = false\nstopping_rounds = 0\ncheckpoint_interval = "0"\n'
                     'train_samples_per_iteration = 500\n'
-                    '[hyper_params]\nl1 = {min = 1e-6, max = 1e-3, log = true}\nrate = [0.001, 0.005, 0.01]\n'
+                    '[hyper_params]\nl1 = {min = 1e-6, max = 1e-3, log = true}\nrho = [0.9, 0.95, 0.99]\n'
                     '[search_criteria]\nstrategy = "Evolutionary"\nmax_models = 6\npopulation = 4\nseed = 2\n')
     sd = tmp_path / "s"
     cmd = [sys.executable, "-m", "h2odl_mpi", "grid", "--config", str(grid), "--search_dir", str(sd)]

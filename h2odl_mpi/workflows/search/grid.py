@@ -28,7 +28,7 @@ from h2odl_mpi.collectives import allreduce_scalar, bcast_obj, rank_and_size
 from h2odl_mpi.errors import UserError, agree, fail_alone
 from h2odl_mpi.workflows.search import hyperspace, leaderboard, progress_plot
 from h2odl_mpi.workflows.search.evolution import Evolution
-from h2odl_mpi.workflows.search.grid_file import EVOLUTION_CRITERIA, HALVING_CRITERIA, check_search
+from h2odl_mpi.workflows.search.grid_file import EVOLUTION_CRITERIA, HALVING_CRITERIA, check_idle, check_search
 from h2odl_mpi.workflows.search.halving import Culling
 from h2odl_mpi.workflows.search.search_dir import IDENTITY_EXCLUDES, SearchDirectory
 from h2odl_mpi.evaluation.stopping import METRICS, resolve_metric, stop_early
@@ -77,6 +77,7 @@ class GridSearch:
         self.rank, _ = rank_and_size(comm)
         self.fixed = _check_fixed({P.canonical(k): v for k, v in fixed.items()})
         self.hyper, self.criteria = check_search(hyper, criteria)
+        check_idle(self.fixed, self.hyper)
         self.dir = SearchDirectory(search_dir)
         self.group, self.group_index, self.n_groups = split_groups(comm, int(ranks_per_model))
         self.leader = rank_and_size(self.group)[0] == 0

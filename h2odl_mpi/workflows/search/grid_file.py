@@ -62,7 +62,9 @@ def load(path):
     if not isinstance(criteria, dict):
         raise UserError(f"{path}: search_criteria must be a table ([search_criteria])")
     fixed = config.parameters(path, doc)
-    return (fixed,) + check_search(hyper, criteria, path)
+    hyper, criteria = check_search(hyper, criteria, path)
+    check_idle(fixed, hyper, path)
+    return fixed, hyper, criteria
 
 
 def check_search(hyper, criteria, where=None):
@@ -75,6 +77,30 @@ def check_search(hyper, criteria, where=None):
                         f"{criteria['strategy']} takes lists of values only; use strategy Evolutionary, or list "
                         "the values")
     return hyper, criteria
+
+
+# parameters that act only with a manual learning rate (adaptive_rate false), and only with
+# ADADELTA (adaptive_rate true), as H2O ignores them otherwise
+MANUAL_RATE_ONLY = ("rate", "rate_annealing", "rate_decay", "momentum_start", "momentum_ramp", "momentum_stable",
+                    "nesterov_accelerated_gradient")
+ADAPTIVE_RATE_ONLY = ("rho", "epsilon")
+
+
+def check_idle(fixed, hyper, where="hyper_params"):
+    """UserError for a hyper-parameter that changes no model of the search: a manual-rate
+    parameter while every model has adaptive_rate true, or rho/epsilon while none has."""
+    adaptive = hyper.get("adaptive_rate", [fixed.get("adaptive_rate", P.SPEC["adaptive_rate"][1])])
+    if isinstance(adaptive, Range):
+        return
+    for name in MANUAL_RATE_ONLY:
+        if name in hyper and all(bool(a) for a in adaptive):
+            raise UserError(f"{where}: hyper_params.{name} changes nothing while adaptive_rate is true (ADADELTA, "
+                            "H2O's default) for every model: search rho and epsilon instead, or set adaptive_rate "
+                            "= false")
+    for name in ADAPTIVE_RATE_ONLY:
+        if name in hyper and not any(bool(a) for a in adaptive):
+            raise UserError(f"{where}: hyper_params.{name} changes nothing while adaptive_rate is false for every "
+                            "model: search rate and momentum instead, or set adaptive_rate = true")
 
 
 def check_hyper(hyper, where="hyper_params"):
