@@ -87,8 +87,9 @@ def test_usr1_checkpoints_requeues_and_the_rerun_finishes(tmp_path):
             "--train_samples_per_iteration", str(TSPI), "--checkpoint_interval", "1it",
             "--seed", "5", "--quiet_mode", "false", "--summary_json", str(summary)]
     script = tmp_path / "train.sbatch"
+    venv = Path(sys.prefix) if (Path(sys.prefix) / "bin" / "activate").is_file() else None  # --activate
     script.write_text(render("slurm", nodes=1, ranks_per_node=2, threads=1, time="00:10:00",
-                             job_name="e2e", train_args=args))
+                             job_name="e2e", train_args=args, activate=venv and str(venv)))
     env = _env(tmp_path, bindir, mpidir, ckdir)
     deadline = time.monotonic() + TIMEOUT_S
 
@@ -109,7 +110,7 @@ def test_usr1_checkpoints_requeues_and_the_rerun_finishes(tmp_path):
     out1 = first.text()
     assert rc == REQUEUE_EXIT, f"the job finished before the signal reached the ranks?\n{out1}"
     assert log.read_text().splitlines() == ["requeue 4242"], out1
-    assert "checkpoint written; requeueing job 4242" in out1
+    assert "checkpoint written; requeueing job 4242 (requeue 1 of at most 20)" in out1
     assert re.search(r"signal received: stopped at iteration \d+", out1), out1
     assert f"stopped by signal {int(signal.SIGUSR1)}" in out1  # the ranks saw SIGUSR1 itself
     assert not summary.exists()
@@ -124,7 +125,7 @@ def test_usr1_checkpoints_requeues_and_the_rerun_finishes(tmp_path):
     extra = int(done % TSPI != 0)
 
     # ---- the requeued job: same script, continues to the total epochs ------------------------
-    second = _Job(script, env, tmp_path, "second")
+    second = _Job(script, dict(env, SLURM_RESTART_COUNT="1"), tmp_path, "second")  # as Slurm requeues it
     try:
         rc = second.wait(deadline)
     finally:

@@ -16,8 +16,9 @@ from h2odl_mpi.jobscript import REQUEUE_EXIT, render
 PAYLOADS = ["$(touch PWNED)", "`touch PWNED`", "x;touch PWNED", "x\ntouch PWNED", "x'$(touch PWNED)'",
             'x"$(touch PWNED)"', "a b", "x|touch PWNED", "x&&touch PWNED", "${IFS}touch${IFS}PWNED",
             "x>PWNED", "x}$(touch PWNED)", "x\\$(touch PWNED)", "-x$(touch PWNED)"]
-OPTIONS = ["--scheduler", "--nodes", "--ranks-per-node", "--threads", "--time", "--partition", "--queue",
-           "--account", "--job-name", "--launcher"]
+OPTIONS = ["--scheduler", "--nodes", "--ranks_per_node", "--ranks-per-node", "--threads", "--time", "--partition",
+           "--queue", "--account", "--job_name", "--job-name", "--launcher", "--ranks_per_model", "--ranks-per-model",
+           "--mem", "--activate", "--python", "--max_requeues", "--max-requeues"]
 
 
 def _pwned(root):
@@ -35,11 +36,12 @@ def _standins(bindir, log):
         p.chmod(p.stat().st_mode | stat.S_IEXEC)
 
 
-def _requeued(tmp_path, script, ckpt=None):
+def _requeued(tmp_path, script, ckpt=None, given=""):
     """What the stand-in qsub records when the PBS script requeues `script`: this part's
-    saved arguments and checkpoint directory (qsub -v), then the script."""
+    saved arguments, checkpoint directory, requeue count and the settings given at
+    submission (`given`: ",H2ODL_...=...") (qsub -v), then the script."""
     ckpt = ckpt or tmp_path / "ck"
-    return f"-v\nH2ODL_ARGS_FILE={ckpt}.args,H2ODL_CHECKPOINT_DIR={ckpt}\n{script}\n"
+    return f"-v\nH2ODL_ARGS_FILE={ckpt}.args,H2ODL_CHECKPOINT_DIR={ckpt},H2ODL_REQUEUES=1{given}\n{script}\n"
 
 
 def _run_script(script, tmp_path, *args, **env):
@@ -91,6 +93,10 @@ def test_shell_characters_in_train_arguments_are_refused(tmp_path, capsys, paylo
 
 @pytest.mark.parametrize("keyword, value", [("partition", "a;b"), ("account", "$(x)"), ("job_name", "a\nb"),
                                             ("launcher", "srun;x"), ("time", "01:00:00;x"), ("nodes", "2"),
+                                            ("mem", "64G;x"), ("mem", "$(x)"), ("mem", 64), ("activate", "$(x)"),
+                                            ("activate", "-x"), ("activate", "a b"), ("activate", "~/venv"),
+                                            ("python", "py thon"), ("python", "-c"), ("python", "`x`"),
+                                            ("max_requeues", -1), ("max_requeues", "3"), ("max_requeues", True),
                                             ("nodes", True), ("train_args", ["--train", "`x`"])])
 def test_render_itself_refuses_what_it_cannot_write_plainly(keyword, value):
     with pytest.raises(ValueError):
@@ -126,8 +132,9 @@ def test_arguments_and_variables_given_at_submission_are_data(tmp_path, schedule
                            H2ODL_NTASKS="2", H2ODL_THREADS="1")
     assert r.returncode == REQUEUE_EXIT and not _pwned(tmp_path), r.stderr
     assert "--train\n" + "\n".join(evil.split()) + "\n" in calls  # split on blanks (read -a), never run
-    if scheduler == "pbs":
-        assert calls.split("== qsub\n", 1)[1] == _requeued(tmp_path, evil)
+    if scheduler == "pbs":  # the settings given at submission go on to the requeued job, as data
+        assert calls.split("== qsub\n", 1)[1] == _requeued(
+            tmp_path, evil, given=f",H2ODL_NTASKS=2,H2ODL_THREADS=1,H2ODL_JOB_SCRIPT={evil}")
 
 
 def test_output_onto_a_device_or_directory_is_refused(tmp_path, capsys):
@@ -136,3 +143,26 @@ def test_output_onto_a_device_or_directory_is_refused(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0] == f"error: -o {out}: {needle}", err
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+def test_environment_python_and_requeue_counts_given_at_submission_are_data(tmp_path, scheduler):
+    """H2ODL_ACTIVATE and H2ODL_PYTHON are paths, used quoted; the requeue counts are checked
+    to be digits before any arithmetic (bash's arithmetic would run `a[$(cmd)]`)."""
+    script = tmp_path / "job.sh"
+    script.write_text(render(scheduler, time="02:00:00", train_args=["--train", "d.csv"]))
+    evil = "$(touch PWNED);`touch PWNED`"
+    venv = tmp_path / evil / "bin"
+    venv.mkdir(parents=True)
+    (venv / "activate").write_text("export H2ODL_SOURCED=yes\n")
+    r, calls = _run_script(script, tmp_path, H2ODL_ACTIVATE=evil, H2ODL_PYTHON=evil)
+    assert r.returncode == REQUEUE_EXIT and not _pwned(tmp_path), r.stderr
+    assert f"\n{evil}\n-m\nh2odl_mpi\ntrain\n" in calls  # the interpreter, one word
+    r, calls = _run_script(script, tmp_path, H2ODL_ACTIVATE=evil + "x")  # not there: one line, nothing run
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and calls == "" and not _pwned(tmp_path)
+    count = "SLURM_RESTART_COUNT" if scheduler == "slurm" else "H2ODL_REQUEUES"
+    for variable in (count, "H2ODL_MAX_REQUEUES"):
+        for value in ("a[$(touch PWNED)]", "x[`touch PWNED`]", "1$(touch PWNED)", "PWNED"):
+            r, calls = _run_script(script, tmp_path, **{variable: value})
+            assert r.returncode == 2 and calls == "" and not _pwned(tmp_path), (variable, value, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1

@@ -107,22 +107,25 @@ def test_pbs_body_counts_ranks_from_the_nodefile_and_resubmits(tmp_path):
     assert calls[0].startswith("mpirun -n 3 ")
     assert calls[0].endswith(f"--checkpoint_dir {tmp_path / 'ck'} --train other.csv --epochs 3 | OMP_NUM_THREADS=4")
     ck = tmp_path / "ck"
-    assert calls[1].startswith(f"qsub -v H2ODL_ARGS_FILE={ck}.args,H2ODL_CHECKPOINT_DIR={ck} {tmp_path / 'train.pbs'}")
+    assert calls[1].startswith(f"qsub -v H2ODL_ARGS_FILE={ck}.args,H2ODL_CHECKPOINT_DIR={ck},H2ODL_REQUEUES=1 "
+                               f"{tmp_path / 'train.pbs'}")
 
 
 # ---- the `jobscript` subcommand ------------------------------------------------------------
 
-def _cli_argv(settings, **extra):
+def _cli_argv(settings, form="-", **extra):
+    """jobscript's command line for render() keywords, the flags with - or _ between words."""
     argv = ["jobscript"]
     for key, value in dict(settings, **extra).items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
+        argv += [f"--{key.replace('_', form)}", str(value)]
     return argv
 
 
+@pytest.mark.parametrize("form", ["_", "-"])
 @pytest.mark.parametrize("name", sorted(COMMITTED))
-def test_committed_scripts_are_what_the_subcommand_prints(name, capsys):
+def test_committed_scripts_are_what_the_subcommand_prints(name, form, capsys):
     from h2odl_mpi.cli import main
-    assert main(_cli_argv(COMMITTED[name]) + ["--"] + ARGS) == 0
+    assert main(_cli_argv(COMMITTED[name], form) + ["--"] + ARGS) == 0
     out = capsys.readouterr().out
     assert out == (ROOT / "jobscripts" / name).read_text()
 
@@ -136,7 +139,9 @@ def test_subcommand_writes_an_executable_file_without_mpi(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr.strip() == f"wrote {out}"
     text = out.read_text()
-    assert text == render(train_args=ARGS, partition="workq", account="proj42", **COMMITTED["pbs/train.pbs"])
+    assert text == render(train_args=ARGS, partition="workq", account="proj42", script_name=str(out),
+                          **COMMITTED["pbs/train.pbs"])
+    assert f"JOB_SCRIPT={out}  #" in text  # the requeue submits the file written, wherever qsub runs
     assert "#PBS -q workq" in text and "#PBS -A proj42" in text
     assert os.stat(out).st_mode & stat.S_IXUSR
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.pbs"]  # no temporary file left
@@ -159,14 +164,25 @@ def test_subcommand_partition_queue_launcher_and_train_args(capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["--nodes", "0"], "--nodes"),
     (["--nodes", "two"], "--nodes"),
-    (["--ranks-per-node", "-1"], "--ranks-per-node"),
+    (["--ranks-per-node", "-1"], "--ranks_per_node"),
+    (["--ranks_per_node", "x"], "--ranks_per_node"),
     (["--threads", "0"], "--threads"),
     (["--time", "1:00"], "--time"),
     (["--time", "01:61:00"], "--time"),
     (["--time", "00:06:00"], "--time"),
     (["--scheduler", "lsf"], "--scheduler"),
     (["--launcher", "aprun"], "--launcher"),
-    (["--job-name", "a b"], "--job-name"),
+    (["--job-name", "a b"], "--job_name"),
+    (["--job_name", "a.b"], "--job_name"),
+    (["--mem", "64X"], "--mem: mem must be a size like 64G"),
+    (["--mem=-1G"], "--mem"),
+    (["--mem", "1.5G"], "--mem"),
+    (["--scheduler", "pbs", "--mem", "0"], "--mem: mem 0 (all of a node's memory) is Slurm's"),
+    (["--activate", "my env"], "--activate"),
+    (["--activate=-x/bin/activate"], "--activate"),
+    (["--python", "python3;x"], "--python"),
+    (["--max_requeues", "-1"], "--max_requeues: expected a count"),
+    (["--max-requeues", "many"], "--max_requeues: expected a count"),
     (["--partition", "a", "--queue", "b"], "--queue"),
     (["--", "--epochz", "3"], "--epochz"),
     (["--", "--resume", "ck"], "--resume"),
@@ -220,7 +236,8 @@ def test_search_body_runs_grid_in_its_directory_and_requeues(tmp_path, exit_code
     (["--search", "--", "--epochs", "3"], "give the grid file"),
     (["--search", "--", "--config", "g.toml", "--search_dir", "x"], "sets --search_dir"),
     (["--search", "--ranks-per-node", "3", "--ranks-per-model", "2", "--", "--config", "g.toml"], "must divide"),
-    (["--search", "--ranks-per-model", "0", "--", "--config", "g.toml"], "--ranks-per-model"),
+    (["--search", "--ranks-per-model", "0", "--", "--config", "g.toml"], "--ranks_per_model"),
+    (["--search", "--ranks_per_model", "0", "--", "--config", "g.toml"], "--ranks_per_model"),
 ])
 def test_search_job_settings_are_refused(argv, message, capsys):
     from h2odl_mpi.cli import main
@@ -312,3 +329,258 @@ def test_other_wall_times_are_refused_with_the_forms(time, capsys):
     assert main(["jobscript", "--scheduler", "slurm", "--time", time, "--", "--train", "d.csv"]) == 2
     err = capsys.readouterr().err
     assert "--time: expected HH:MM:SS or D-HH:MM:SS" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- both flag forms; --mem, --activate, --python, --max_requeues ----------------------------
+
+PAIRS = [("ranks_per_node", "3"), ("job_name", "x-1"), ("max_requeues", "4"), ("ranks_per_model", "3")]
+
+
+def test_every_flag_takes_the_underscore_and_the_hyphen_form(capsys):
+    import argparse
+    from h2odl_mpi.jobscript import add_arguments
+    helptext = add_arguments(argparse.ArgumentParser()).format_help()
+    outputs = []
+    for form in ("_", "-"):
+        argv = ["jobscript", "--scheduler", "slurm", "--search", "--nodes", "2"]
+        for key, value in PAIRS:
+            argv += [f"--{key.replace('_', form)}", value]
+            assert f"--{key} " in helptext and f"--{key.replace('_', '-')} " in helptext
+            # help: H2O's underscore form first
+            assert helptext.index(f"--{key} ") < helptext.index(f"--{key.replace('_', '-')} ")
+        assert main(argv + ["--"] + SEARCH_ARGS) == 0, capsys.readouterr().err
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == render("slurm", nodes=2, ranks_per_node=3, job_name="x-1", max_requeues=4,
+                                              search=True, ranks_per_model=3, train_args=SEARCH_ARGS)
+    assert "#SBATCH --ntasks-per-node=3" in outputs[0] and "MAX_REQUEUES=${H2ODL_MAX_REQUEUES:-4}" in outputs[0]
+
+
+@pytest.mark.parametrize("mem, slurm, pbs", [("64G", "64G", "64gb"), ("500M", "500M", "500mb"), ("4096", "4096", "4096mb"),
+                                             ("1t", "1T", "1tb"), ("64GB", "64G", "64gb"), ("512k", "512K", "512kb"),
+                                             ("0", "0", None)])
+def test_mem_is_a_directive_per_node(mem, slurm, pbs, capsys):
+    text = render("slurm", mem=mem, train_args=ARGS)
+    assert f"\n#SBATCH --mem={slurm}\n" in text
+    assert SLURM_DIRECTIVE.match(f"#SBATCH --mem={slurm}")
+    assert main(["jobscript", "--scheduler", "slurm", "--mem", mem, "--", *ARGS]) == 0 and capsys.readouterr().out == text
+    if pbs is None:  # PBS has no "all of the node's memory"
+        with pytest.raises(ValueError, match="Slurm's"):
+            render("pbs", mem=mem)
+    else:
+        assert "\n#PBS -l select=2:ncpus=8:mpiprocs=4:ompthreads=2:mem=%s\n" % pbs in \
+            render("pbs", nodes=2, ranks_per_node=4, threads=2, mem=mem, train_args=ARGS)
+
+
+def test_defaults_of_the_new_options_in_the_script():
+    for scheduler in ("slurm", "pbs"):
+        text = render(scheduler, train_args=ARGS)
+        assert "--mem" not in text and ":mem=" not in text  # the scheduler's default memory
+        for line in ("ACTIVATE=${H2ODL_ACTIVATE:-}", "PYTHON=${H2ODL_PYTHON:-python3}",
+                     "MAX_REQUEUES=${H2ODL_MAX_REQUEUES:-20}"):
+            assert f"\n{line}\n" in text
+        text = render(scheduler, activate="/opt/envs/h2o", python="/opt/py/bin/python3.11", max_requeues=0,
+                      train_args=ARGS)
+        for line in ("ACTIVATE=${H2ODL_ACTIVATE:-/opt/envs/h2o}", "PYTHON=${H2ODL_PYTHON:-/opt/py/bin/python3.11}",
+                     "MAX_REQUEUES=${H2ODL_MAX_REQUEUES:-0}"):
+            assert f"\n{line}\n" in text
+        # the environment is activated in the site set-up part, before anything runs
+        assert text.index("# ---- site set-up") < text.index("source ") < text.index("set -uo pipefail")
+
+
+def _marker_env(tmp_path, exit_code=0, **env):
+    """Stand-in srun/mpirun/scontrol/qsub logging their arguments and the marker an activate
+    file exported (and VIRTUAL_ENV); a run's environment as the batch system starts it."""
+    log = tmp_path / "calls.log"
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    for name in ("srun", "mpirun", "scontrol", "qsub"):
+        p = bindir / name
+        code = exit_code if name in ("srun", "mpirun") else 0
+        p.write_text(f'#!/bin/bash\necho "{name} $* | marker=${{H2ODL_TEST_MARKER:-unset}} '
+                     f'venv=${{VIRTUAL_ENV:-unset}}" >> "{log}"\nexit {code}\n')
+        p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("OMP_", "H2ODL_", "SLURM_", "PBS_", "VIRTUAL_ENV"))}
+    full = dict(base, PATH=f"{bindir}:{os.environ['PATH']}", SLURM_JOB_ID="9", SLURM_NTASKS="2",
+                SLURM_CPUS_PER_TASK="2", PBS_JOBID="9.pbs", PBS_O_WORKDIR=str(tmp_path),
+                H2ODL_CHECKPOINT_DIR=str(tmp_path / "ck"))
+    full.update(env)
+    return full, log
+
+
+def _bash(script, env, tmp_path, *args):
+    return subprocess.run(["bash", str(script), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=30)
+
+
+def _activate_file(path, marker):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'export H2ODL_TEST_MARKER="{marker}:$#"\n')  # $#: the arguments it was sourced with
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+def test_the_activate_directory_or_file_is_sourced_before_the_launch(tmp_path, scheduler):
+    _activate_file(tmp_path / "envs" / "h2o" / "bin" / "activate", "venv")
+    _activate_file(tmp_path / "site.sh", "file")
+    _activate_file(tmp_path / "bin" / "site.sh", "from-PATH")  # a file of that name in PATH is not it
+    for activate, marker in (("envs/h2o", "venv"), (str(tmp_path / "envs" / "h2o"), "venv"), ("site.sh", "file"),
+                             ("envs/h2o/bin/activate", "venv")):
+        script = tmp_path / "job.sh"
+        script.write_text(render(scheduler, activate=activate, train_args=ARGS))
+        env, log = _marker_env(tmp_path)
+        log.unlink(missing_ok=True)
+        r = _bash(script, env, tmp_path, "--train", "d.csv", "--epochs", "2")
+        assert r.returncode == 0, r.stderr
+        launch = log.read_text().splitlines()[0]
+        # sourced without the script's arguments, which still reach train
+        assert launch.endswith(f"--train d.csv --epochs 2 | marker={marker}:0 venv=unset"), (activate, launch)
+    # H2ODL_ACTIVATE at submission overrides it
+    env, log = _marker_env(tmp_path, H2ODL_ACTIVATE="site.sh")
+    log.unlink()
+    assert _bash(script, env, tmp_path).returncode == 0
+    assert "marker=file:0" in log.read_text()
+
+
+def test_a_real_virtualenv_activates_under_the_script(tmp_path):
+    venv = Path(sys.prefix)
+    if not (venv / "bin" / "activate").is_file():
+        pytest.skip("this Python is not in a virtualenv with bin/activate")
+    script = tmp_path / "job.sh"
+    script.write_text(render("slurm", activate=str(venv), train_args=ARGS))
+    env, log = _marker_env(tmp_path)
+    r = _bash(script, env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert log.read_text().splitlines()[0].endswith(f"venv={venv}")
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+@pytest.mark.parametrize("activate", ["no/such/venv", "/no/such/file.sh", "emptydir"])
+def test_a_missing_activate_path_stops_the_job_before_the_launch(tmp_path, scheduler, activate):
+    (tmp_path / "emptydir").mkdir()  # a directory without bin/activate
+    script = tmp_path / "job.sh"
+    script.write_text(render(scheduler, activate=activate, train_args=ARGS))
+    env, log = _marker_env(tmp_path, H2ODL_CHECKPOINT_DIR=str(tmp_path / "ck"))
+    r = _bash(script, env, tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "cannot activate the Python environment (--activate, H2ODL_ACTIVATE)" in lines[0]
+    assert activate in lines[0] and "nothing started" in lines[0]
+    assert not log.exists() and not (tmp_path / "ck").exists()  # nothing launched, no directory made
+
+
+def test_python_option_and_its_override(tmp_path):
+    script = tmp_path / "job.sh"
+    script.write_text(render("slurm", python="/opt/py/bin/python3.11", train_args=ARGS))
+    for env_python, expected in ((None, "/opt/py/bin/python3.11"), ("python3.12", "python3.12")):
+        env, log = _marker_env(tmp_path, **({"H2ODL_PYTHON": env_python} if env_python else {}))
+        log.unlink(missing_ok=True)
+        assert _bash(script, env, tmp_path).returncode == 0
+        assert f"--cpu-bind=cores {expected} -m h2odl_mpi train --resume" in log.read_text()
+
+
+def _limit_line(r):
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("count, bound, requeued", [("20", None, False), ("19", None, True), ("0", 0, False),
+                                                    ("3", 5, True), ("5", 5, False), ("07", 8, True)])
+def test_slurm_stops_requeueing_past_the_bound(tmp_path, count, bound, requeued):
+    from h2odl_mpi.jobscript import REQUEUE_LIMIT_EXIT
+    script = tmp_path / "job.sbatch"
+    script.write_text(render("slurm", train_args=ARGS, **({} if bound is None else {"max_requeues": bound})))
+    env, log = _marker_env(tmp_path, REQUEUE_EXIT, SLURM_RESTART_COUNT=count)
+    r = _bash(script, env, tmp_path)
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("srun ")  # the part runs in any case: only the requeue is bounded
+    if requeued:
+        assert r.returncode == REQUEUE_EXIT and calls[1].startswith("scontrol requeue 9"), r.stderr
+        assert f"(requeue {int(count) + 1} of at most {20 if bound is None else bound})" in r.stdout
+    else:
+        assert r.returncode == REQUEUE_LIMIT_EXIT != REQUEUE_EXIT and r.returncode != 0
+        assert len(calls) == 1  # no scontrol requeue
+        line = _limit_line(r)
+        assert f"not requeued: requeued {count} times already" in line
+        assert f"--max_requeues allows ({20 if bound is None else bound};" in line
+        assert "submit the script again with the same arguments (--resume continues from there)" in line
+        assert str(tmp_path / "ck") in line
+
+
+def test_h2odl_max_requeues_at_submission_overrides_the_bound(tmp_path):
+    from h2odl_mpi.jobscript import REQUEUE_LIMIT_EXIT
+    script = tmp_path / "job.sbatch"
+    script.write_text(render("slurm", train_args=ARGS))
+    env, log = _marker_env(tmp_path, REQUEUE_EXIT, SLURM_RESTART_COUNT="2", H2ODL_MAX_REQUEUES="2")
+    r = _bash(script, env, tmp_path)
+    assert r.returncode == REQUEUE_LIMIT_EXIT and "--max_requeues allows (2;" in _limit_line(r)
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+def test_a_job_that_always_asks_for_a_requeue_stops_after_the_bound(tmp_path, scheduler):
+    """The chain of requeues as the batch system runs it: Slurm counts them in
+    SLURM_RESTART_COUNT, the PBS requeue passes its count on through qsub -v."""
+    from h2odl_mpi.jobscript import REQUEUE_LIMIT_EXIT
+    script = tmp_path / "job.sh"
+    script.write_text(render(scheduler, max_requeues=3, train_args=ARGS))
+    requeued_env, statuses, launches = {}, [], 0
+    for part in range(10):
+        env, log = _marker_env(tmp_path, REQUEUE_EXIT, **requeued_env)
+        log.unlink(missing_ok=True)
+        r = _bash(script, env, tmp_path)
+        statuses.append(r.returncode)
+        calls = log.read_text().splitlines()
+        launches += sum(c.startswith(("srun ", "mpirun ")) for c in calls)
+        if r.returncode != REQUEUE_EXIT:
+            break
+        if scheduler == "slurm":
+            assert calls[-1] == "scontrol requeue 9 | marker=unset venv=unset"
+            requeued_env = {"SLURM_RESTART_COUNT": str(part + 1)}
+        else:  # the requeued job's environment: the qsub -v list
+            variables = calls[-1].split(" -v ", 1)[1].split(" ", 1)[0]
+            requeued_env = dict(v.split("=", 1) for v in variables.split(","))
+            assert requeued_env["H2ODL_REQUEUES"] == str(part + 1)
+    assert statuses == [REQUEUE_EXIT] * 3 + [REQUEUE_LIMIT_EXIT] and launches == 4
+    assert "not requeued: requeued 3 times already" in _limit_line(r)
+
+
+def test_the_pbs_requeue_passes_on_the_settings_given_at_submission(tmp_path):
+    script = tmp_path / "train.pbs"
+    script.write_text(render("pbs", train_args=ARGS))
+    _activate_file(tmp_path / "site.sh", "file")
+    env, log = _marker_env(tmp_path, REQUEUE_EXIT, H2ODL_ACTIVATE="site.sh", H2ODL_MAX_REQUEUES="7",
+                           H2ODL_PYTHON="python3.12", H2ODL_REQUEUES="2")
+    r = _bash(script, env, tmp_path)
+    assert r.returncode == REQUEUE_EXIT, r.stderr
+    variables = log.read_text().splitlines()[1].split(" -v ", 1)[1].split(" ", 1)[0]
+    ck = tmp_path / "ck"
+    assert variables.split(",") == [f"H2ODL_ARGS_FILE={ck}.args", f"H2ODL_CHECKPOINT_DIR={ck}", "H2ODL_REQUEUES=3",
+                                    "H2ODL_ACTIVATE=site.sh", "H2ODL_PYTHON=python3.12", "H2ODL_MAX_REQUEUES=7"]
+    # a value with a comma cannot pass: not requeued, one line
+    env, log = _marker_env(tmp_path, REQUEUE_EXIT, H2ODL_PYTHON="py,thon")
+    log.unlink()
+    r = _bash(script, env, tmp_path)
+    assert r.returncode == 2 and "a comma cannot pass through qsub -v: not requeued" in _limit_line(r)
+    assert not any(c.startswith("qsub") for c in log.read_text().splitlines())
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+@pytest.mark.parametrize("variable, value", [("H2ODL_MAX_REQUEUES", "many"), ("H2ODL_MAX_REQUEUES", "-1"),
+                                             ("COUNT", "x"), ("COUNT", "1.5")])
+def test_counts_that_are_not_counts_stop_the_job_before_the_launch(tmp_path, scheduler, variable, value):
+    if variable == "COUNT":
+        variable = "SLURM_RESTART_COUNT" if scheduler == "slurm" else "H2ODL_REQUEUES"
+    script = tmp_path / "job.sh"
+    script.write_text(render(scheduler, train_args=ARGS))
+    env, log = _marker_env(tmp_path, REQUEUE_EXIT, **{variable: value})
+    r = _bash(script, env, tmp_path)
+    assert r.returncode == 2 and f"{variable}={value}: expected a count" in _limit_line(r)
+    assert not log.exists()
+
+
+def test_activate_under_home_is_expanded_when_the_shell_did_not(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["jobscript", "--scheduler", "slurm", "--activate=~/venvs/h2o", "--", *ARGS]) == 0
+    assert f"\nACTIVATE=${{H2ODL_ACTIVATE:-{tmp_path}/venvs/h2o}}\n" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="plain path"):
+        render("slurm", activate="~/venvs/h2o")  # the script would take ~ literally: render refuses it
