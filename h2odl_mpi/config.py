@@ -13,8 +13,11 @@ would accept:
 
 `load(path)` returns {name: value} ready for params.validate; flags given on the command line
 override the file (cli._train_params).  Every mistake is a UserError naming the file, and the
-key (with the closest known name for a typo) or the line of a TOML syntax error.  Only a
-regular file of at most 1 MiB is read (a device, a FIFO or a huge file is refused, naming it).
+key (with the closest known name for a typo) or the line of a TOML syntax error.  An H2O-3
+parameter this version lacks (params.H2O_PARAMETERS: nthreads, sparsity_beta, ...) is taken
+as its flag is: accepted when its value changes nothing here (train notes it), else refused
+with the reason.  Only a regular file of at most 1 MiB is read (a device, a FIFO or a huge
+file is refused, naming it).
 """
 import os
 import stat
@@ -97,15 +100,20 @@ def _unknown(path, key):
 
 
 def value_of(path, key, value):
-    """`value` (from the TOML file `path`) as a value of train parameter `key`."""
+    """`value` (from the TOML file `path`) as a value of train parameter `key`.  An H2O
+    parameter SPEC lacks is refused as the flag is (`{path}: name: not supported in this
+    version (why)`), but for a value that changes nothing here (params.check_implemented)."""
+    value = _value_of(path, key, value)
+    return P.check_implemented(key, value, f"{path}: ") if key in P.H2O_ONLY else value
+
+
+def _value_of(path, key, value):
     if isinstance(value, dict):
         raise UserError(f"{path}: [{key}] is a table; the file takes train parameters at the top "
                         "level only, no sections")
-    if key in P.NOT_YET:
-        raise UserError(f"{path}: {key}: not supported by this version of h2odl_mpi yet")
-    if key not in P.SPEC:
+    if key not in P.SPEC and key not in P.H2O_ONLY:
         raise _unknown(path, key)
-    typ = P.SPEC[key][0]
+    typ = P.type_of(key)
     if isinstance(value, str) and not (typ is str):
         try:
             return P.parse_value(key, value)  # as the flag reads it: "200,200", "true", "1e6"

@@ -384,13 +384,16 @@ def _check_train_args(args, search=False):
     cluster, after the queue wait); --resume and --checkpoint_dir are the script's, and a
     search job's --search_dir and --ranks_per_model too; a search job needs --config."""
     from h2odl_mpi import params as P
-    known = set(P.SPEC) | set(P.ALIASES) | {"config"}
+    known = P.known_names() | {"config"}
     if search and not any(a == "--config" or a.startswith("--config=") for a in args):
         raise UserError("--search: give the grid file after `--`: -- --config grid.toml")
-    for a in args:
+    for i, a in enumerate(args):
         if not a.startswith("--") or a == "--":
             continue
         name = a[2:].split("=", 1)[0].replace("-", "_")
+        if name in P.H2O_ONLY:  # an H2O parameter this version lacks: refused now if it would be then
+            value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else None)
+            P.check_implemented(name, None if value is None else P.parse_value(name, value), "--")
         if search and name in ("search_dir", "ranks_per_model"):
             raise UserError(f"train argument {a}: a search job sets --search_dir (to $H2ODL_CHECKPOINT_DIR, "
                             "default ./checkpoints/<job name>-<digest of the arguments>) and --ranks_per_model itself")

@@ -5,7 +5,9 @@ Every parameter keeps H2O-3's name and default so an H2O user's parameter list c
 place of any spelling H2O accepts (h2o-py's "rectifier_with_dropout", "mean_imputation",
 "mse": CHOICE_SPELLINGS), and fills derived defaults (dropout ratios for the ...WithDropout
 activations, the loss for a distribution, the seed); its errors name the parameter.  The
-command line, config files and the Python API all go through it.
+command line, config files and the Python API all go through it.  H2O_PARAMETERS says for
+every H2O-3 Deep Learning parameter what this version does with it; one SPEC lacks is
+accepted when its value changes nothing here, else refused with the reason (check_implemented).
 """
 import difflib
 import math
@@ -40,6 +42,9 @@ SPEC = {
     "train": (str, None, None, "training data file (H2O's training_frame)"),
     "validation": (str, None, None, "validation data file (H2O's validation_frame)"),
     "response": (str, None, None, "response column name (H2O's response_column)"),
+    "na_strings": (list, None, None, "values read as missing in the train and validation files, besides empty "
+                                     "fields, blanks, NA, NaN, nan, N/A and ?; comma separated (H2O-3's parse "
+                                     "option na_strings, of h2o.import_file)"),
     "ignored_columns": (list, [], None, "columns to leave out, comma separated"),
     "hidden": (list, [200, 200], None, "hidden layer sizes, comma separated"),
     "epochs": (float, 10.0, (0.0, INF, True, False), "passes over the training data"),
@@ -151,14 +156,121 @@ REFUSED_CHOICES = {
         "Enum": "use AUTO",
         "EnumLimited": "use AUTO with max_categorical_features",
     },
+    "distribution": {
+        "modified_huber": "the modified Huber loss is not implemented; use bernoulli",
+        "quasibinomial": "H2O-3's Deep Learning refuses it too",
+        "custom": "custom distributions are functions uploaded to an H2O cluster",
+    },
+    "loss": {"ModifiedHuber": "the modified Huber loss is not implemented; use CrossEntropy"},
 }
-
-# H2O parameters this version knows but does not implement yet: setting them is an error,
-# not a silent no-op.
-NOT_YET = ("max_hit_ratio_k",)
 
 # H2O-3's names for parameters that have a shorter one here: accepted as the same parameter
 ALIASES = {"training_frame": "train", "validation_frame": "validation", "response_column": "response"}
+
+# ---- every H2O-3 Deep Learning parameter, and what this version does with it ----------------
+# H2O-3 3.46's Deep Learning parameters in h2o-py's order (H2ODeepLearningEstimator), then two
+# names H2O users pass with them: nthreads (h2o.init's) and max_hit_ratio_k (older H2O-3's)
+H2O_NAMES = tuple((
+    "model_id training_frame validation_frame nfolds keep_cross_validation_models keep_cross_validation_predictions "
+    "keep_cross_validation_fold_assignment fold_assignment fold_column response_column ignored_columns "
+    "ignore_const_cols score_each_iteration weights_column offset_column balance_classes class_sampling_factors "
+    "max_after_balance_size max_confusion_matrix_size checkpoint pretrained_autoencoder overwrite_with_best_model "
+    "use_all_factor_levels standardize activation hidden epochs train_samples_per_iteration target_ratio_comm_to_comp "
+    "seed adaptive_rate rho epsilon rate rate_annealing rate_decay momentum_start momentum_ramp momentum_stable "
+    "nesterov_accelerated_gradient input_dropout_ratio hidden_dropout_ratios l1 l2 max_w2 initial_weight_distribution "
+    "initial_weight_scale initial_weights initial_biases loss distribution quantile_alpha tweedie_power huber_alpha "
+    "score_interval score_training_samples score_validation_samples score_duty_cycle classification_stop "
+    "regression_stop stopping_rounds stopping_metric stopping_tolerance max_runtime_secs score_validation_sampling "
+    "diagnostics fast_mode force_load_balance variable_importances replicate_training_data single_node_mode "
+    "shuffle_training_data missing_values_handling quiet_mode autoencoder sparse col_major average_activation "
+    "sparsity_beta max_categorical_features reproducible export_weights_and_biases mini_batch_size "
+    "categorical_encoding elastic_averaging elastic_averaging_moving_rate elastic_averaging_regularization "
+    "export_checkpoints_dir auc_type custom_metric_func gainslift_bins").split())
+H2O_OTHER_NAMES = ("nthreads", "max_hit_ratio_k")
+SUPPORTED, DIFFERENT, MEANINGLESS, NOT_SUPPORTED = ("supported", "supported, with a difference",
+                                                   "accepted, meaningless here", "not supported")
+ANY = None  # inert values of an accepted parameter: every value changes nothing here
+_INIT = "H2O frame ids; start from trained weights with --pretrained_autoencoder or --checkpoint (model files)"
+# The one table: name -> (status, note, how).  how is None for a SPEC parameter (under its name
+# or ALIASES'); for a name SPEC lacks, (type, H2O's default, inert): the values that change
+# nothing here (ANY: all) are accepted (notes() says so), others refused with the note as the
+# reason (check_implemented).
+H2O_PARAMETERS = {name: (SUPPORTED, "", None) for name in H2O_NAMES + H2O_OTHER_NAMES}
+H2O_PARAMETERS.update({
+    "model_id": (MEANINGLESS, "H2O's key for the model; the model is the file --model_out names", (str, None, ANY)),
+    "training_frame": (DIFFERENT, "a data file (a list, directory or glob of files), not an H2O frame", None),
+    "validation_frame": (DIFFERENT, "a data file, not an H2O frame", None),
+    "response_column": (DIFFERENT, "a shorter name (--response_column works too)", None),
+    "keep_cross_validation_models": (DIFFERENT, "the fold models are files written next to --model_out", None),
+    "keep_cross_validation_predictions": (DIFFERENT, "a CSV file written next to --model_out", None),
+    "keep_cross_validation_fold_assignment": (DIFFERENT, "a CSV file written next to --model_out", None),
+    "score_each_iteration": (DIFFERENT, "scores after every iteration (score_interval 0, score_duty_cycle 1)",
+                             (bool, False, ANY)),
+    "max_confusion_matrix_size": (MEANINGLESS, "deprecated in H2O-3; it sized matrices in H2O's logs", (int, 20, ANY)),
+    "checkpoint": (DIFFERENT, "a model file (--model_out's, or a checkpoint), not a model key", None),
+    "pretrained_autoencoder": (DIFFERENT, "an autoencoder's model file, not a model key", None),
+    "hidden": (DIFFERENT, f"at most {MAX_HIDDEN_LAYERS} hidden layers (the kernel's limit)", None),
+    "max_w2": (DIFFERENT, "inf, as H2O-3's default 3.4028235e+38 (the largest float), means no limit", None),
+    "initial_weights": (NOT_SUPPORTED, f"they are {_INIT}", (list, None, (None, []))),
+    "initial_biases": (NOT_SUPPORTED, f"they are {_INIT}", (list, None, (None, []))),
+    "loss": (DIFFERENT, "ModifiedHuber (H2O-3's Java API only) is refused", None),
+    "distribution": (DIFFERENT, "modified_huber, quasibinomial and custom are refused", None),
+    "stopping_metric": (DIFFERENT, "lift_top_group, custom and custom_increasing are refused", None),
+    "diagnostics": (MEANINGLESS, "deprecated in H2O-3, which always computes its diagnostics", (bool, True, ANY)),
+    "force_load_balance": (MEANINGLESS, "H2O re-chunks a small frame to keep its cores busy; here the kernel "
+                                        "threads always split a rank's rows evenly", (bool, True, ANY)),
+    "single_node_mode": (NOT_SUPPORTED, "to train on one node, start one rank (mpirun -n 1)", (bool, False, (False,))),
+    "col_major": (MEANINGLESS, "deprecated in H2O-3, which refuses true too", (bool, False, (False,))),
+    "average_activation": (NOT_SUPPORTED, "the sparse autoencoder is not implemented", (float, 0.0, (0.0,))),
+    "sparsity_beta": (NOT_SUPPORTED, "the sparse autoencoder is not implemented", (float, 0.0, (0.0,))),
+    "export_weights_and_biases": (DIFFERENT, "CSV files in the directory <model_out>.weights, not H2O frames", None),
+    "mini_batch_size": (DIFFERENT, "H2O-3 ignores it (always 1); here B > 1 trains B rows per update", None),
+    "categorical_encoding": (DIFFERENT, "Enum, OneHotExplicit, Eigen and EnumLimited are refused", None),
+    "elastic_averaging": (DIFFERENT, "combining_rule ElasticAveraging; combining_rule AUTO is BlockMomentum here, "
+                                     "H2O-3 averages the ranks' models (combining_rule Average)", None),
+    "export_checkpoints_dir": (NOT_SUPPORTED, "--model_out FILE writes the model, --checkpoint_dir DIR checkpoints, "
+                                              "grid --search_dir DIR keeps every model", (str, None, (None, ""))),
+    "auc_type": (NOT_SUPPORTED, "train computes no multinomial AUC; evaluate --auc_type TYPE does, for a saved "
+                                "model", (str, "AUTO", ("AUTO", "NONE"))),
+    "custom_metric_func": (NOT_SUPPORTED, "it names a function uploaded to an H2O cluster", (str, None, (None, ""))),
+    "gainslift_bins": (NOT_SUPPORTED, "only H2O's automatic binning (-1) of the gains/lift table is implemented",
+                       (int, -1, (-1,))),
+    "nthreads": (MEANINGLESS, "h2o.init's thread count: --threads sets the kernel threads per rank", (int, -1, ANY)),
+    "max_hit_ratio_k": (NOT_SUPPORTED, "older H2O-3's; here the top-10 hit ratios are always computed",
+                        (int, 0, (0, 10))),
+})
+# the H2O parameters SPEC lacks: name -> (status, note, (type, H2O default, inert))
+H2O_ONLY = {name: entry for name, entry in H2O_PARAMETERS.items() if entry[2] is not None}
+NOT_YET = tuple(name for name, entry in H2O_ONLY.items() if entry[0] == NOT_SUPPORTED)  # refused but inert values
+# what an H2O parameter SPEC lacks sets when it is true
+MAPPED = {"score_each_iteration": {"score_interval": 0.0, "score_duty_cycle": 1.0}}
+# train --help's groups, in order, as H2O's documentation groups the parameters: every SPEC
+# parameter and every accepted H2O parameter that does something (DIFFERENT) is in one
+GROUPS = tuple((title, tuple(names.split())) for title, names in (
+    ("data", "train validation response ignored_columns weights_column offset_column na_strings ignore_const_cols "
+             "standardize sparse categorical_encoding use_all_factor_levels max_categorical_features "
+             "missing_values_handling balance_classes class_sampling_factors max_after_balance_size"),
+    ("network", "hidden activation initial_weight_distribution initial_weight_scale autoencoder "
+                "pretrained_autoencoder"),
+    ("training and epochs", "epochs seed reproducible threads mini_batch_size fast_mode shuffle_training_data"),
+    ("adaptive learning rate and learning rate", "adaptive_rate rho epsilon rate rate_annealing rate_decay "
+                                                 "momentum_start momentum_ramp momentum_stable "
+                                                 "nesterov_accelerated_gradient"),
+    ("regularization", "input_dropout_ratio hidden_dropout_ratios l1 l2 max_w2"),
+    ("distribution and loss", "distribution loss tweedie_power quantile_alpha huber_alpha"),
+    ("stopping and scoring", "stopping_rounds stopping_metric stopping_tolerance max_runtime_secs "
+                             "classification_stop regression_stop overwrite_with_best_model score_interval "
+                             "score_duty_cycle score_each_iteration score_training_samples score_validation_samples "
+                             "score_validation_sampling variable_importances quiet_mode"),
+    ("cross-validation", "nfolds fold_column fold_assignment keep_cross_validation_models "
+                         "keep_cross_validation_predictions keep_cross_validation_fold_assignment"),
+    ("checkpoints and outputs", "model_out summary_json scoring_history export_weights_and_biases checkpoint resume "
+                                "checkpoint_dir checkpoint_interval checkpoint_keep"),
+    ("distributed training and combining", "replicate_training_data train_samples_per_iteration "
+                                           "target_ratio_comm_to_comp combining_rule block_momentum "
+                                           "block_learning_rate block_nesterov elastic_averaging "
+                                           "elastic_averaging_moving_rate elastic_averaging_regularization"),
+))
 
 
 def choice_key(text):
@@ -180,14 +292,24 @@ assert all(len(t) == len(SPEC[n][2]) + len(REFUSED_CHOICES.get(n, ())) for n, t 
 
 def closest(name, extra=()):
     """The known parameter name nearest to a misspelt `name` (or one of `extra`), or None."""
-    known = sorted(set(SPEC) | set(ALIASES) | set(extra))
-    found = difflib.get_close_matches(name.replace("-", "_"), known, n=1)
+    name = name.replace("-", "_")
+    found = difflib.get_close_matches(name, sorted((known_names() | set(extra)) - {name}), n=1)
     return found[0] if found else None
+
+
+def known_names():
+    """Every parameter name train takes: SPEC's, ALIASES' and the H2O parameters SPEC lacks."""
+    return set(SPEC) | set(ALIASES) | set(H2O_ONLY)
 
 
 def canonical(name):
     """The parameter's name here for an H2O-3 name (training_frame -> train)."""
     return ALIASES.get(name, name)
+
+
+def type_of(name):
+    """A parameter's type: SPEC's, or the H2O table's for an H2O parameter SPEC lacks."""
+    return SPEC[name][0] if name in SPEC else H2O_ONLY[name][2][0]
 
 
 def defaults():
@@ -206,7 +328,7 @@ def parse_bool(name, text):
 
 def parse_value(name, text):
     """Parse a command-line string for parameter `name` into its type."""
-    typ = SPEC[name][0]
+    typ = type_of(name)
     try:
         if typ is bool:
             return parse_bool(name, text)
@@ -215,7 +337,7 @@ def parse_value(name, text):
         if typ is float:
             return float(text)
         if typ is list:
-            items = [s for s in str(text).replace(" ", "").split(",") if s != ""]
+            items = [s.strip() for s in str(text).split(",") if s.strip()]  # (names may hold blanks)
             if name == "hidden":
                 return [int(s) for s in items]
             if name in ("hidden_dropout_ratios", "class_sampling_factors"):
@@ -344,26 +466,70 @@ def _check_sizes(p):
     check_threads("threads", p["threads"])
 
 
-def check_implemented(name, value):
-    """UserError for an H2O parameter this version knows but does not implement (NOT_YET),
-    given a value that would mean something."""
-    if name in NOT_YET and value not in (None, False, [], ""):
-        raise UserError(f"parameter {name} is not supported by this version of h2odl_mpi yet")
+def _of_type(label, typ, value):
+    """`value` of an H2O parameter SPEC lacks as its type (None: not given), or a UserError."""
+    ok = value is None or (isinstance(value, typ) and not (typ is int and isinstance(value, bool)))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if typ is int and isinstance(value, float) and value.is_integer():
+        value, ok = int(value), True
+    if not ok:
+        raise UserError(f"{label} must be of type {typ.__name__}, got {value!r}")
+    _check_finite(label, value)
+    return value
+
+
+def _same(a, b):
+    """Whether two values of a parameter are the same (named choices as H2O matches them)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return choice_key(a) == choice_key(b) if a and b else a == b
+    return a == b and type(a) is type(b)
+
+
+def check_implemented(name, value, prefix=""):
+    """`value` of H2O parameter `name`, which SPEC lacks (H2O_ONLY), as its type when it
+    changes nothing here (its inert values; score_each_iteration: MAPPED); else a UserError
+    naming it (after `prefix`: "--", a file) with the reason."""
+    _status, note, (typ, _default, inert) = H2O_ONLY[name]
+    value = _of_type(prefix + name, typ, value)
+    if inert is not ANY and value is not None and not any(_same(value, v) for v in inert):
+        raise UserError(f"{prefix}{name}: not supported in this version ({note})")
+    return value
+
+
+def notes(params, flags=False):
+    """A line for each H2O parameter SPEC lacks that `params` gives a value other than H2O's
+    default: what it does here (score_each_iteration) or that it changes nothing (as flags:
+    --name value, else name = value)."""
+    out = []
+    for name, value in params.items():
+        if name in H2O_ONLY and value is not None and not _same(value, H2O_ONLY[name][2][1]):
+            status, note = H2O_ONLY[name][:2]
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            given = f"--{name} {shown}" if flags else f"{name} = {shown}"
+            out.append(f"note: {given}: {note}" if status == DIFFERENT else
+                       f"note: {given} changes nothing here ({note})")
+    return out
 
 
 def validate(params):
-    """Check every parameter and fill the derived ones; returns a new dict."""
-    p = defaults()
+    """Check every parameter and fill the derived ones; returns a new dict (of SPEC's
+    parameters: an H2O parameter SPEC lacks is checked, then left out)."""
+    p, mapped = defaults(), {}
     for k, v in params.items():
         if k in ALIASES:
             if params.get(ALIASES[k]) not in (None, v):
                 raise UserError(f"{k} and {ALIASES[k]} are the same parameter: give one")
             k = ALIASES[k]
-        check_implemented(k, v)
+        if k in H2O_ONLY:  # accepted with a value that changes nothing here, or refused
+            if check_implemented(k, v) is True and k in MAPPED:
+                mapped.update(MAPPED[k])
+            continue
         if k not in SPEC:
             near = closest(k)
             raise UserError(f"unknown parameter {k!r}" + (f" (did you mean {near}?)" if near else ""))
         p[k] = v
+    p.update(mapped)  # (score_each_iteration: what it means, whatever score_interval says)
     for name, (typ, _default, check, _help) in SPEC.items():
         v = p[name]
         if v is None:

@@ -117,8 +117,26 @@ def test_sections_missing_file_and_unsupported_keys(tmp_path):
     missing = tmp_path / "nope.toml"
     with pytest.raises(UserError, match=f"{missing}: no such config file"):
         config.load(str(missing))
-    with pytest.raises(UserError, match="max_hit_ratio_k: not supported"):
+    with pytest.raises(UserError, match=r"run.toml: max_hit_ratio_k: not supported in this version \(.+\)$"):
         config.load(str(_toml(tmp_path, 'max_hit_ratio_k = 3\n')))
+    assert config.load(str(_toml(tmp_path, 'max_hit_ratio_k = 0\n'))) == {"max_hit_ratio_k": 0}  # H2O's default
+
+
+def test_h2o_parameters_that_change_nothing_are_taken_and_noted(tmp_path):
+    from h2odl_mpi import params as P
+    from h2odl_mpi.cli import _train_raw
+    cfg = _toml(tmp_path, 'train = "d.csv"\nresponse = "y"\nnthreads = 8\ndiagnostics = false\n'
+                          'average_activation = 0\n')
+    raw = _train_raw(build_parser().parse_args(["train", "--config", str(cfg), "--force-load-balance", "true"]))
+    assert raw["nthreads"] == 8 and raw["diagnostics"] is False and raw["force_load_balance"] is True
+    assert [n.split(" changes")[0] for n in P.notes(raw, flags=True)] == ["note: --nthreads 8",
+                                                                         "note: --diagnostics false"]
+    p = _params("--config", cfg)
+    assert not {"nthreads", "diagnostics", "average_activation", "force_load_balance"} & set(p)
+    with pytest.raises(UserError, match=r"run.toml: nthreads: cannot read 'many' as int$"):
+        config.load(str(_toml(tmp_path, 'nthreads = "many"\n')))
+    with pytest.raises(UserError, match=r"run.toml: nthreads must be an integer, got 1.5$"):
+        config.load(str(_toml(tmp_path, 'nthreads = 1.5\n')))
 
 
 def test_train_missing_from_flags_and_file(tmp_path):

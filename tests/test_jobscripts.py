@@ -584,3 +584,15 @@ def test_activate_under_home_is_expanded_when_the_shell_did_not(tmp_path, monkey
     assert f"\nACTIVATE=${{H2ODL_ACTIVATE:-{tmp_path}/venvs/h2o}}\n" in capsys.readouterr().out
     with pytest.raises(ValueError, match="plain path"):
         render("slurm", activate="~/venvs/h2o")  # the script would take ~ literally: render refuses it
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["--nthreads", "4"], 0, None),                       # accepted, changes nothing here
+    (["--diagnostics=true"], 0, None),
+    (["--sparsity_beta", "0.1"], 2, "error: --sparsity_beta: not supported in this version ("),
+    (["--hiden", "3"], 2, "did you mean --hidden?"),
+])
+def test_train_arguments_of_a_job_are_h2o_parameters_or_refused_at_once(args, code, needle, capsys):
+    assert main(["jobscript", "--scheduler", "slurm", "--", "--train", "d.csv", *args]) == code
+    err = capsys.readouterr().err
+    assert (needle in err and err.count("\n") == 1) if needle else err == ""

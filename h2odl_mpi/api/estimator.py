@@ -53,8 +53,12 @@ from h2odl_mpi.data.response import number_label
 # h2o-py's names for the data parameters; the rest of params.SPEC keep their names
 RENAMED = {"train": "training_frame", "validation": "validation_frame", "response": "response_column"}
 # command-line parameters the estimators leave out: scoring_history names the CLI's CSV file,
-# where h2o-py's model.scoring_history() is a method (the CSV: save the DataFrame it returns)
-LEFT_OUT = ("scoring_history",)
+# where h2o-py's model.scoring_history() is a method (the CSV: save the DataFrame it returns);
+# na_strings is a parse option, which h2o.import_file(path, na_strings=...) takes, as in h2o-py
+LEFT_OUT = ("scoring_history", "na_strings")
+# the parameters of h2o-py's estimator that params.SPEC lacks (H2O_PARAMETERS says what each
+# does here); nthreads and max_hit_ratio_k are not the estimator's in h2o-py 3.46
+H2O_ONLY = tuple(n for n in P.H2O_ONLY if n not in ("model_id", "nthreads", "max_hit_ratio_k"))
 
 
 def parameter_defaults(autoencoder=False):
@@ -64,6 +68,8 @@ def parameter_defaults(autoencoder=False):
     for name, (_typ, default, _check, _help) in P.SPEC.items():
         if name not in RENAMED and name not in LEFT_OUT:
             out[name] = tuple(default) if isinstance(default, list) else default
+    for name in H2O_ONLY:  # h2o-py's parameters this version lacks: accepted or refused by validate
+        out[name] = P.H2O_ONLY[name][2][1]
     out["autoencoder"] = bool(autoencoder)
     out["comm"] = None
     return out
@@ -117,6 +123,7 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
     def _settings(self):
         """The settings as params.validate takes them (H2O's names; the data come apart)."""
         raw = {name: _plain(getattr(self, name)) for name in P.SPEC if name not in RENAMED and name not in LEFT_OUT}
+        raw.update({name: _plain(getattr(self, name)) for name in H2O_ONLY})
         if isinstance(raw["hidden"], int):
             raw["hidden"] = [raw["hidden"]]
         raw["ignored_columns"] = raw["ignored_columns"] or []
