@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from h2odl_mpi.errors import UserError
+from h2odl_mpi.errors import EstimatorError, UserError
 from h2odl_mpi.data.frame import Frame
 
 _state = {"comm": None}
@@ -30,28 +30,123 @@ def init(comm=None, **_ignored):
     _state["comm"] = comm
 
 
-def import_file(path, destination_frame=None, header=0, sep=None, **_ignored):
+# h2o-py's import_file / upload_file parameters this store has no use for: refused by name
+# (h2o-py's defaults pass), never silently dropped
+_REFUSED = {
+    "pattern": (None, "name the files with a glob in path instead (path='data/part_*.csv')"),
+    "skipped_columns": (None, "read every column and leave some out of training with x= or ignored_columns"),
+    "custom_non_data_line_markers": (None, "lines starting with markers are not skipped by this reader"),
+    "partition_by": (None, "partitioned directories are not read"),
+    "escapechar": (None, "fields are quoted with quotechar, with \"\" for a quote; no escape character"),
+}
+
+
+def import_file(path=None, destination_frame=None, parse=True, header=0, sep=None, col_names=None,
+                col_types=None, na_strings=None, pattern=None, skipped_columns=None, force_col_types=False,
+                custom_non_data_line_markers=None, partition_by=None, quotechar=None, escapechar=None):
     """h2o.import_file: a file (directory, glob, list) read into the column store (CSV,
     SVMLight or Parquet; gzip, bz2, zip), on init's communicator.  header: 1 yes, -1 no,
-    0 detect (h2o-py's values)."""
-    options = {}
+    0 detect (h2o-py's values).  col_names: the columns' names (one per column);
+    col_types: a list of types (one per column, None: detect) or {column: type}, with
+    "numeric" / "real" / "int" / "float" / "double" (text in such a column is NA, as in
+    H2O-3) or "enum" / "factor" / "categorical"; na_strings: strings that are missing
+    besides the defaults, a list (every column), a list of lists (one per column) or
+    {column: strings} (column names are col_names' when given, as in h2o-py).
+    quotechar: '"' (the default) or "'".  force_col_types has nothing to force here
+    (every number is a double).  The other h2o-py parameters, when given, are refused."""
+    if path is None:
+        raise EstimatorError("import_file: path is required")
+    if not parse:
+        raise EstimatorError("import_file: parse=False is not supported (there are no raw, unparsed frames "
+                             "here); import with parse=True")
+    given = {"pattern": pattern, "skipped_columns": skipped_columns, "partition_by": partition_by,
+             "custom_non_data_line_markers": custom_non_data_line_markers, "escapechar": escapechar}
+    for name, value in given.items():
+        if value not in (_REFUSED[name][0], "", [], ()):
+            raise EstimatorError(f"import_file: {name} is not supported: {_REFUSED[name][1]}")
+    if header not in (-1, 0, 1):
+        raise EstimatorError(f"import_file: header must be -1 (no header), 0 (detect) or 1 (header), got {header!r}")
+    if quotechar not in (None, '"', "'"):
+        raise EstimatorError(f"import_file: quotechar must be '\"', \"'\" or None, got {quotechar!r}")
+    options = {"na_strings": _by_position(na_strings, col_names, "na_strings"),
+               "col_types": _by_position(col_types, col_names, "col_types")}
     if sep is not None or header in (1, -1):
-        options = {"sep": sep, "header": {1: True, -1: False}.get(header)}
-    frame = Frame.read(path, comm=_state["comm"], **options)
+        options.update(sep=sep, header={1: True, -1: False}.get(header))
+    if quotechar is not None:
+        options["quote_char"] = quotechar
+    try:
+        frame = Frame.read(path, comm=_state["comm"], **options)
+    except EstimatorError:
+        raise
+    except UserError as e:
+        raise EstimatorError(str(e)) from None
+    if col_names is not None:
+        frame = _renamed(frame, col_names)
     return H2OFrame(frame, destination_frame)
+
+
+def upload_file(path, destination_frame=None, header=0, sep=None, col_names=None, col_types=None,
+                na_strings=None, skipped_columns=None, force_col_types=False, quotechar=None,
+                escapechar=None):
+    """h2o.upload_file: as import_file (the files are read where the ranks run; nothing is
+    uploaded)."""
+    return import_file(path, destination_frame, True, header, sep, col_names, col_types, na_strings,
+                       skipped_columns=skipped_columns, force_col_types=force_col_types,
+                       quotechar=quotechar, escapechar=escapechar)
+
+
+def _by_position(spec, col_names, what):
+    """A {column: value} na_strings / col_types over col_names (h2o-py applies col_names
+    first) as a list by position; other forms as they are."""
+    if not isinstance(spec, dict) or col_names is None:
+        return spec
+    unknown = [k for k in spec if k not in col_names]
+    if unknown:
+        raise EstimatorError(f"import_file: {what}: no column {unknown[0]!r} in col_names {list(col_names)}")
+    if what == "na_strings":
+        return [spec.get(name) if not isinstance(spec.get(name), str) else [spec[name]] for name in col_names]
+    return [spec.get(name) for name in col_names]
+
+
+def _renamed(frame, col_names):
+    """`frame` with its columns named `col_names` (one per column, distinct)."""
+    from h2odl_mpi.data.frame.column import Column
+    names = [str(n) for n in col_names]
+    if len(names) != frame.n_columns:
+        raise EstimatorError(f"import_file: col_names has {len(names)} names for {frame.n_columns} columns "
+                             f"({frame.source})")
+    if len(set(names)) != len(names):
+        raise EstimatorError(f"import_file: col_names repeats {next(n for n in names if names.count(n) > 1)!r}")
+    columns = [Column(n, c.kind, c.chunks, c.domain) for n, c in zip(names, frame.columns)]
+    out = Frame(columns, frame.comm, frame.replicated)
+    out.source, out.ingest = frame.source, frame.ingest
+    return out
 
 
 class H2OFrame:
     """An H2O frame: a column store Frame with h2o-py's accessors."""
 
-    def __init__(self, python_obj=None, destination_frame=None):
+    def __init__(self, python_obj=None, destination_frame=None, header=0, separator=",", column_names=None,
+                 column_types=None, na_strings=None, skipped_columns=None):
+        """h2o-py's constructor for a Frame, a pandas DataFrame or a dict of columns.
+        column_names, column_types and na_strings as import_file's col_names, col_types and
+        na_strings, on the values in memory (an NA string that is a number matches the equal
+        numbers of a numeric column); header and separator have no text to apply to."""
+        options = column_names is not None or column_types is not None or na_strings is not None
+        if skipped_columns:
+            raise EstimatorError("H2OFrame: skipped_columns is not supported (select the columns instead)")
         if isinstance(python_obj, Frame):
+            if options:
+                raise EstimatorError("H2OFrame: column_names, column_types and na_strings apply to data being "
+                                     "read; give them to h2o.import_file")
             self.frame = python_obj
-        elif type(python_obj).__module__.startswith("pandas"):
+        elif type(python_obj).__module__.startswith("pandas") and not options:
             self.frame = Frame.from_pandas(python_obj, _state["comm"], replicate=True)
-        elif isinstance(python_obj, dict):
-            self.frame = Frame.from_arrays({k: np.asarray(v) for k, v in python_obj.items()},
-                                           _state["comm"], replicate=True)
+        elif isinstance(python_obj, dict) or type(python_obj).__module__.startswith("pandas"):
+            data = {str(k): np.asarray(v) for k, v in _columns_of(python_obj).items()}
+            if options:
+                data = _with_options(data, column_names, column_types, na_strings)
+            self.frame = Frame.from_arrays(data, _state["comm"], replicate=True)
         else:
             raise UserError(f"H2OFrame: expected a Frame, a pandas DataFrame or a dict of columns, "
                             f"got {type(python_obj).__name__}")
@@ -124,6 +219,71 @@ class H2OFrame:
 
     def __repr__(self):
         return f"H2OFrame({self.frame_id}: {self.nrow:,} rows x {self.ncol} columns)"
+
+
+def _columns_of(python_obj):
+    """{name: values} of a dict or a pandas DataFrame (numbers as float64, other values as
+    objects, NA as None), as Frame.from_pandas reads them."""
+    if isinstance(python_obj, dict):
+        return python_obj
+    import pandas as pd
+    out = {}
+    for name in python_obj.columns:
+        s = python_obj[name]
+        if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+            out[name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            out[name] = np.array([None if pd.isna(v) else str(v) for v in s], dtype=object)
+    return out
+
+
+def _with_options(data, column_names, column_types, na_strings):
+    """`data` ({name: array}) renamed, with NA strings made NA and column types forced:
+    text made numeric is NA where it is not a number (as H2O-3, with a warning), numbers
+    made categorical are levels by their text ("3" for 3.0)."""
+    import warnings
+    from h2odl_mpi.data.frame.column import CATEGORICAL, NUMERIC
+    from h2odl_mpi.data.frame.parse_options import check_col_types, check_na_strings, resolve
+    from h2odl_mpi.data.response import number_label
+    if column_names is not None:
+        if len(column_names) != len(data) or len(set(column_names)) != len(column_names):
+            raise EstimatorError(f"H2OFrame: column_names must name the {len(data)} columns once each, "
+                                 f"got {list(column_names)}")
+        data = dict(zip(map(str, column_names), data.values()))
+    try:
+        column_na, forced = resolve(list(data), check_na_strings(na_strings),
+                                    check_col_types(column_types, "column_types"))
+    except UserError as e:
+        raise EstimatorError(f"H2OFrame: {e}") from None
+    out = {}
+    for (name, values), na, kind in zip(data.items(), column_na, forced):
+        if values.dtype.kind in "OUS":
+            text = [None if v is None or (isinstance(v, float) and np.isnan(v)) or str(v) in na else str(v)
+                    for v in values.tolist()]
+            if kind == NUMERIC:
+                numbers = [_number(t) for t in text]
+                bad = [t for t, x in zip(text, numbers) if t is not None and np.isnan(x)]
+                if bad:
+                    warnings.warn(f"H2OFrame: column {name!r}: {len(bad)} value(s) that are not numbers "
+                                  f"(e.g. {bad[0]!r}) are NA, as column_types makes it numeric (as H2O-3 does)")
+                out[name] = np.array(numbers, dtype=np.float64)
+            else:
+                out[name] = np.array(text, dtype=object)
+            continue
+        numbers = values.astype(np.float64)
+        drop = [x for x in map(_number, na) if not np.isnan(x)]
+        if drop:
+            numbers = np.where(np.isin(numbers, drop), np.nan, numbers)
+        out[name] = (np.array([None if np.isnan(x) else number_label(x) for x in numbers], dtype=object)
+                     if kind == CATEGORICAL else numbers)
+    return out
+
+
+def _number(text):
+    try:
+        return float(text) if text is not None and "_" not in text else np.nan
+    except ValueError:
+        return np.nan
 
 
 class ColumnRef:

@@ -15,6 +15,7 @@ from h2odl_mpi.atomic import write_bytes
 from h2odl_mpi.collectives import rank_and_size
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.data.frame import Frame
+from h2odl_mpi.data.frame.parse_options import na_strings_flag
 from h2odl_mpi.evaluation.performance import AUC_TYPES, model_performance
 from h2odl_mpi.evaluation.predict import load_for_scoring
 
@@ -28,22 +29,27 @@ def add_arguments(parser):
                         help=f"kernel threads (0: all cores; at most {P.THREADS_PER_CORE} x the cores)")
     parser.add_argument("--auc_type", "--auc-type", dest="auc_type", default="AUTO", choices=AUC_TYPES,
                         help="multinomial AUC reported as auc (H2O's auc_type; AUTO: MACRO_OVR)")
+    parser.add_argument("--na_strings", "--na-strings", dest="na_strings", default=None, type=na_strings_flag,
+                        metavar="LIST", help="values read as missing in --data, besides empty fields, blanks, NA, "
+                                             "NaN, nan, N/A and ?; comma separated (H2O-3's parse option "
+                                             "na_strings; give the model's train --na_strings)")
 
 
 def run(ns, comm):
     """The subcommand on every rank of `comm` (--threads checked by the CLI); exit status 0."""
-    evaluate_file(ns.model, ns.data, ns.json, comm, threads=ns.threads or None, auc_type=ns.auc_type)
+    evaluate_file(ns.model, ns.data, ns.json, comm, threads=ns.threads or None, auc_type=ns.auc_type,
+                  na_strings=getattr(ns, "na_strings", None))
     return 0
 
 
 def evaluate_file(model_path, data_path, json_path=None, comm=None, threads=None, auc_type="AUTO",
-                  say=print):
+                  say=print, na_strings=None):
     """Collective: the ModelPerformance of the model on the file; rank 0 says it and writes
-    `json_path` (if given)."""
+    `json_path` (if given).  `na_strings`: H2O-3's parse option for the data file."""
     outputs = [("--json", json_path)] if json_path else []
     network, model, info, params, _attrs = load_for_scoring(
         model_path, comm, outputs=outputs, inputs=[("--data", data_path), ("--model", model_path)])
-    frame = Frame.read(data_path, comm=comm)
+    frame = Frame.read(data_path, comm=comm, na_strings=na_strings)
     perf = model_performance(network, model, info, frame, comm, threads, params=params, auc_type=auc_type)
     error = None
     if rank_and_size(comm)[0] == 0:

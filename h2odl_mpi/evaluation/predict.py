@@ -59,9 +59,10 @@ _TAG = 7301
 # ------------------------------------------------------------------------------ the command
 
 def predict_file(model_path, data_path, out_path, comm=None, threads=None, anomaly=False,
-                 deepfeatures=None, per_feature=False, reconstruction=False):
+                 deepfeatures=None, per_feature=False, reconstruction=False, na_strings=None):
     """The `predict` command (collective over `comm`): `out_path` written by rank 0.
-    Returns this rank's (header, values) rows."""
+    Returns this rank's (header, values) rows.  `na_strings`: H2O-3's parse option (values
+    missing in the data file besides the defaults)."""
     kind = "anomaly" if anomaly else "deepfeatures" if deepfeatures is not None else \
         "reconstruction" if reconstruction else "predict"
     flags = {"kind": f"--{kind}", "layer": "--deepfeatures", "per_feature": "--per_feature"}
@@ -69,7 +70,7 @@ def predict_file(model_path, data_path, out_path, comm=None, threads=None, anoma
         model_path, comm, outputs=[("--out", out_path)],
         inputs=[("--data", data_path), ("--model", model_path)])
     _check_kind(network, info, kind, per_feature, deepfeatures, flags, model_path)
-    frame = read_in_order(data_path, comm)
+    frame = read_in_order(data_path, comm, na_strings=na_strings)
     threshold = default_threshold(attrs.get("history"), params, attrs.get("metrics")) if info.n_classes == 2 else None
     header, numbers, convert = _local_predictions(network, model, info, frame, comm, threads, kind,
                                                   per_feature, deepfeatures, threshold,
@@ -113,16 +114,16 @@ def _read_model_bytes(path):
         raise UserError(f"{path}: cannot read the model file: {e.strerror or e}") from None
 
 
-def read_in_order(path, comm=None):
+def read_in_order(path, comm=None, na_strings=None):
     """The data file as a Frame whose ranks' rows, rank after rank, are the file's rows in
     order: distributed (each rank its share), or replicated where the ranks would read
     blocks in turn (one compressed file on several ranks), predict_frame then giving each
-    rank a contiguous run.  Collective."""
+    rank a contiguous run.  Collective.  `na_strings`: H2O-3's parse option."""
     if parallel(comm) and _would_stride(path, comm):
-        return Frame.read(path, comm=comm, replicate=True)
-    frame = Frame.read(path, comm=comm)
+        return Frame.read(path, comm=comm, replicate=True, na_strings=na_strings)
+    frame = Frame.read(path, comm=comm, na_strings=na_strings)
     if parallel(comm) and not (frame.ingest or {}).get("file_order", True):
-        return Frame.read(path, comm=comm, replicate=True)  # (not foreseen: read again)
+        return Frame.read(path, comm=comm, replicate=True, na_strings=na_strings)  # (not foreseen: read again)
     return frame
 
 

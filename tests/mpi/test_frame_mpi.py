@@ -195,3 +195,52 @@ def test_ragged_row_in_the_last_share_fails_every_rank(tmp_path_factory):
 def test_missing_file_fails_every_rank():
     messages = collective_error(lambda: Frame.read("/nonexistent/dir/x.csv", comm=WORLD))
     assert all(m is not None and "no such file" in m for m in messages)
+
+
+def _padded_rows(n):
+    """Census-like text: blanks around fields, fields of blanks only, NA strings of some
+    columns, a quoted field holding the separator, and text late in a column forced numeric."""
+    rows = []
+    for i in range(n):
+        work = "   " if i % 11 == 0 else (" missing" if i % 13 == 0 else f" w{i % 6}")
+        hours = "  " if i % 17 == 0 else ("-999" if i % 19 == 0 else f" {i % 60} ")
+        note = ' "a, b" ' if i % 23 == 0 else f" n{i % 4}"
+        code = "oops" if i == n - 2 else str(i % 9)
+        rows.append(f"{i},{work},{hours},{note},{code}")
+    return "id, work, hours, note, code\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.mpi
+def test_na_strings_col_types_and_blanks_read_alike_on_any_number_of_ranks(tmp_path_factory):
+    folder = shared_dir(tmp_path_factory, "options")
+    path = os.path.join(folder, "padded.csv")
+    on_root(lambda: open(path, "w").write(_padded_rows(30000)))
+    options = dict(na_strings={"work": "missing", "hours": ["-999"]}, col_types={"code": "numeric", "id": "enum"},
+                   block_bytes=1 << 16)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = fingerprint(Frame.read(path, **options))
+        results = read_with_every_size(path, **options)
+        replicated = fingerprint(Frame.read(path, comm=WORLD, replicate=True, **options))
+        sharded = fingerprint(Frame.read(path, comm=WORLD, **options))
+    assert reference["types"] == ["categorical", "categorical", "numeric", "categorical", "numeric"]
+    work, note = reference["domains"][1], reference["domains"][3]
+    assert work == [f"w{k}" for k in range(6)] and "missing" not in work and "" not in work
+    assert note == ["a, b", "n0", "n1", "n2", "n3"]
+    na = {s[0]: s[3] for s in reference["summaries"]}
+    assert na["hours"] == sum(1 for i in range(30000) if i % 17 == 0 or (i % 19 == 0))
+    assert na["code"] == 1
+    assert same_fingerprint(replicated, reference) and same_fingerprint(sharded, reference)
+    for size, got in results:
+        assert same_fingerprint(got, reference), size
+
+
+@pytest.mark.mpi
+def test_bad_col_types_fail_every_rank_alike(tmp_path_factory):
+    folder = shared_dir(tmp_path_factory, "badtypes")
+    path = os.path.join(folder, "d.csv")
+    on_root(lambda: open(path, "w").write("a,b\n1,x\n2,y\n"))
+    messages = collective_error(lambda: Frame.read(path, comm=WORLD, col_types={"c": "enum"}))
+    assert all(m is not None for m in messages) and len(set(messages)) == 1
+    assert "col_types: no column 'c' (columns: a, b)" in messages[0]

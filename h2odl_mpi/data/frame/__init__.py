@@ -5,9 +5,11 @@
     frame.n_rows, frame.names, frame.summary(), frame.head()
 
 Modules: encoding (chunk encodings), column (a column's chunks), sources (input files),
-sharding (who reads what), csv_format / svmlight / parquet_format (parsers), builder
-(encode blocks as they arrive), assemble (agree kinds and domains), readers (the per-format
-pipelines), summary (global column statistics), frame (the API), describe (the command).
+sharding (who reads what), csv_format / svmlight / parquet_format (parsers), blanks (H2O-3's
+rule for blanks around CSV fields), parse_options (H2O-3's na_strings and col_types),
+builder (encode blocks as they arrive), assemble (agree kinds and domains), readers (the
+per-format pipelines), summary (global column statistics), frame (the API), describe (the
+command).
 """
 from h2odl_mpi.data.frame.column import CATEGORICAL, NUMERIC, Column
 from h2odl_mpi.data.frame.encoding import DESCRIPTOR_DTYPE, Chunk, Encoding, encode

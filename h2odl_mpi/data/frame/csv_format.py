@@ -8,11 +8,15 @@ column), column names (header, else H2O's C1..Cn) and a first guess of each colu
 numeric, categorical, or undecided when the sample holds only NA (such a column is read as
 text and decided by the first block holding a value).
 
-`parse_csv_block` hands one block of whole records to pyarrow.csv with the agreed column
-types: float64 for numeric columns, dictionary<int32, string> for categorical ones.  A value
-that is not a number in a numeric column raises NotNumeric (the caller makes the column
-categorical and parses again); a row with the wrong number of fields raises a UserError that
-names the file and line.
+`parse_csv_block` first deletes the blanks H2O-3 skips around fields (blanks.py), then hands
+the block of whole records to pyarrow.csv with the agreed column types: float64 for numeric
+columns, dictionary<int32, binary> for categorical ones.  A value that is not a number in a
+numeric column raises NotNumeric (the caller makes the column categorical and parses again),
+except in a column that col_types makes numeric: there it is NA, as in H2O-3, and counted
+(ParseState).  NA strings given for some columns only (parse_options) are matched after
+parsing: such a column is parsed as text, its NA strings are dropped from the levels, and a
+numeric one is then converted to numbers.  A row with the wrong number of fields raises a
+UserError that names the file and line.
 """
 import csv
 import functools
@@ -20,11 +24,16 @@ import io
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from h2odl_mpi.errors import UserError
+from h2odl_mpi.data.frame.blanks import normalize_blanks
+from h2odl_mpi.data.frame.builder import level_text
 from h2odl_mpi.data.frame.column import CATEGORICAL, NUMERIC, UNDECIDED
+from h2odl_mpi.data.frame.parse_options import resolve
 from h2odl_mpi.data.frame.sharding import BOM
 from h2odl_mpi.data.frame.sources import read_head
 
@@ -57,11 +66,24 @@ class CsvDialect:
     quote_char: str = '"'
     quoted_newlines: bool = False
     bytes_per_row: float = 100.0  # in the sample, to size read blocks
+    column_na: list = None        # per column: NA strings of that column only (parse_options)
+    forced: list = None           # per column: the kind col_types gives it, or None
+
+
+class ParseState:
+    """One rank's parsing of one input: the columns col_types makes numeric that met text
+    (parsed as text from then on) and, per column name, [values made NA, first such value]."""
+
+    def __init__(self):
+        self.coerce = set()
+        self.invalid = {}
 
 
 def sniff_csv(inputs, sep=None, header=None, na_strings=NA_STRINGS, quote_char='"',
-              quoted_newlines=False):
-    """Detect the dialect from the first non-empty input; UserError if all are empty."""
+              quoted_newlines=False, na_spec=None, types_spec=None):
+    """Detect the dialect from the first non-empty input; UserError if all are empty.
+    `na_spec` / `types_spec`: checked na_strings / col_types (parse_options), resolved here
+    against the column names (NA strings of every column join `na_strings`)."""
     for f in inputs:
         head = read_head(f, SAMPLE_BYTES + 1)
         if head.startswith(BOM):
@@ -79,13 +101,19 @@ def sniff_csv(inputs, sep=None, header=None, na_strings=NA_STRINGS, quote_char='
     sep = sep if sep is not None else _detect_separator(lines, quote_char)
     if len(sep) != 1:
         raise UserError(f"separator must be a single character, not {sep!r}")
-    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep,
+    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep, skipinitialspace=sep != " ",
                            quotechar=quote_char or '"', quoting=csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE))
     width = len(rows[0])
     na = set(na_strings)
     if header is None:
         header = _looks_like_header(rows, na)
     names = _column_names(rows[0], width) if header else [f"C{j + 1}" for j in range(width)]
+    column_na, forced = resolve(names, na_spec, types_spec, inputs[0].name)
+    common = column_na[0] if all(c == column_na[0] for c in column_na) else ()
+    na_strings = tuple(dict.fromkeys(tuple(na_strings) + common))
+    column_na = [tuple(s for s in c if s not in na_strings) for c in column_na]
+    column_na = column_na if any(column_na) else None
+    na = set(na_strings)
     data_rows = rows[1:] if header else rows
     # Kinds are a first guess (a column guessed numeric that holds text later becomes
     # categorical when a block is parsed), so the first KIND_SAMPLE_BYTES of data lines do.
@@ -95,7 +123,8 @@ def sniff_csv(inputs, sep=None, header=None, na_strings=NA_STRINGS, quote_char='
         body = body if end < 0 else body[:end + 1]
     body_text = body.decode("utf-8", errors="replace")
     data_rows = data_rows[:sum(1 for ln in body_text.splitlines() if ln.strip())]
-    if _all_numbers(body_text, sep, width, na_strings, quote_char):
+    every_na = set(na_strings).union(*(column_na or []))
+    if _all_numbers(body_text, sep, width, tuple(every_na), quote_char):
         kinds = [NUMERIC] * width        # every field of every sampled row is a number
     else:
         if all(len(r) == width for r in data_rows):
@@ -103,13 +132,15 @@ def sniff_csv(inputs, sep=None, header=None, na_strings=NA_STRINGS, quote_char='
         else:
             columns = [{r[j] for r in data_rows if j < len(r)} for j in range(width)]
         kinds = []
-        for distinct in columns:        # each distinct value once
-            values = [v for v in distinct if v.strip() not in na]
+        for j, distinct in enumerate(columns):   # each distinct value once
+            missing = na.union(column_na[j]) if column_na else na
+            values = [v for v in distinct if v.strip() not in missing]
             kinds.append(UNDECIDED if not values else
                          NUMERIC if all(_is_number(v) for v in values) else CATEGORICAL)
+    kinds = [f or k for f, k in zip(forced, kinds)]
     bytes_per_row = len(sample) / max(len(lines), 1)
     return CsvDialect(sep, bool(header), names, kinds, tuple(na_strings), quote_char,
-                      quoted_newlines, bytes_per_row)
+                      quoted_newlines, bytes_per_row, column_na, forced)
 
 
 # A number as Python's float() reads it (a subset of its syntax: no underscores, no other
@@ -184,21 +215,43 @@ def _column_names(fields, width):
 
 
 @functools.lru_cache(maxsize=16)
-def _block_options(names, kinds, na_strings, use_threads, piece):
+def _block_options(names, kinds, as_text, na_strings, use_threads, piece):
     """Read and convert options for blocks (built once per column-kind layout: with many
-    columns, building them costs as much as parsing a small block)."""
+    columns, building them costs as much as parsing a small block).  Columns in `as_text`
+    are read as text whatever their kind (numeric ones are converted after parsing)."""
     read_options = pacsv.ReadOptions(column_names=list(names), use_threads=use_threads,
                                      block_size=piece)
     convert_options = pacsv.ConvertOptions(
-        column_types={name: (pa.float64() if kind == NUMERIC else CATEGORY_TYPE)   # undecided: text
-                      for name, kind in zip(names, kinds)},
+        column_types={name: (pa.float64() if kind == NUMERIC and j not in as_text else CATEGORY_TYPE)
+                      for j, (name, kind) in enumerate(zip(names, kinds))},   # undecided: text
         null_values=list(na_strings), strings_can_be_null=True,
         quoted_strings_can_be_null=True)
     return read_options, convert_options
 
 
-def parse_csv_block(block, dialect, kinds, use_threads=True, memory_pool=None):
-    """Parse one TextBlock into a pyarrow Table with one column per dialect name."""
+def parse_csv_block(block, dialect, kinds, use_threads=True, memory_pool=None, state=None):
+    """Parse one TextBlock into a pyarrow Table with one column per dialect name (the blanks
+    H2O-3 skips deleted from the block first).  `state`: this read's ParseState."""
+    state = state if state is not None else ParseState()
+    if not block.blanks_done:
+        normalize_blanks(block.data, dialect.sep, dialect.quote_char or None, dialect.quoted_newlines)
+        block.blanks_done = True
+    column_na = dialect.column_na or [()] * len(dialect.names)
+    forced = dialect.forced or [None] * len(dialect.names)
+    while True:
+        as_text = frozenset(j for j, k in enumerate(kinds)
+                            if k == NUMERIC and (column_na[j] or j in state.coerce))
+        try:
+            table = _parse(block, dialect, kinds, as_text, use_threads, memory_pool)
+        except NotNumeric as err:
+            if forced[err.column] != NUMERIC or err.column in state.coerce:
+                raise
+            state.coerce.add(err.column)   # col_types numeric: text is NA (as H2O), parse as text
+            continue
+        return _column_options(table, dialect.names, kinds, as_text, column_na, forced, state)
+
+
+def _parse(block, dialect, kinds, as_text, use_threads, memory_pool):
     invalid = []
 
     def on_invalid_row(row):
@@ -208,7 +261,7 @@ def parse_csv_block(block, dialect, kinds, use_threads=True, memory_pool=None):
     # Arrow parses a block in pieces of block_size bytes (its temporaries are about twice a
     # piece): a quarter of the block, so that they stay small against the block itself.
     piece = min(max(len(block.data) // 4, ARROW_MIN_PIECE), ARROW_MAX_PIECE)
-    read_options, convert_options = _block_options(tuple(dialect.names), tuple(kinds),
+    read_options, convert_options = _block_options(tuple(dialect.names), tuple(kinds), as_text,
                                                    tuple(dialect.na_strings), bool(use_threads),
                                                    piece)
     parse_options = pacsv.ParseOptions(delimiter=dialect.sep,
@@ -231,6 +284,92 @@ def parse_csv_block(block, dialect, kinds, use_threads=True, memory_pool=None):
             raise NotNumeric(int(match.group(1)), match.group(2)) from err
         raise UserError(f"{block.source.name}, lines from {block.start_line()}: cannot parse "
                         f"CSV: {message}") from err
+
+
+def _column_options(table, names, kinds, as_text, column_na, forced, state):
+    """The table with each column's own NA strings made NA (and dropped from its levels) and
+    the numeric columns read as text converted to float64."""
+    changed = {}
+    for j in range(len(names)):
+        if not column_na[j] and j not in as_text:
+            continue
+        column = table.column(j)
+        if column_na[j]:
+            column = drop_levels(column, column_na[j])
+        if j in as_text:
+            column, bad, example = text_to_numbers(column)
+            if bad:
+                if forced[j] != NUMERIC:
+                    raise NotNumeric(j, example)
+                seen = state.invalid.setdefault(names[j], [0, example])
+                seen[0] += bad
+        changed[j] = column
+    if not changed:
+        return table
+    columns = [changed.get(j, table.column(j)) for j in range(len(names))]
+    del table
+    return pa.table(columns, names=list(names))
+
+
+def drop_levels(chunked, strings):
+    """A dictionary (or string) column with the values equal to `strings` made NA and dropped
+    from each chunk's dictionary (so that they never become levels)."""
+    drop = pa.array([s.encode() for s in strings], type=pa.binary())
+    chunks = []
+    for array in chunked.chunks:
+        if not pa.types.is_dictionary(array.type):
+            array = array.dictionary_encode()
+        dictionary = array.dictionary
+        if not pa.types.is_binary(dictionary.type):
+            dictionary = pc.cast(dictionary, pa.binary())
+        hit = pc.is_in(dictionary, value_set=drop).to_numpy(zero_copy_only=False)
+        if hit.any():
+            keep = ~hit
+            remap = pa.array(np.cumsum(keep, dtype=np.int32) - 1, mask=hit)
+            array = pa.DictionaryArray.from_arrays(pc.take(remap, array.indices),
+                                                   dictionary.filter(pa.array(keep)))
+        chunks.append(array)
+    return pa.chunked_array(chunks, type=CATEGORY_TYPE) if chunks else chunked
+
+
+def text_to_numbers(chunked):
+    """(float64 column, values that are not numbers, the first of them) of a text column:
+    blanks trimmed, numbers as Arrow reads them (inf, 1e400: infinity; NaN: NA); a value
+    that is not a number is NA."""
+    out, bad, example = [], 0, None
+    for array in chunked.chunks:
+        if not pa.types.is_dictionary(array.type):
+            array = array.dictionary_encode()
+        values, invalid = _numbers(array.dictionary)
+        if invalid is not None:
+            rows = pc.take(pa.array(invalid), array.indices)
+            n_bad = pc.sum(rows).as_py() or 0
+            if n_bad:
+                bad += n_bad
+                if example is None:
+                    example = level_text(array.dictionary[int(np.flatnonzero(invalid)[0])].as_py())
+        out.append(pc.take(values, array.indices))
+    return pa.chunked_array(out, type=pa.float64()), bad, example
+
+
+def _numbers(dictionary):
+    """(float64 values, None or a bool mask of the entries that are not numbers)."""
+    try:
+        text = pc.utf8_trim_whitespace(pc.cast(dictionary, pa.string()))
+        values = pc.cast(text, pa.float64())
+        invalid = None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        numbers, invalid = [], np.zeros(len(dictionary), dtype=bool)
+        for i, raw in enumerate(dictionary.to_pylist()):
+            try:
+                text = level_text(raw)
+                numbers.append(None if "_" in text else float(text))
+            except ValueError:
+                numbers.append(None)
+            invalid[i] = numbers[-1] is None
+        values = pa.array(numbers, type=pa.float64())
+    return pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values), invalid
+
 
 
 def _line_of_invalid_row(block, row):

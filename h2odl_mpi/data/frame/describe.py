@@ -14,6 +14,7 @@ import time
 
 from h2odl_mpi.collectives import rank_and_size
 from h2odl_mpi.errors import UserError
+from h2odl_mpi.data.frame.parse_options import na_strings_flag
 
 
 def add_arguments(parser):
@@ -26,6 +27,9 @@ def add_arguments(parser):
     parser.add_argument("--sep", default=None, help="CSV separator (default: detected)")
     parser.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
                         help="CSV header line (default: detected)")
+    parser.add_argument("--na_strings", "--na-strings", dest="na_strings", type=na_strings_flag, default=None,
+                        metavar="LIST", help="values read as missing besides empty fields, blanks, NA, NaN, nan, "
+                                             "N/A and ?; comma separated (H2O-3's parse option na_strings)")
     parser.add_argument("--replicate", action="store_true",
                         help="every rank reads every row (default: each rank reads its share)")
     parser.add_argument("--levels", type=int, default=5, metavar="N",
@@ -54,6 +58,7 @@ def run(args):
     elif args.sep is not None or args.header != "auto":
         raise UserError("--sep and --header apply to CSV input only")
     started = time.perf_counter()
+    options["na_strings"] = getattr(args, "na_strings", None)
     frame = Frame.read(args.data, comm=comm, replicate=args.replicate, format=args.format, **options)
     seconds = time.perf_counter() - started
     summaries = frame.summary()

@@ -49,20 +49,26 @@ class Frame:
         `path`: a file, directory, glob, zip archive or list of them; gzip/bz2 are
         recognised by their magic bytes.  `replicate`: every rank holds every row; else
         each rank reads and holds only its share.  Options are those of from_csv,
-        from_svmlight or from_parquet.
+        from_svmlight or from_parquet; every format takes H2O-3's `na_strings` and
+        `col_types` (parse_options.py).
         """
         columns = readers.read_columns(path, comm, replicate, format, **options)
         return cls(columns, comm, replicate)._from(path)
 
     @classmethod
     def from_csv(cls, path, comm=None, replicate=False, sep=None, header=None,
-                 na_strings=readers.NA_STRINGS, quote_char='"', quoted_newlines=False,
+                 na_strings=None, col_types=None, default_na_strings=readers.NA_STRINGS,
+                 quote_char='"', quoted_newlines=False,
                  chunk_rows=readers.DEFAULT_CHUNK_ROWS, max_levels=readers.DEFAULT_MAX_LEVELS,
                  block_bytes=None, use_threads=None, memory_pool=None):
         """Read CSV text (collective).
 
         sep: one character, or None to detect.  header: True/False, or None to detect.
-        na_strings: field values read as NA (besides an empty field).  quoted_newlines:
+        na_strings: H2O-3's, more values read as NA: a list (every column), a list of
+        lists (one per column) or {column: strings}.  col_types: H2O-3's, a list of types
+        (one per column, None: detect) or {column: type}; "numeric" (text in it is NA, as
+        in H2O-3) or "enum".  default_na_strings: the values NA without being named (an
+        empty field among them; blanks around fields follow H2O-3).  quoted_newlines:
         quoted values may contain newlines (the input is then streamed, not byte-split).
         chunk_rows: rows per chunk at most.  max_levels: the most categorical levels a
         column may have.  block_bytes: text parsed at a time (default: about 2**20
@@ -70,26 +76,32 @@ class Frame:
         """
         inputs = readers.resolve(path, comm)
         columns = readers.read_csv(inputs, comm, replicate, sep=sep, header=header,
-                                   na_strings=na_strings, quote_char=quote_char,
+                                   na_strings=na_strings, col_types=col_types,
+                                   default_na_strings=default_na_strings, quote_char=quote_char,
                                    quoted_newlines=quoted_newlines, block_bytes=block_bytes,
                                    chunk_rows=chunk_rows, max_levels=max_levels,
                                    use_threads=use_threads, memory_pool=memory_pool)
         return cls(columns, comm, replicate)._from(path)
 
     @classmethod
-    def from_svmlight(cls, path, comm=None, replicate=False, chunk_rows=readers.DEFAULT_CHUNK_ROWS):
-        """Read SVMLight text: column 'target', then C<i> per feature index i (collective)."""
+    def from_svmlight(cls, path, comm=None, replicate=False, chunk_rows=readers.DEFAULT_CHUNK_ROWS,
+                      na_strings=None, col_types=None):
+        """Read SVMLight text: column 'target', then C<i> per feature index i (collective).
+        Numbers only: na_strings match nothing, col_types is refused."""
         inputs = readers.resolve(path, comm)
-        return cls(readers.read_svmlight(inputs, comm, replicate, chunk_rows=chunk_rows),
+        return cls(readers.read_svmlight(inputs, comm, replicate, chunk_rows=chunk_rows,
+                                         na_strings=na_strings, col_types=col_types),
                    comm, replicate)._from(path)
 
     @classmethod
     def from_parquet(cls, path, comm=None, replicate=False, chunk_rows=readers.DEFAULT_CHUNK_ROWS,
-                     max_levels=readers.DEFAULT_MAX_LEVELS):
-        """Read Parquet files, sharing row groups among ranks (collective)."""
+                     max_levels=readers.DEFAULT_MAX_LEVELS, na_strings=None, col_types=None):
+        """Read Parquet files, sharing row groups among ranks (collective); na_strings apply
+        to text columns, col_types turn numbers into levels or text into numbers."""
         inputs = readers.resolve(path, comm)
         return cls(readers.read_parquet(inputs, comm, replicate, chunk_rows=chunk_rows,
-                                        max_levels=max_levels), comm, replicate)._from(path)
+                                        max_levels=max_levels, na_strings=na_strings,
+                                        col_types=col_types), comm, replicate)._from(path)
 
     @classmethod
     def from_arrays(cls, data, comm=None, replicate=False, chunk_rows=readers.DEFAULT_CHUNK_ROWS):

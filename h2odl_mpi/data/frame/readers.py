@@ -11,9 +11,16 @@ categorical: in place if the column held only NA so far, else by reading its sha
 An allreduce then makes the column categorical on every rank (ranks that hold numbers in it
 read again).  A column holding any non-numeric text is therefore categorical, and its
 numbers become levels as text.
+
+H2O-3's parse options reach every reader the same way: `na_strings` (strings missing besides
+the defaults, for all columns, per column or by name) and `col_types` (a kind forced per
+column), checked before anything is read and resolved against the column names on rank 0
+(parse_options.py), so that every rank parses every column alike.
 """
 import contextlib
 import dataclasses
+import inspect
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -23,9 +30,11 @@ from h2odl_mpi.data.frame import parquet_format
 from h2odl_mpi.data.frame.assemble import (DEFAULT_CHUNK_ROWS, agree_kinds, any_rank, build_columns,
                                       global_domains)
 from h2odl_mpi.data.frame.builder import ChunkBuilder
-from h2odl_mpi.collectives import allreduce, bcast_obj, rank_and_size
+from h2odl_mpi.collectives import allgather_obj, allreduce, bcast_obj, rank_and_size
 from h2odl_mpi.data.frame.column import CATEGORICAL, NUMERIC
-from h2odl_mpi.data.frame.csv_format import NA_STRINGS, CsvDialect, NotNumeric, parse_csv_block, sniff_csv
+from h2odl_mpi.data.frame.csv_format import (NA_STRINGS, CsvDialect, NotNumeric, ParseState, parse_csv_block,
+                                             sniff_csv)
+from h2odl_mpi.data.frame.parse_options import check_col_types, check_na_strings, resolve as resolve_columns
 from h2odl_mpi.data.frame.sharding import iter_blocks, partition, plan_text_shard
 from h2odl_mpi.data.frame.sources import read_head, resolve_inputs
 from h2odl_mpi.data.frame.svmlight import looks_like_svmlight, parse_svmlight_block
@@ -96,19 +105,33 @@ def read_columns(path, comm=None, replicate=False, format=None, **options):
     if format not in FORMATS:
         raise UserError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
     reader = {CSV: read_csv, SVMLIGHT: read_svmlight, PARQUET: read_parquet}[format]
+    takes = inspect.signature(reader).parameters
+    other = [k for k in options if k not in takes and options[k] is not None]   # (None: the default)
+    options = {k: v for k, v in options.items() if k in takes}
+    if other:   # e.g. sep for a Parquet file: one line, the same on every rank
+        formats = [f for f in FORMATS if other[0] in _OPTIONS[f]]
+        raise UserError(f"{other[0]}: an option for {' and '.join(formats)} input only; {inputs[0].name} is "
+                        f"read as {format}" if formats else f"unknown read option {other[0]!r}")
     return reader(inputs, comm, replicate, **options)
 
 
 # ------------------------------------------------------------------------------------- CSV
 
-def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strings=NA_STRINGS,
-             quote_char='"', quoted_newlines=False, block_bytes=None,
-             chunk_rows=DEFAULT_CHUNK_ROWS, max_levels=DEFAULT_MAX_LEVELS, use_threads=None,
-             memory_pool=None):
-    """CSV inputs (already resolved) into this rank's Columns (collective)."""
+def _options_of(reader):
+    return set(inspect.signature(reader).parameters) - {"inputs", "comm", "replicate"}
+
+
+def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strings=None,
+             col_types=None, default_na_strings=NA_STRINGS, quote_char='"', quoted_newlines=False,
+             block_bytes=None, chunk_rows=DEFAULT_CHUNK_ROWS, max_levels=DEFAULT_MAX_LEVELS,
+             use_threads=None, memory_pool=None):
+    """CSV inputs (already resolved) into this rank's Columns (collective).  `na_strings`,
+    `col_types`: H2O-3's parse options (parse_options.py); `default_na_strings`: the
+    strings missing in every column without being named (an empty field among them)."""
     rank, size = rank_and_size(comm)
+    na_spec, types_spec = check_na_strings(na_strings), check_col_types(col_types)
     dialect = CsvDialect(**_on_root(comm, lambda: dataclasses.asdict(sniff_csv(
-        inputs, sep, header, tuple(na_strings), quote_char, quoted_newlines))))
+        inputs, sep, header, tuple(default_na_strings), quote_char, quoted_newlines, na_spec, types_spec))))
     dialect.na_strings = tuple(dialect.na_strings)
     shard = plan_text_shard(inputs, rank, size, replicate, quoted_newlines)
     rows = max(1024, BLOCK_VALUES // max(len(dialect.names), 1))
@@ -121,10 +144,12 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
     use_threads = (size == 1) if use_threads is None else use_threads
     data_comm = _collective(comm, replicate)
     stats = IngestStats()
+    state = ParseState()
 
     def read_shard(kinds):
         while True:
             builder = ChunkBuilder(dialect.names, kinds, max_levels)
+            state.invalid = {}
             blocks = iter_blocks(shard, block_bytes, dialect.header, dialect.quote_char,
                                  dialect.quoted_newlines)
             try:
@@ -139,7 +164,7 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
     def parse_block(builder, block):
         while True:
             try:
-                table = parse_csv_block(block, dialect, builder.kinds, use_threads, memory_pool)
+                table = parse_csv_block(block, dialect, builder.kinds, use_threads, memory_pool, state)
             except NotNumeric as err:   # only NA so far in that column: categorical in place
                 if not builder.adopt(err.column, CATEGORICAL):
                     raise
@@ -158,7 +183,24 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
             builder = _locally(comm, lambda: read_shard(kinds))
         else:
             agree(comm, None)
+    if NUMERIC in (dialect.forced or ()):
+        warn_invalid(comm, data_comm, inputs, state.invalid)
     return _finish(builder, comm, data_comm, chunk_rows, max_levels, stats, shard.mode != "strided")
+
+
+def warn_invalid(comm, data_comm, inputs, invalid):
+    """Rank 0 warns, per column that col_types makes numeric, of the values that were not
+    numbers and are NA (H2O-3 makes them NA without a word).  Collective over data_comm."""
+    total = {}
+    for part in allgather_obj(data_comm, invalid):
+        for name, (count, example) in part.items():
+            seen = total.setdefault(name, [0, example])
+            seen[0] += count
+    if rank_and_size(comm)[0] == 0:
+        for name, (count, example) in total.items():
+            warnings.warn(f"{inputs[0].name}: column {name!r}: {count} value(s) that are not numbers "
+                          f"(e.g. {example!r}) read as NA, as col_types makes the column numeric "
+                          f"(as H2O-3 does)", UserWarning, stacklevel=2)
 
 
 class IngestStats:
@@ -191,8 +233,14 @@ def _finish(builder, comm, data_comm, chunk_rows, max_levels, stats=None, file_o
 # -------------------------------------------------------------------------------- SVMLight
 
 def read_svmlight(inputs, comm=None, replicate=False, block_bytes=1 << 22,
-                  chunk_rows=DEFAULT_CHUNK_ROWS):
-    """SVMLight inputs into Columns: 'target', then C<i> for each feature index i."""
+                  chunk_rows=DEFAULT_CHUNK_ROWS, na_strings=None, col_types=None):
+    """SVMLight inputs into Columns: 'target', then C<i> for each feature index i.
+    SVMLight holds numbers only: `na_strings` has nothing to match (checked, then unused);
+    `col_types` is refused."""
+    check_na_strings(na_strings)
+    if col_types is not None:
+        raise UserError(f"col_types: not supported for SVMLight input ({inputs[0].name}), whose columns are "
+                        f"all numeric; make the target categorical with frame['target'].asfactor()")
     rank, size = rank_and_size(comm)
     shard = plan_text_shard(inputs, rank, size, replicate)
     data_comm = _collective(comm, replicate)
@@ -225,18 +273,28 @@ def read_svmlight(inputs, comm=None, replicate=False, block_bytes=1 << 22,
 # --------------------------------------------------------------------------------- Parquet
 
 def read_parquet(inputs, comm=None, replicate=False, batch_rows=None,
-                 chunk_rows=DEFAULT_CHUNK_ROWS, max_levels=DEFAULT_MAX_LEVELS):
-    """Parquet inputs into Columns; ranks share the row groups of all files."""
+                 chunk_rows=DEFAULT_CHUNK_ROWS, max_levels=DEFAULT_MAX_LEVELS, na_strings=None,
+                 col_types=None):
+    """Parquet inputs into Columns; ranks share the row groups of all files.  `na_strings`
+    apply to text columns, `col_types` convert numbers to levels or text to numbers."""
     rank, size = rank_and_size(comm)
     data_comm = _collective(comm, replicate)
+    na_spec, types_spec = check_na_strings(na_strings), check_col_types(col_types)
     for f in inputs:
         if not f.splittable:
             raise UserError(f"{f.name}: Parquet files must not be wrapped in {f.compression}")
-    names, kinds = _on_root(comm, lambda: parquet_format.schema_of(inputs[0])[:2])
+
+    def schema():
+        names, kinds = parquet_format.schema_of(inputs[0])[:2]
+        column_na, forced = resolve_columns(names, na_spec, types_spec, inputs[0].name)
+        return names, [f or k for f, k in zip(forced, kinds)], column_na, NUMERIC in forced
+
+    names, kinds, column_na, any_forced = _on_root(comm, schema)
     units = _locally(comm, lambda: [(i, g, rows) for i, f in enumerate(inputs)
                                     for g, rows in enumerate(parquet_format.row_groups(f))])
     mine = range(len(units)) if replicate else partition([u[2] for u in units], rank, size)
     batch_rows = batch_rows or max(1024, BLOCK_VALUES // max(len(names), 1))
+    invalid = {}
 
     def read_shard():
         builder = ChunkBuilder(names, kinds, max_levels)
@@ -244,11 +302,14 @@ def read_parquet(inputs, comm=None, replicate=False, batch_rows=None,
         for u in mine:
             by_file.setdefault(units[u][0], []).append(units[u][1])
         for i, groups in sorted(by_file.items()):
-            for table in parquet_format.iter_tables(inputs[i], groups, names, kinds, batch_rows):
+            for table in parquet_format.iter_tables(inputs[i], groups, names, kinds, batch_rows,
+                                                    column_na, invalid):
                 builder.add_table(table)
         return builder
 
     builder = _locally(comm, read_shard)
+    if any_forced:
+        warn_invalid(comm, data_comm, inputs, invalid)
     return _finish(builder, comm, data_comm, chunk_rows, max_levels)
 
 
@@ -280,3 +341,6 @@ def columns_from_arrays(data, comm=None, replicate=False, chunk_rows=DEFAULT_CHU
     for start in range(0, n, chunk_rows):
         builder.add_table(pa.table([a.slice(start, chunk_rows) for a in arrays], names=names))
     return _finish(builder, comm, _collective(comm, replicate), chunk_rows, None)
+
+
+_OPTIONS = {CSV: _options_of(read_csv), SVMLIGHT: _options_of(read_svmlight), PARQUET: _options_of(read_parquet)}

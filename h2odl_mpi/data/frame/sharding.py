@@ -36,6 +36,7 @@ class TextBlock:
     source: object            # InputFile
     offset: int               # position of data[0] in the decompressed input
     first_line: int = None    # 1-based line number of data[0]; None until asked for
+    blanks_done: bool = False # the blanks H2O-3 skips are deleted (csv_format)
 
     def line_of_row(self, row_number):
         """Physical line number of the row_number-th (1-based) non-empty record of this block."""
