@@ -201,8 +201,38 @@ def test_report_cross_validation_metrics_summary(binomial):
         assert f"<tr><td>{fold['fold']}</td><td>{fold['holdout_rows']}</td>" in page
 
 
-def test_report_of_a_model_without_thresholds_table_draws_no_curves(binomial):
+def _resaved(path, network, model, info, params, attrs, metrics):
+    """The model file re-written with other final metrics."""
+    progress = {k: attrs[k] for k in ("epochs", "training_samples", "iterations")}
+    model_io.save_model(str(path), network, model, info, params, progress, attrs["history"], state=attrs["state"],
+                        importances=attrs["variable_importances"], cross_validation=attrs["cross_validation"],
+                        metrics=metrics)
+    return path
+
+
+def test_a_trained_binomial_model_keeps_its_curves_as_evaluate_computes_them(binomial):
+    """train keeps H2O's thresholds table with the final metrics: on the validation data it is
+    the table evaluate computes for the model on that file, and the page draws the curves."""
+    from h2odl_mpi.data.frame import Frame
+    from h2odl_mpi.evaluation.performance import model_performance
     page = binomial["page"]
+    assert 'alt="ROC curve"' in page and 'alt="precision-recall curve"' in page and "Not drawn" not in page
+    network, model, info, params, attrs = model_io.load_model(str(binomial["model"]))
+    kept = attrs["metrics"]["validation"]["thresholds_and_metric_scores"]
+    perf = model_performance(network, model, info, Frame.read(binomial["valid"]), threads=1)
+    want = json.loads(json.dumps(perf.as_dict()["thresholds_and_metric_scores"], default=float))
+    assert json.dumps(kept, sort_keys=True) == json.dumps(want, sort_keys=True) and len(kept["data"]) > 10
+    assert attrs["metrics"]["training"]["thresholds_and_metric_scores"]["data"]  # (a sample of at most 10,000 rows)
+
+
+def test_report_of_a_model_without_thresholds_table_draws_no_curves(tmp_path, binomial):
+    network, model, info, params, attrs = model_io.load_model(str(binomial["model"]))
+    metrics = {k: {n: v for n, v in m.items() if n != "thresholds_and_metric_scores"}
+               for k, m in attrs["metrics"].items()}
+    path = _resaved(tmp_path / "no_table.h5", network, model, info, params, attrs, metrics)
+    out = tmp_path / "r.html"
+    assert main(["report", "--model", str(path), "-o", str(out)]) == 0
+    page = out.read_text()
     assert "ROC and precision-recall curves" in page and "Not drawn" in page
     assert "thresholds_and_metric_scores" in page
     assert 'alt="ROC curve"' not in page and 'alt="precision-recall curve"' not in page
@@ -218,14 +248,11 @@ def test_report_draws_roc_and_pr_curves_from_thresholds_tables(tmp_path, binomia
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 60)
     score = np.clip(0.3 * y + rng.uniform(0, 0.7, 60), 0, 1)
-    metrics = {k: dict(v) for k, v in attrs["metrics"].items()}
+    metrics = {k: {n: v for n, v in m.items() if n != "thresholds_and_metric_scores"}
+               for k, m in attrs["metrics"].items()}
     metrics["validation"]["thresholds_and_metric_scores"] = \
         binomial_tables(score, y)["thresholds_and_metric_scores"]
-    path = tmp_path / "with_table.h5"
-    progress = {k: attrs[k] for k in ("epochs", "training_samples", "iterations")}
-    model_io.save_model(str(path), network, model, info, params, progress, attrs["history"], state=attrs["state"],
-                        importances=attrs["variable_importances"], cross_validation=attrs["cross_validation"],
-                        metrics=metrics)
+    path = _resaved(tmp_path / "with_table.h5", network, model, info, params, attrs, metrics)
     out = tmp_path / "r.html"
     assert main(["report", "--model", str(path), "-o", str(out)]) == 0
     page = out.read_text()

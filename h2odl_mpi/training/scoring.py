@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from h2odl_mpi.evaluation import metrics
+from h2odl_mpi.evaluation import metric_tables, metrics
 from h2odl_mpi.collectives import allgather_counts, allgather_values, rank_and_size
 from h2odl_mpi.training.iteration_rows import row_shares
 from h2odl_mpi.kernel import Rows
@@ -79,6 +79,16 @@ class Scorer:
             info.decode_response(rows.y.astype(np.float64)), rows.weight, comm=comm,
             distribution=dist, tweedie_power=p["tweedie_power"], quantile_alpha=p["quantile_alpha"],
             huber_delta=network.config.huber_delta * info.response_sd)
+
+    def binomial_tables(self, network, model, threads):
+        """H2O's thresholds table, maximum criteria and gains/lift of a two-class model on
+        these rows (collective; metric_tables.binomial_tables, exact over the ranks): the
+        final model's, which the model file keeps beside its metrics."""
+        rows = self.rows
+        prob = self.info.correct_probabilities(network.predict(model, rows, "output", threads=threads))
+        keep = ~np.isnan(rows.y)
+        w = None if rows.weight is None else rows.weight[keep]
+        return metric_tables.binomial_tables(prob[keep, 1], rows.y[keep], w, comm=self.comm)
 
     def estimate_huber_delta(self, network, model, threads, alpha):
         """distribution huber (H2O's rule): the delta becomes the huber_alpha quantile of

@@ -166,8 +166,9 @@ def read_frames(params, comm):
     replicated as replicate_training_data says (H2O's default where params leave it out, as
     a search's fixed parameters may)."""
     replicate = params.get("replicate_training_data", P.SPEC["replicate_training_data"][1])
-    frame = Frame.read(params["train"], comm=comm, replicate=bool(replicate))
-    vframe = Frame.read(params["validation"], comm=comm) if params.get("validation") else None
+    na = params.get("na_strings")  # H2O-3's parse option: missing besides the defaults
+    frame = Frame.read(params["train"], comm=comm, replicate=bool(replicate), na_strings=na)
+    vframe = Frame.read(params["validation"], comm=comm, na_strings=na) if params.get("validation") else None
     return frame, vframe
 
 
@@ -416,6 +417,15 @@ class Session:
         p.valid_metrics = self.valid_scorer.score(self.network, model, self.threads) \
             if self.valid_scorer else {}
 
+    def _add_binomial_tables(self):
+        """The final metrics of a two-class model with H2O's thresholds table, maximum
+        criteria and gains/lift (its ROC and precision-recall curves)."""
+        p = self.progress
+        for metrics, scorer in ((p.train_metrics, self.train_scorer), (p.valid_metrics, self.valid_scorer)):
+            if metrics and scorer is not None:
+                tables = scorer.binomial_tables(self.network, self.model, self.threads)
+                metrics.update({k: v for k, v in tables.items() if v is not None})
+
     def checkpoint(self, rows_all, rng_before, signalled):
         """A checkpoint now (the same decision on every rank); after a stop signal the
         loop ends and the run raises TrainingInterrupted."""
@@ -450,6 +460,8 @@ class Session:
         if not p.nonfinite and self.best.beats(p.valid_metrics or p.train_metrics):  # the same on every rank
             self.model[:] = self.best.model
             self._score_metrics(self.model)
+        if not p.nonfinite and self.info.classification and self.info.n_classes == 2:
+            self._add_binomial_tables()
         if params["variable_importances"]:
             p.importances = importance.table(self.info.input_names, importance.gedeon(self.network, self.model))
         self.summary = with_cross_validation(summary_of(self, self.clock, p), self.cross_validation)
