@@ -6,6 +6,7 @@ cannot be written where asked is kept: in the run's final checkpoint, or written
 fallback path (beside the requested one, else in the temporary directory) that the message
 names."""
 import csv
+import errno
 import fnmatch
 import io
 import json
@@ -38,19 +39,62 @@ def check_outputs(params, comm, rank, owner=None, config_file=None):
 
 
 def _unwritable(params):
-    """A UserError for the first place the run cannot write into, or None."""
+    """A UserError for the first place the run cannot write into, or None.  Nothing is
+    created here (a refused run leaves no directory behind): a directory that is not there
+    yet must be creatable, its nearest existing ancestor a directory this process can
+    write in; the run makes it when it first writes there (checkpoint_dir when it takes its
+    lock, the others with their files)."""
     places = [("checkpoint_dir", params.get("checkpoint_dir"))] + [
         (k, os.path.dirname(os.path.abspath(params[k]))) for k in OUTPUTS if params.get(k)]
     for name, d in places:
         if not d:
             continue
+        where = existing_ancestor(d)
         try:
-            os.makedirs(d, exist_ok=True)
-            with tempfile.TemporaryFile(dir=d):
+            if not os.path.isdir(where):
+                raise NotADirectoryError(errno.ENOTDIR, f"{where} is not a directory")
+            with tempfile.TemporaryFile(dir=where):
                 pass
         except OSError as e:
             return UserError(f"{name}: cannot write into {d}: {e.strerror or e}")
     return None
+
+
+def existing_ancestor(path):
+    """`path` (absolute) if it exists, else its nearest ancestor that does."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def new_directories(path):
+    """The directories making `path` would create: it and its missing ancestors, outermost first."""
+    path, out = os.path.abspath(path), []
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        out.append(path)
+        path = os.path.dirname(path)
+    return out[::-1]
+
+
+def missing_directories(params):
+    """The directories the run's files would create (checkpoint_dir, the directories of the
+    outputs and of cross-validation's files, and their missing ancestors), outermost first."""
+    wanted = [params.get("checkpoint_dir")] + [os.path.dirname(os.path.abspath(params[k]))
+                                               for k in OUTPUTS if params.get(k)]
+    wanted += [os.path.dirname(os.path.abspath(p)) for _k, p in cross_validation_outputs(params)]
+    found = {d for w in wanted if w for d in new_directories(w)}
+    return sorted(found, key=lambda p: (p.count(os.sep), p))
+
+
+def remove_empty(directories):
+    """Remove those of `directories` (missing_directories' list) that are there and empty,
+    deepest first: what a refused run made and left empty.  Failures are ignored."""
+    for d in sorted(directories, key=lambda p: -p.count(os.sep)):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def output_conflict(params, config_file=None, n_folds=None):
@@ -234,7 +278,8 @@ def cross_validation_of(summary):
 
 
 def write_json(path, summary):
-    """The summary as JSON, written atomically."""
+    """The summary as JSON, written atomically (its directory made if missing)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_bytes(path, json.dumps(summary, indent=2, default=float).encode())
 
 
@@ -247,5 +292,6 @@ def write_history(path, history):
     w = csv.DictWriter(text, fieldnames=keys, extrasaction="ignore")
     w.writeheader()
     w.writerows(history)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_bytes(path, text.getvalue().encode())
     return keys

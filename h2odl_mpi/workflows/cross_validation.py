@@ -43,6 +43,7 @@ a resumed run trains the fold models again.
 """
 import csv
 import io
+import os
 import time
 from dataclasses import dataclass
 
@@ -56,7 +57,8 @@ from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.model.model_io import save_model
 from h2odl_mpi.training.model_setup import run_seed
-from h2odl_mpi.training.outputs import cause, check_outputs, cross_validation_outputs, output_conflict
+from h2odl_mpi.training.outputs import (cause, check_outputs, cross_validation_outputs, missing_directories,
+                                       output_conflict, remove_empty)
 from h2odl_mpi.data.preprocess import Preprocess
 from h2odl_mpi.training.reporting import Reporter, fmt_metrics
 from h2odl_mpi.training.scoring import weighted_quantile
@@ -111,10 +113,18 @@ def wants_cross_validation(params):
 def train_or_cross_validate(params, comm=None, stop=None, combiner=None, config_file=None, data=None):
     """The run `params` asks for, collective over `comm`: one model (trainer.train), or with
     nfolds or fold_column a cross-validation and its main model (cross_validate).  Returns
-    the (main) model's TrainingRun; the other arguments are train()'s."""
-    if wants_cross_validation(params):
-        return cross_validate(params, comm, stop=stop, combiner=combiner, config_file=config_file, data=data)
-    return train(params, comm, stop=stop, combiner=combiner, config_file=config_file, data=data)
+    the (main) model's TrainingRun; the other arguments are train()'s.  A run that fails
+    (refused: bad data, a checkpoint it cannot continue, ...) leaves none of the
+    directories its outputs would have made (checkpoint_dir's, made when its lock is taken,
+    before the data is read): rank 0 removes those still empty."""
+    made = missing_directories(params) if rank_and_size(comm)[0] == 0 else []
+    try:
+        if wants_cross_validation(params):
+            return cross_validate(params, comm, stop=stop, combiner=combiner, config_file=config_file, data=data)
+        return train(params, comm, stop=stop, combiner=combiner, config_file=config_file, data=data)
+    except Exception:
+        remove_empty(made)
+        raise
 
 
 def cross_validate(params, comm=None, stop=None, combiner=None, config_file=None, data=None,
@@ -389,7 +399,8 @@ def _prediction_rows(pred, info):
 
 
 def _write_csv(path, header, rows):
-    """A CSV written whole (atomically) or not at all."""
+    """A CSV written whole (atomically) or not at all (its directory made if missing)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     text = io.StringIO(newline="")
     w = csv.writer(text)
     w.writerow(header)

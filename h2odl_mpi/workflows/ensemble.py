@@ -35,7 +35,8 @@ members have them, else on the training data.  Metrics on the data the weights w
 on flatter the ensemble a little (K weights fitted).  The record is kept in DIR/ensembles.json
 (one per K: building ensemble_top<K> again replaces it), which the leaderboard merges
 (leaderboard.rows), so a search continued later keeps the row; leaderboard.json and .csv are
-rewritten atomically; best_model.h5 stays the best single model.  DIR/search.lock is held
+rewritten; the ensemble file and these three are written together, all or none
+(write_together); best_model.h5 stays the best single model.  DIR/search.lock is held
 while the ensemble is built: a running search is not raced.
 
 The file (docs/model_format.md, "Ensembles"): plain HDF5, format h2odl_mpi-ensemble-1, each
@@ -58,7 +59,7 @@ import h5py
 import numpy as np
 
 from h2odl_mpi.version import VERSION
-from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, write_bytes
+from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, discard, fsync_dir, write_bytes
 from h2odl_mpi.collectives import agreed_sum, bcast_bytes, bcast_obj, rank_and_size
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.evaluation.ensemble_model import FORMAT, check_members, load_member, scoring_parts, weighted_mean
@@ -242,11 +243,9 @@ def build_ensemble(search_dir, top, model_out, weights="equal", data=None, comm=
         err = None
         if rank == 0:
             try:
-                image = ensemble_image(members, w, weights, fitted_on, scores)
-                write_bytes(model_out, image)
-                _update_board(search_dir, rec)
-            except OSError as e:
-                err = UserError(f"--model_out {model_out}: cannot write: {e.strerror or e}")
+                files = {model_out: ensemble_image(members, w, weights, fitted_on, scores)}
+                files.update(_board_files(search_dir, rec))
+                write_together(files, {model_out: "--model_out "})
             except Exception as e:  # noqa: BLE001
                 err = e
         agree(comm, err, own_first=True)
@@ -304,6 +303,8 @@ def _plan(search_dir, top, model_out, data, weights):
                                        ("train", plan["train"])) if p]
     inputs += [("holdout predictions", h) for h in plan["holdouts"] or []]
     check_output(model_out, inputs, "--model_out")
+    for name in (ENSEMBLES_FILE, "leaderboard.json", "leaderboard.csv"):  # (the search's files it rewrites)
+        check_output(os.path.join(search_dir, name), (), "--search")
     if weights == "fitted" and not (data or plan["holdouts"] or plan["validation"]):
         raise UserError("--weights fitted: no data to fit on: give --data, or search with validation data or "
                         "keep_cross_validation_predictions")
@@ -493,17 +494,40 @@ def _record(plan, members, w, method, fitted_on, scores, top, wall):
             "weights_method": method, "fitted_on": fitted_on, "wall_time_s": wall, "finished": time.time()}
 
 
-def _update_board(search_dir, rec):
-    """(rank 0) The record into DIR/ensembles.json, then the leaderboard rewritten."""
-    old = [r for r in leaderboard.read_ensembles(search_dir) if r.get("model_id") != rec["model_id"]]
-    path = os.path.join(search_dir, ENSEMBLES_FILE)
-    try:
-        write_bytes(path, json.dumps(old + [rec], indent=1, default=json_value).encode())
-    except OSError as e:
-        raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
+def _board_files(search_dir, rec):
+    """(rank 0) {path: bytes} of the search's files the ensemble's row changes: DIR/ensembles.json
+    with the record (replacing one of the same id), and the leaderboard made from it."""
+    ensembles = [r for r in leaderboard.read_ensembles(search_dir) if r.get("model_id") != rec["model_id"]]
+    ensembles.append(rec)
     sort_by, hyper = leaderboard.layout_of(_read_board(search_dir))
     records = list(SearchDirectory(search_dir).finished().values())
-    leaderboard.write(search_dir, leaderboard.rows(records, sort_by, search_dir, hyper), hyper)
+    board = leaderboard.rows(records, sort_by, search_dir, hyper, ensembles=ensembles)
+    files = {os.path.join(search_dir, ENSEMBLES_FILE): json.dumps(ensembles, indent=1, default=json_value).encode()}
+    files.update({os.path.join(search_dir, name): text.encode()
+                  for name, text in leaderboard.texts(board, hyper).items()})
+    return files
+
+
+def write_together(files, options=None):
+    """{path: bytes} written all or none: each to a temporary file beside its path first (a
+    failure leaves every path as it was and no temporary file), then each renamed over its
+    path.  A failure is a UserError naming the file (after options.get(path), e.g. the
+    flag that named it)."""
+    staged = []
+    try:
+        for path, data in files.items():
+            tmp = f"{path}.new{os.getpid()}"
+            try:
+                write_bytes(tmp, data)
+            except OSError as e:
+                raise UserError(f"{(options or {}).get(path, '')}{path}: cannot write: {e.strerror or e}") from None
+            staged.append((tmp, path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+            fsync_dir(path)
+    finally:
+        for tmp, _path in staged:
+            discard(tmp)
 
 
 def _short_metrics(m):

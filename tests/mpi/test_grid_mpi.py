@@ -84,3 +84,43 @@ def test_sigterm_to_mpirun_stops_every_group_and_the_same_command_continues(tmp)
         continued = [json.load(open(f"{sd}/results/{k}.json"))["continued_from"] for k in range(4)]
         assert sum(c is not None for c in continued) >= 1, continued
     on_rank0(body)
+
+
+def _tree(root):
+    """{path: size and modification time, or "dir"} of everything under root."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        out.update({os.path.join(d, n): "dir" for n in dirs})
+        out.update({os.path.join(d, n): (os.stat(os.path.join(d, n)).st_size, os.stat(os.path.join(d, n)).st_mtime_ns)
+                    for n in files})
+    return out
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("mistake", ["space", "data", "sort_by", "parameters"])
+def test_a_refused_search_leaves_nothing_and_the_corrected_one_then_runs_there(tmp, mistake):
+    """Refused on every rank before the search directory exists (issue "Refusals before
+    creation": a space of 10^12 combinations without max_models, missing data, a sort_by
+    that is no metric, fixed parameters train refuses for every model); then the corrected
+    search runs in the same directory."""
+    from h2odl_mpi.errors import UserError
+    path = _data(tmp)
+    fixed, hyper, criteria = _fixed(path), {"l1": [0.0, 1e-3]}, {}
+    if mistake == "space":
+        hyper = {name: [i * 1e-6 for i in range(1000)] for name in ("l1", "l2", "max_w2", "input_dropout_ratio")}
+    elif mistake == "data":
+        fixed["train"] = f"{tmp}/missing.csv"
+    elif mistake == "sort_by":
+        criteria = {"sort_by": "nonsense"}
+    else:
+        fixed.update(activation="Tanh", hidden_dropout_ratios=[0.2])
+    before = _tree(tmp) if comm.rank == 0 else None
+    message = {"space": "set max_models", "data": "missing.csv", "sort_by": "sort_by",
+               "parameters": "hidden_dropout_ratios"}[mistake]
+    with pytest.raises(UserError, match=message):
+        grid_search(fixed, hyper, criteria, f"{tmp}/s", comm=comm)
+    comm.Barrier()
+    left = comm.bcast(_tree(tmp) != before if comm.rank == 0 else None, root=0)  # (every rank fails alike)
+    assert not left, "the refused search left files behind"
+    board = grid_search(_fixed(path), {"l1": [0.0, 1e-3]}, {}, f"{tmp}/s", comm=comm)
+    assert sorted(x["status"] for x in board) == ["done", "done"]

@@ -1,5 +1,12 @@
 """A search: groups of ranks each train one model at a time, data-parallel.
 
+Everything that can refuse a search is checked before its directory is created or written
+(a refused search leaves nothing behind, and the corrected command runs there): the fixed
+parameters and their outputs, the space's size, the criteria (sort_by and stopping_metric
+included), ranks_per_model, train's validation of the models' parameters known up front
+(refused when it refuses every one), the search directory (search_dir.prepare) and the
+data, read and checked for the columns the fixed parameters name.
+
 COMM_WORLD is split into groups of `ranks_per_model` ranks.  Each group reads the training
 and validation data once (sharded over its ranks) and loops:
 
@@ -32,11 +39,12 @@ from h2odl_mpi.workflows.search.grid_file import EVOLUTION_CRITERIA, HALVING_CRI
 from h2odl_mpi.workflows.search.halving import Culling
 from h2odl_mpi.workflows.search.search_dir import IDENTITY_EXCLUDES, SearchDirectory
 from h2odl_mpi.evaluation.stopping import METRICS, resolve_metric, stop_early
-from h2odl_mpi.training.trainer import read_frames
+from h2odl_mpi.training.trainer import check_frames, read_frames
 from h2odl_mpi.workflows.cross_validation import train_or_cross_validate
 
 POLL_S = 0.1           # a waiting leader looks at the search directory this often
 PLOT_EVERY_S = 30.0    # search_progress.png while the search runs (and at its end)
+CHECKED = 5000         # models whose parameters train's validation checks before the search begins
 
 
 class SearchInterrupted(TrainingInterrupted):
@@ -54,9 +62,13 @@ def grid_search(fixed, hyper_params, search_criteria, search_dir, ranks_per_mode
     leaderboard rows, best first, on every rank.  `fixed`: train parameters every model
     gets (H2O names); `hyper_params`: {name: [values]}; `search_criteria`: H2O's."""
     flag = stop or StopFlag().install()
+    search = None
     try:
-        return GridSearch(fixed, hyper_params, search_criteria, search_dir, ranks_per_model, comm, flag).run()
+        search = GridSearch(fixed, hyper_params, search_criteria, search_dir, ranks_per_model, comm, flag)
+        return search.run()
     finally:
+        if search is not None:
+            search.dir.close()  # (rank 0's lock: also when the search fails)
         if stop is None:
             flag.restore()
 
@@ -75,27 +87,44 @@ class GridSearch:
     def __init__(self, fixed, hyper, criteria, search_dir, ranks_per_model, comm, flag):
         self.world, self.flag = comm, flag
         self.rank, _ = rank_and_size(comm)
+        # everything that can refuse the search, before its directory is created or written:
+        # parameters, space, criteria, groups, the models' parameters, the directory, the data
         self.fixed = _check_fixed({P.canonical(k): v for k, v in fixed.items()})
         self.hyper, self.criteria = check_search(hyper, criteria)
         check_idle(self.fixed, self.hyper)
-        self.dir = SearchDirectory(search_dir)
-        self.group, self.group_index, self.n_groups = split_groups(comm, int(ranks_per_model))
+        _check_metrics(self.criteria)
+        if self.criteria["strategy"] != "Evolutionary":
+            hyperspace.planned_count(self.hyper, self.criteria)
+        self.ranks_per_model = _ranks_per_model(ranks_per_model)
+        self.group, self.group_index, self.n_groups = split_groups(comm, self.ranks_per_model)
         self.leader = rank_and_size(self.group)[0] == 0
-        self.ranks_per_model = int(ranks_per_model)
-        before = self.dir.open(comm, self.rank, self._identity(), self.criteria["seed"], self.n_groups)
-        self.strategy = self._strategy()
-        self.culling = Culling(self.dir, self.criteria) if self.criteria["early_culling"] else None
+        self.dir = SearchDirectory(search_dir)
+        identity = self._identity()
+        seed, groups = self.dir.prepare(comm, self.rank, identity, self.criteria["seed"], self.n_groups,
+                                        [(k, self.fixed.get(k)) for k in ("train", "validation")])
+        self.strategy = self._strategy(seed, groups)
+        refused = self._check_proposals(seed)
         self.frames = self._read_frames()
+        before = self.dir.open(comm, self.rank, identity, seed, self.n_groups)
+        if (self.dir.seed, self.dir.groups) != (seed, groups):  # (another run began it meanwhile)
+            self.strategy = self._strategy(self.dir.seed, self.dir.groups)
+        self.culling = Culling(self.dir, self.criteria) if self.criteria["early_culling"] else None
         self.shown = set()     # (rank 0) the models already printed
         self.best_copied = None  # (rank 0) the model file best_model.h5 was last copied from
         self.plotted = time.time()  # (rank 0) when search_progress.png was last drawn; False: no matplotlib
         self.cursor = 0        # (a leader) the next model to try to claim
         self.t0 = time.time()
         size = hyperspace.space_size(self.hyper)
+        if self.dir.replaced:
+            self.say(f"grid: --search_dir {search_dir} held a search that never trained a model; it is replaced "
+                     "by this one")
         self.say(f"grid: {self.strategy.count} model(s) planned ({self.criteria['strategy']}"
                  f"{', early culling' if self.culling and self.criteria['strategy'] != 'Halving' else ''}, "
                  f"space of {f'{size:,}' if math.isfinite(size) else 'continuous ranges'}), {self.n_groups} group(s) "
                  f"of {self.ranks_per_model} rank(s); {before} finished before; search_dir {search_dir}")
+        if refused:
+            self.say(f"grid: note: train refuses the parameters of {refused[0]} of the {refused[1]} model(s) "
+                     f"checked; they are listed as failed (the first: {refused[2]})")
 
     def _identity(self):
         """What makes this search this search (search.json): a rerun must give the same."""
@@ -107,21 +136,43 @@ class GridSearch:
         identity.update({f"search_criteria.{k}": c[k] for k in keys})
         return identity
 
-    def _strategy(self):
+    def _strategy(self, seed, groups):
         """Where model k's parameters come from: a plan, or breeding (Evolutionary)."""
         if self.criteria["strategy"] == "Evolutionary":
-            return Evolution(self.hyper, self.criteria, self.dir.seed, self.dir.groups)
-        return hyperspace.ListedPlan(self.hyper, self.criteria, self.dir.seed)
+            return Evolution(self.hyper, self.criteria, seed, groups)
+        return hyperspace.ListedPlan(self.hyper, self.criteria, seed)
+
+    def _check_proposals(self, seed):
+        """Train's validation of the parameters of the models known before any trains (a
+        plan's, Evolutionary's random first ones), at most CHECKED of them: the search is
+        refused when it refuses every one (a mistake in the fixed parameters, or in all of
+        the space); else (refused, checked, first error) or None."""
+        known = self.strategy.count if isinstance(self.strategy, hyperspace.ListedPlan) else \
+            min(self.strategy.count, self.strategy.population)
+        checked = min(known, CHECKED)
+        refused, first = 0, None
+        for k in range(checked):
+            try:
+                P.validate(self._model_params(k, self.strategy.propose(k)["params"], seed))
+            except UserError as e:
+                refused, first = refused + 1, first or str(e)
+        if checked and refused == checked:
+            some = "every model" if checked == self.strategy.count else f"each of the first {checked} models"
+            raise UserError(f"grid: train refuses the parameters of {some} of the search: {first}")
+        return (refused, checked, first) if refused else None
 
     def say(self, msg):
         if self.rank == 0:
             print(msg, flush=True)
 
     def _read_frames(self):
-        """The group's training and validation frames, read once for all its models."""
+        """The group's training and validation frames, read once for all its models, and
+        the columns the fixed parameters name found in them (every model needs them)."""
         err, frames = None, None
         try:
             frames = read_frames(self.fixed, self.group)
+            varied = set(self.hyper) | ({"response"} if "autoencoder" in self.hyper else set())
+            _check_columns({k: v for k, v in self.fixed.items() if k not in varied}, *frames)
         except UserError as e:
             err = e
         agree(self.world, err)
@@ -259,11 +310,21 @@ class GridSearch:
         return stop_early([math.nan] + bests, k, metric, self.criteria["stopping_tolerance"])
 
     # ---- one model -----------------------------------------------------------------------
-    def _params_of(self, k, combo):
-        """Model k's train parameters: the fixed ones, its own, its seed."""
+    def _params_of(self, k, combo, seed=None):
+        """Model k's train parameters: the fixed ones, its own, its seed (from the search's,
+        `seed`: by default the search directory's)."""
         raw = {**self.fixed, **combo}
         if int(raw.get("seed", -1)) == -1:  # one seed per model, from the search's
-            raw["seed"] = (self.dir.seed + 7919 * (k + 1)) % (2 ** 31)
+            raw["seed"] = ((self.dir.seed if seed is None else seed) + 7919 * (k + 1)) % (2 ** 31)
+        return raw
+
+    def _model_params(self, k, combo, seed=None):
+        """Model k's train parameters as the search trains it: _params_of's, quiet, its
+        files in its folder of the search directory."""
+        model_id = f"model_{k + 1}"
+        raw = self._params_of(k, combo, seed)
+        ckpt = self.dir.checkpoints(model_id)
+        raw.update(quiet_mode=True, model_out=self.dir.model_file(model_id), checkpoint_dir=ckpt, resume=ckpt)
         return raw
 
     def _train(self, job, remaining):
@@ -271,9 +332,7 @@ class GridSearch:
         (done or failed).  A rung after the first continues the model's checkpoint."""
         k, proposal = job["index"], job["proposal"]
         model_id = f"model_{k + 1}"
-        raw = self._params_of(k, proposal["params"])
-        ckpt = self.dir.checkpoints(model_id)
-        raw.update(quiet_mode=True, model_out=self.dir.model_file(model_id), checkpoint_dir=ckpt, resume=ckpt)
+        raw = self._model_params(k, proposal["params"])
         if job["epochs"] is not None:  # a rung: to its epochs, keeping the last model (see halving.py)
             raw["epochs"] = job["epochs"]
             if not job["last"]:
@@ -370,6 +429,39 @@ class GridSearch:
             self.culling.cull_waiting()
         except UserError as e:
             fail_alone(self.world, str(e))
+
+
+def _ranks_per_model(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--ranks_per_model: a whole number of ranks, not {value!r}") from None
+
+
+def _check_metrics(criteria):
+    """sort_by and stopping_metric: metric names (else found only when the first models end)."""
+    leaderboard.sort_key_of(criteria["sort_by"], "classification")
+    try:
+        resolve_metric(criteria["stopping_metric"])
+    except ValueError as e:
+        raise UserError(f"search_criteria: {e}") from None
+
+
+def _check_columns(fixed, frame, vframe):
+    """The data has rows and the columns `fixed` (the fixed parameters that no model
+    changes) names: else train refuses every model of the search."""
+    check_frames(fixed, frame, vframe)
+    names, train = list(frame.names), fixed["train"]
+    response = None if fixed.get("autoencoder") else fixed.get("response")
+    if response and response not in names:
+        raise UserError(f"response column {response!r} is not in the training data {train} "
+                        f"(columns: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})")
+    for key in ("weights_column", "offset_column", "fold_column"):
+        if fixed.get(key) and fixed[key] not in names:
+            raise UserError(f"{key}: no column named {fixed[key]!r} in {train}")
+    for name in fixed.get("ignored_columns") or []:
+        if name not in names:
+            raise UserError(f"ignored_columns: no column named {name!r} in {train}")
 
 
 def _check_fixed(fixed):

@@ -62,13 +62,20 @@ def combination(hyper, index):
     return {name: out[name] for name in hyper}
 
 
-def plan(hyper, criteria):
-    """The combination indices of models 0, 1, ... of the search."""
+def planned_count(hyper, criteria):
+    """How many models a plan of the space lists (max_models cuts it); a UserError when
+    that is more than MAX_PLANNED (checked before the search creates anything)."""
     n, cap = space_size(hyper), criteria["max_models"]
     count = min(n, cap) if cap > 0 else n
     if count > MAX_PLANNED:
         raise UserError(f"search_criteria: the space has {n:,} combinations; set max_models "
                         f"(at most {MAX_PLANNED:,} models are planned)")
+    return count
+
+
+def plan(hyper, criteria):
+    """The combination indices of models 0, 1, ... of the search."""
+    n, count = space_size(hyper), planned_count(hyper, criteria)
     if criteria["strategy"] == "Cartesian":
         return list(range(count))
     return _random_sample(n, count, criteria["seed"])

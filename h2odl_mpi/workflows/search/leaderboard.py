@@ -104,10 +104,10 @@ def layout_of(board):
     return sort_by, hyper
 
 
-def rows(records, sort_by, search_dir, hyper_names):
+def rows(records, sort_by, search_dir, hyper_names, ensembles=None):
     """Leaderboard rows, best first (what leaderboard.json holds); the ensembles of
-    DIR/ensembles.json among them."""
-    records = list(records) + read_ensembles(search_dir)
+    DIR/ensembles.json among them (`ensembles`: those records instead)."""
+    records = list(records) + (read_ensembles(search_dir) if ensembles is None else list(ensembles))
     board, key = ranked(records, sort_by)
     out = []
     for place, r in enumerate(board, 1):
@@ -157,10 +157,15 @@ def _cell(v, column=None):
     return v
 
 
+def texts(board, hyper_names):
+    """{file name: text} of leaderboard.json and leaderboard.csv."""
+    return {"leaderboard.json": json.dumps(board, indent=1, default=json_value),
+            "leaderboard.csv": csv_text(board, hyper_names)}
+
+
 def write(search_dir, board, hyper_names):
     """leaderboard.json and leaderboard.csv, each atomically; errors name the file."""
-    for name, text in (("leaderboard.json", json.dumps(board, indent=1, default=json_value)),
-                       ("leaderboard.csv", csv_text(board, hyper_names))):
+    for name, text in texts(board, hyper_names).items():
         path = os.path.join(search_dir, name)
         try:
             write_bytes(path, text.encode())

@@ -18,6 +18,12 @@
                                 continues the rung even when it would not promote it now)
     DIR/claims/K.rR             created exclusively by the group that trains model K's rung R
 
+Nothing is created before the search has passed every check (GridSearch, then `prepare`,
+which only reads): `open` makes the directory, takes the lock, makes the subdirectories and
+writes search.json last; if it fails, it releases the lock and removes what it made.  A
+search.json whose search never claimed a model (left by a run stopped before its first, or
+by an older version after a refusal) is replaced by the next search, not refused.
+
 A claim is how groups of ranks share out the models with no rank that only dispatches: the
 first group to create claims/K trains model K.  At the start of a run, world rank 0 removes
 the claims of unfinished work (models, or rungs, a stopped run was training), so they are
@@ -29,13 +35,17 @@ import os
 import shutil
 import time
 
-from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, write_bytes
+from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, same_file, write_bytes
 from h2odl_mpi.collectives import bcast_obj
 from h2odl_mpi.errors import UserError, agree
+from h2odl_mpi.training.outputs import existing_ancestor, new_directories
 from h2odl_mpi.workflows.search.leaderboard import json_value
 
 # fixed parameters that do not change which models a search trains (a rerun may change them)
 IDENTITY_EXCLUDES = ("threads", "quiet_mode", "checkpoint_interval", "checkpoint_keep", "max_runtime_secs")
+
+
+SUBDIRS = ("claims", "results", "models", "rungs", "promoted")
 
 
 class SearchDirectory:
@@ -47,13 +57,54 @@ class SearchDirectory:
         self.seed = None
         self.groups = None    # the number of groups of the search's first run (search.json)
         self.created = None   # when the search began (time.time())
+        self.replaced = False  # search.json held a search that never claimed a model
         self._seen = {"results": {}, "rungs": {}}  # records read so far: they never change
 
     # ---- set-up (collective) -------------------------------------------------------------
+    def prepare(self, comm, rank, identity, seed, groups=1, inputs=()):
+        """Collective and read-only, before anything is created: refuse a path that cannot
+        hold the search (a file, under a file, not writable, one of `inputs`: (name, path)
+        pairs) or a directory holding another search; returns (seed, groups) of the search
+        this run continues (its search.json's), else (`seed`, or one drawn now when it is
+        negative, `groups`): what `open` then writes."""
+        err, state = None, None
+        if rank == 0:
+            try:
+                state = self._inspect(identity, inputs)
+            except UserError as e:
+                err = e
+            if state is None:
+                state = {"seed": seed if seed >= 0 else int(time.time_ns() % (2 ** 31)), "groups": int(groups)}
+        agree(comm, err)
+        state = bcast_obj(comm, state)
+        return int(state["seed"]), int(state["groups"])
+
+    def _inspect(self, identity, inputs):
+        """(rank 0) search.json's state of the search this one continues, or None (a new
+        search, or one that never claimed a model: replaced); UserError when refused."""
+        path = self.path
+        for name, other in inputs:
+            if other and os.path.exists(path) and same_file(path, other):
+                raise UserError(f"--search_dir {path}: is the {name} {other}: give the search a directory of its own")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UserError(f"--search_dir {path}: is not a directory")
+        where = existing_ancestor(path)
+        if not os.path.isdir(where):
+            raise UserError(f"--search_dir {path}: cannot be created: {where} is not a directory")
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise UserError(f"--search_dir {path}: cannot write in {where} (permission denied)")
+        if where != os.path.abspath(path) or not os.path.exists(self._dir("search.json")):
+            return None
+        old = self._read_json(self._dir("search.json"))
+        diff = self._differences(old, identity)
+        if diff and self.started():
+            raise self._another(diff)
+        return None if diff else {"seed": int(old["seed"]), "groups": int(old.get("groups", 1))}
+
     def open(self, comm, rank, identity, seed, groups=1):
         """Create or continue the directory: lock it, check or write its identity, release
-        the claims of unfinished work.  Returns the number of finished models.  `groups`:
-        this run's number of groups, kept in search.json by the search's first run."""
+        the claims of unfinished work.  Returns the number of finished models.  `seed`,
+        `groups`: what `prepare` returned (search.json keeps them for a new search)."""
         err, state = None, None
         if rank == 0:
             try:
@@ -63,19 +114,38 @@ class SearchDirectory:
         agree(comm, err)
         state = bcast_obj(comm, state)
         self.seed, self.groups, self.created = int(state["seed"]), int(state["groups"]), float(state["created"])
+        self.replaced = bool(state.get("replaced"))
         return int(state["finished"])
 
     def _open_here(self, identity, seed, groups):
+        """(rank 0) The lock, then search.json checked (written last, for a new search) and
+        the subdirectories; a failure leaves no lock, and removes what this call created."""
+        made = new_directories(self.path) + [self._dir(sub) for sub in SUBDIRS if not os.path.isdir(self._dir(sub))]
         try:
-            for sub in ("claims", "results", "models", "rungs", "promoted"):
-                os.makedirs(os.path.join(self.path, sub), exist_ok=True)
-            self.lock = LockFile(os.path.join(self.path, "search.lock")).acquire()
-        except LockHeld as e:
-            raise UserError(f"--search_dir {self.path} is in use by another search: {describe_owner(e.owner)} "
-                            f"(lock file {e.path})") from None
-        except OSError as e:
-            raise UserError(f"--search_dir {self.path}: cannot write there: {e.strerror or e}") from None
-        state = self._identity(identity, seed, groups)
+            try:
+                os.makedirs(self.path, exist_ok=True)
+                self.lock = LockFile(self._dir("search.lock")).acquire()
+            except LockHeld as e:
+                raise UserError(f"--search_dir {self.path} is in use by another search: {describe_owner(e.owner)} "
+                                f"(lock file {e.path})") from None
+            except OSError as e:
+                raise UserError(f"--search_dir {self.path}: cannot write there: {e.strerror or e}") from None
+            state, write = self._identity(identity, seed, groups)
+            try:
+                for sub in SUBDIRS:
+                    os.makedirs(self._dir(sub), exist_ok=True)
+            except OSError as e:
+                raise UserError(f"--search_dir {self.path}: cannot write there: {e.strerror or e}") from None
+            if write:
+                self._write_json(self._dir("search.json"), write)
+        except BaseException:
+            self.close()
+            for d in reversed(made):  # (deepest first; only what is still empty)
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            raise
         finished = self.finished()
         for name in os.listdir(self._dir("claims")):
             job = _job_of_claim(name)
@@ -84,25 +154,42 @@ class SearchDirectory:
         return dict(state, finished=len(finished))
 
     def _identity(self, identity, seed, groups):
-        """Write search.json, or check that it holds the same search; the search's seed,
-        first number of groups and start time."""
+        """(state: the search's seed, first number of groups, start time, whether it
+        replaced a search that never started; what to write as search.json or None):
+        search.json checked to hold the same search, else a new one.  A search.json whose
+        search never claimed a model (left by a run that stopped before its first) is
+        replaced."""
         path = self._dir("search.json")
         ident = json.loads(json.dumps(identity, default=json_value))  # (tuples as lists, as read back)
+        replaced = False
         if os.path.exists(path):
             old = self._read_json(path)
-            diff = sorted(k for k in set(old.get("identity", {})) | set(ident)
-                          if old.get("identity", {}).get(k) != ident.get(k))
-            if diff:
-                raise UserError(f"--search_dir {self.path} holds another search (differs in: "
-                                f"{', '.join(diff[:8])}); give a new --search_dir, or the same grid file "
-                                "and flags to continue it")
-            return {"seed": int(old["seed"]), "groups": int(old.get("groups", groups)),
-                    "created": float(old.get("created", time.time()))}
+            diff = self._differences(old, identity)
+            if diff and self.started():
+                raise self._another(diff)
+            if not diff:
+                return {"seed": int(old["seed"]), "groups": int(old.get("groups", groups)),
+                        "created": float(old.get("created", time.time()))}, None
+            replaced = True
         if seed < 0:
             seed = int(time.time_ns() % (2 ** 31))
         state = {"seed": seed, "groups": int(groups), "created": time.time()}
-        self._write_json(path, {"identity": ident, **state})
-        return state
+        return dict(state, replaced=replaced), {"identity": ident, **state}
+
+    @staticmethod
+    def _differences(old, identity):
+        """The identity keys in which search.json's search (`old`) differs, sorted."""
+        ident = json.loads(json.dumps(identity, default=json_value))
+        was = old.get("identity", {}) if isinstance(old, dict) else {}
+        return sorted(k for k in set(was) | set(ident) if was.get(k) != ident.get(k))
+
+    def _another(self, diff):
+        return UserError(f"--search_dir {self.path} holds another search (differs in: {', '.join(diff[:8])}); "
+                         "give a new --search_dir, or the same grid file and flags to continue it")
+
+    def started(self):
+        """Whether a model of the search was ever claimed (anything in its subdirectories)."""
+        return any(os.path.isdir(self._dir(sub)) and os.listdir(self._dir(sub)) for sub in SUBDIRS)
 
     def close(self):
         if self.lock is not None:
@@ -236,3 +323,4 @@ def _job_of_claim(name):
         return int(name), 0
     a, dot, b = name.partition(".r")
     return (int(a), int(b)) if dot and a.isdigit() and b.isdigit() else None
+
