@@ -2,7 +2,10 @@
 # pinned dependencies and builds the C kernel; all are safe to re-run.
 #   make run    train the bundled MNIST pair under mpirun, write runs/mnist_model.h5
 #   make test   the whole test suite (with the plotting extra, which the report tests use):
-#               serial tests, then MPI tests under mpirun -n 2 and -n 3
+#               serial tests, the kernel's tests under the sanitizers (test-sanitize), then
+#               MPI tests under mpirun -n 2 and -n 3
+#   make test-sanitize  the C kernel built with AddressSanitizer + UBSan into build/sanitize/
+#               (never h2odl_mpi/_kernel*.so) and its tests run on it: tests/sanitize/run.py
 #   make bench  the benchmarks under benchmarks/ (slow; installs the peers)
 
 VENV    ?= .venv
@@ -12,7 +15,7 @@ PYTHON3 ?= python3
 DATA    := h2odl_mpi/datasets
 KERNEL_SRC := $(wildcard csrc/*.c csrc/*.h) csrc/build_ffi.py setup.py
 
-.PHONY: all venv build run test test-serial test-mpi bench clean
+.PHONY: all venv build run test test-serial test-mpi test-sanitize bench clean
 
 all: build
 
@@ -34,6 +37,18 @@ $(VENV)/.built: $(VENV)/.deps $(KERNEL_SRC)
 
 build: $(VENV)/.built
 
+# the sanitizer build of the kernel: csrc/build_ffi.py's ffibuilder with -O1 -g
+# -fsanitize=address,undefined ..., into build/sanitize/obj/ (the normal extension is untouched)
+SANITIZE_BUILT := build/sanitize/.built
+$(SANITIZE_BUILT): $(VENV)/.deps $(KERNEL_SRC) tests/sanitize/run.py
+	$(PY) tests/sanitize/run.py build
+	touch $@
+
+# the kernel's tests, on a copy of the package with that extension, libasan preloaded;
+# fails on any ASan/UBSan report
+test-sanitize: $(SANITIZE_BUILT)
+	$(PY) tests/sanitize/run.py test
+
 run: build
 	mkdir -p runs
 	$(MPIRUN) -n 2 $(PY) -m h2odl_mpi train \
@@ -41,8 +56,9 @@ run: build
 	    --response C785 --hidden 200,200 --epochs 2 --threads 1 \
 	    --model-out runs/mnist_model.h5 --summary-json runs/mnist_summary.json
 
-test: build $(VENV)/.deps-report
+test: build $(VENV)/.deps-report $(SANITIZE_BUILT)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) tests/sanitize/run.py test
 	$(MPIRUN) -n 2 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
 	$(MPIRUN) -n 3 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
 
