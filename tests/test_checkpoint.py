@@ -280,7 +280,7 @@ def test_flipped_attribute_byte_is_found(tmp_path):
     assert i > 0
     raw[i + 11] = ord("9")
     open(path, "wb").write(bytes(raw))
-    with pytest.raises(UserError, match="content_crc32"):
+    with pytest.raises(UserError, match="checksum mismatch"):
         load_model(path)
 
 

@@ -196,6 +196,8 @@ def _rewrite(path, edit):
                 if isinstance(ds, h5py.Dataset) and "crc32" in ds.attrs:
                     ds.attrs["crc32"] = crc32_of(ds[()])
         f.attrs["content_crc32"] = content_crc(f)
+    from h2odl_mpi.model.model_io import reseal
+    reseal(path)  # (the whole file's seal, too)
 
 
 @pytest.mark.parametrize("units", [2_000_000_000, 3_000_000_000])

@@ -16,7 +16,7 @@ import numpy as np
 
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.evaluation.row_blocks import dense_rows
-from h2odl_mpi.model.model_io import attr_text, content_crc, crc32_of, load_model
+from h2odl_mpi.model.model_io import attr_text, content_crc, crc32_of, damage_text, load_model, read_file, unseal
 
 FORMAT = "h2odl_mpi-ensemble-1"
 
@@ -168,8 +168,11 @@ def scoring_parts(members, weights):
 
 
 def is_ensemble(image):
-    """Whether the bytes are an ensemble file (its format attribute)."""
+    """Whether the bytes are an ensemble file (its format attribute).  Bytes whose seal
+    (model_io.unseal) does not match are none: HDF5 never parses a damaged file here, and
+    the loader then says what is wrong."""
     try:
+        image = unseal(image, "")
         with h5py.File(io.BytesIO(image), "r") as f:
             return attr_text(f.attrs.get("format", "")) == FORMAT
     except Exception:  # noqa: BLE001 - not HDF5 at all: load_model says what it is
@@ -181,12 +184,7 @@ def load_ensemble(path, image=None):
     EnsembleNetwork, the weights (the ensemble's "model"), an EnsembleInfo, the first
     member's parameters, and attrs with `metrics` (the ensemble's, by data set), `members`,
     `weights`, `history` (empty).  Checksums are verified, every member's too."""
-    if image is None:
-        try:
-            with open(path, "rb") as fh:
-                image = fh.read()
-        except OSError as e:
-            raise UserError(f"{path}: cannot read the model file: {e.strerror or e}") from None
+    image = unseal(read_file(path) if image is None else image, path)
     try:
         with h5py.File(io.BytesIO(image), "r") as f:
             if attr_text(f.attrs.get("format", "")) != FORMAT:
@@ -197,6 +195,8 @@ def load_ensemble(path, image=None):
 
             def check(name, obj):
                 if isinstance(obj, h5py.Dataset):
+                    if obj.size * obj.dtype.itemsize > len(image):   # (nothing is compressed)
+                        raise UserError(f"{path}: {name} claims more bytes than the file holds: it is damaged")
                     data[name] = obj[()]
                     if "crc32" not in obj.attrs or crc32_of(data[name]) != int(obj.attrs["crc32"]):
                         raise UserError(f"{path}: checksum mismatch in {name}: the file is damaged")
@@ -209,8 +209,8 @@ def load_ensemble(path, image=None):
                                 if k.startswith("metrics/")}
     except UserError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise UserError(f"{path}: cannot read the ensemble file (damaged or truncated?): {e}") from None
+    except Exception as e:  # noqa: BLE001 - h5py and HDF5 report a damaged file with many types
+        raise UserError(f"{path}: cannot read the ensemble file (damaged or truncated?): {damage_text(e)}") from None
     if len(weights) != len(ids) or not len(ids) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise UserError(f"{path}: the ensemble's weights are not {len(ids)} finite non-negative numbers")
     members = [load_member(mid, img, f"{path} (member {mid})") for mid, img in zip(ids, images)]

@@ -16,8 +16,15 @@ group, dataset and attribute.  In short:
   /progress              training state to continue from: samples, iteration, seed, every
                          rank's random state (JSON)
 Every dataset carries the CRC32 of its bytes (attr crc32); the root's content_crc32 covers
-every path and attribute, so a flipped byte anywhere is found.  Files are written to a
-temporary name, flushed, fsynced and renamed: a reader never sees a half-written file.
+every path and attribute.  The file starts with its seal, a user block of 512 bytes that
+HDF5 and h5dump skip: SEAL_MAGIC, the length of the HDF5 image after it and the CRC32 of
+all the image's bytes, checked before HDF5 parses any of them, so a byte changed anywhere
+(HDF5's own structures too, which the CRCs above do not cover and whose damage can crash
+or hang the HDF5 library) is refused as damage.  Files written before the seal (which start
+with HDF5's signature) are still read, their CRCs checked; a file that starts with neither
+is refused before HDF5 sees it.
+Files are written to a temporary name, flushed, fsynced and renamed: a reader never sees a
+half-written file.
 The HDF5 image is made in memory and written with plain system calls, so a full or failing
 disk is an OSError naming the cause, never a crash inside the HDF5 library.
 """
@@ -27,6 +34,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,6 +50,59 @@ from h2odl_mpi.data.preprocess import Preprocess
 
 FORMAT = "h2odl_mpi-model-2"
 _str = h5py.string_dtype()
+SEAL_MAGIC = b"\x89h2odl_mpi-crc\x1a\n"   # then the image's length (<u8) and CRC32 (<u4)
+_SEAL = struct.Struct("<16sQI")
+SEAL_BYTES = 512                              # (the HDF5 user block: a power of 2, >= 512)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def seal(image):
+    """The sealed file of `image`, the bytes of an HDF5 file without a user block: its seal
+    (SEAL_BYTES), then the image (HDF5 finds its superblock after the user block)."""
+    data = bytes(image)
+    return _seal_header(data) + data
+
+
+def _seal_header(hdf5):
+    return _SEAL.pack(SEAL_MAGIC, len(hdf5), zlib.crc32(hdf5)).ljust(SEAL_BYTES, b"\0")
+
+
+def unseal(data, path):
+    """The HDF5 image in a file's bytes `data`, checked against its seal (UserError naming
+    `path` when it does not match); a file written before the seal (HDF5's signature first)
+    as it is; anything else is refused.  Call it before h5py parses any byte of a file."""
+    if data[:len(SEAL_MAGIC)] == SEAL_MAGIC:
+        _magic, length, crc = _SEAL.unpack(bytes(data[:_SEAL.size]).ljust(_SEAL.size, b"\0"))
+        image = memoryview(data)[SEAL_BYTES:]
+        damaged = len(data) < SEAL_BYTES or any(memoryview(data)[_SEAL.size:SEAL_BYTES])   # (zeros)
+        if damaged or length != len(image) or zlib.crc32(image) != crc:
+            raise UserError(f"{path}: checksum mismatch over the whole file (its seal): the file is damaged or "
+                            "truncated")
+        return bytes(image)
+    if data[:len(HDF5_SIGNATURE)] == HDF5_SIGNATURE:
+        return bytes(data)
+    raise UserError(f"{path}: not an h2odl_mpi model file (it starts with neither the seal nor HDF5's "
+                    "signature: another kind of file, or damaged at its start)")
+
+
+def reseal(path):
+    """Make the seal of file `path` match its HDF5 image again, after the image was edited in
+    place (h5py's "r+" keeps the user block, and so the old seal).  For tests that make a
+    file lie consistently, as a hostile one would; a file without a seal is left as it is."""
+    data = read_file(path)
+    if data[:len(SEAL_MAGIC)] == SEAL_MAGIC:
+        write_bytes(path, _seal_header(memoryview(data)[SEAL_BYTES:]) + data[SEAL_BYTES:])
+
+
+def read_file(path, what="model file"):
+    """The bytes of file `path` (UserError naming it if it is missing or unreadable)."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such {what}")
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
 
 
 def _json_default(v):
@@ -54,7 +115,8 @@ def _json_default(v):
 
 def _bytes(v):
     """The bytes a value is checksummed as: strings UTF-8 (string arrays joined by NUL),
-    numbers their little-endian bytes as stored."""
+    numbers their little-endian bytes (the bytes of the values: a big-endian number read
+    from a damaged file, whose stored bytes are those of another value, does not match)."""
     if isinstance(v, str):
         return v.encode()
     if isinstance(v, bytes):
@@ -62,12 +124,12 @@ def _bytes(v):
     a = np.asarray(v)
     if a.dtype == object or a.dtype.kind in "SU":
         return b"\0".join(x if isinstance(x, bytes) else str(x).encode() for x in a.ravel())
-    return np.ascontiguousarray(a).tobytes()
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
 
 
 def crc32_of(v):
     """CRC32 of a dataset's or attribute's value (as its crc32 attribute holds it)."""
-    if isinstance(v, np.ndarray) and v.dtype.kind in "fiub" and v.flags.c_contiguous:
+    if isinstance(v, np.ndarray) and v.dtype.kind in "fiub" and v.flags.c_contiguous and v.dtype.byteorder != ">":
         return zlib.crc32(v.view(np.uint8).reshape(-1))  # no copy of a large array
     return zlib.crc32(_bytes(v))
 
@@ -119,9 +181,10 @@ def save_model(path, network, model, info, params, progress, history=(), state=N
 
 def model_image(network, model, info, params, progress, history=(), state=None, importances=None,
                 cross_validation=None, metrics=None):
-    """The model file's bytes (an io.BytesIO holding the HDF5 image); see save_model."""
+    """The model file's bytes (an io.BytesIO holding the HDF5 image and its seal); see
+    save_model."""
     image = io.BytesIO()
-    with h5py.File(image, "w") as f:
+    with h5py.File(image, "w", userblock_size=SEAL_BYTES) as f:   # (the seal's room)
         f.attrs["format"] = FORMAT
         f.attrs["software_version"] = VERSION
         f.attrs["parameters"] = json.dumps(params, default=_json_default, sort_keys=True)
@@ -155,6 +218,10 @@ def model_image(network, model, info, params, progress, history=(), state=None, 
                 obj.attrs["crc32"] = crc32_of(obj[()])
         f.visititems(checksum_rest)
         f.attrs["content_crc32"] = content_crc(f)
+    with image.getbuffer() as view:
+        header = _seal_header(view[SEAL_BYTES:])
+    image.seek(0)
+    image.write(header)
     return image
 
 
@@ -188,14 +255,22 @@ def _write_state(pg, state):
         checked_dataset(cg, k, np.asarray(v, dtype=np.float32))
 
 
-def _verify_datasets(path, f, network, model):
-    """Read every dataset once, checking its crc32; the network's arrays land in `model`."""
+def _verify_datasets(path, f, network, model, file_bytes):
+    """Read every dataset once, checking its crc32; the network's arrays land in `model`.
+    A dataset claiming more bytes than the file holds (`file_bytes`: none is compressed) is
+    damage, refused before anything is allocated for it."""
     segments = {f"network/layer_{layer}/{name}": (off, shape) for name, layer, off, shape in network.segments()}
     found = set()
 
     def check(name, obj):
         if not isinstance(obj, h5py.Dataset):
             return
+        if obj.size * obj.dtype.itemsize > file_bytes:
+            raise UserError(f"{path}: {name} claims {obj.shape} values, more than the file holds: the file is "
+                            "damaged")
+        if obj.dtype.kind not in "fO":   # (numbers are floats, the rest strings: a damaged type)
+            raise UserError(f"{path}: {name} has the type {obj.dtype}, which no model file holds: the file is "
+                            "damaged")
         if name in segments:
             off, shape = segments[name]
             if obj.shape != tuple(shape) or obj.dtype != np.float32:
@@ -221,10 +296,9 @@ def load_model(path, image=None):
     `state` (the training progress of a checkpoint).  A damaged, truncated or foreign file
     is a UserError naming the file and what is wrong.  `image`: the file's bytes, already
     read (as sent to every rank), parsed from memory; `path` then only names it."""
-    if image is None and not os.path.exists(path):
-        raise UserError(f"{path}: no such model file")
+    data = unseal(read_file(path) if image is None else image, path)
     try:
-        with h5py.File(io.BytesIO(image) if image is not None else path, "r") as f:
+        with h5py.File(io.BytesIO(data), "r") as f:
             fmt = f.attrs.get("format")
             if fmt != FORMAT:
                 raise UserError(f"{path}: not an h2odl_mpi model file of format {FORMAT} (format: {fmt!r})")
@@ -239,7 +313,7 @@ def load_model(path, image=None):
                 raise UserError(f"{path}: the file holds {int(f['network'].attrs['n_values'])} values, "
                                 f"the network needs {network.n_total}")
             model = np.zeros(network.n_total, dtype=np.float32)
-            _verify_datasets(path, f, network, model)
+            _verify_datasets(path, f, network, model, len(data))
             info = Preprocess.from_hdf5(f["preprocess"])
             attrs = {k: f.attrs[k] for k in f.attrs}
             if "model_summary" in attrs:  # (files written before it have none)
@@ -264,9 +338,19 @@ def load_model(path, image=None):
                 if "progress/combiner" in f:
                     st["combiner_arrays"] = {k: v[...] for k, v in f["progress/combiner"].items()}
                 attrs["state"] = st
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise UserError(f"{path}: cannot read the model file (damaged or truncated?): {e}") from None
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py and HDF5 report a damaged file with many types
+        raise UserError(f"{path}: cannot read the model file (damaged or truncated?): {damage_text(e)}") from None
     return network, model, info, params, attrs
+
+
+def damage_text(error):
+    """One line saying what a reader of a damaged file raised (RuntimeError: "Object
+    visitation failed ...", OSError, KeyError, ...)."""
+    text = " ".join(str(error).split())[:300]
+    usual = isinstance(error, (OSError, KeyError, ValueError, TypeError))
+    return text if usual and text else f"{type(error).__name__}: {text}"
 
 
 def export_weights_and_biases(path, network, model, info):

@@ -66,7 +66,7 @@ from h2odl_mpi.evaluation.ensemble_model import FORMAT, check_members, load_memb
 from h2odl_mpi.evaluation.performance import TABLES, model_performance
 from h2odl_mpi.evaluation.predict import check_output, gather_matrix, read_in_order, refuse_nan
 from h2odl_mpi.evaluation.row_blocks import blocks, local_part
-from h2odl_mpi.model.model_io import checked_dataset, content_crc
+from h2odl_mpi.model.model_io import checked_dataset, content_crc, seal
 from h2odl_mpi.threads import rank_threads
 from h2odl_mpi.workflows.cross_validation import Predictions, holdout_metrics
 from h2odl_mpi.workflows.search import leaderboard
@@ -106,7 +106,7 @@ def ensemble_image(members, weights, method, fitted_on=None, metrics_by_data=Non
                 if m:
                     checked_dataset(xg, name, json.dumps(m, default=json_value), dtype=_str)
         f.attrs["content_crc32"] = content_crc(f)
-    return image.getvalue()
+    return seal(image.getvalue())
 
 
 # ------------------------------------------------------------------------------ weights
