@@ -54,7 +54,7 @@ def parameters(path, doc):
     for key, value in doc.items():
         name = P.canonical(key)
         if name in out:
-            raise UserError(f"{path}: {key} and {name} are the same parameter: give one")
+            raise UserError(f"{path}: {shown(key)} and {name} are the same parameter: give one")
         out[name] = value_of(path, name, value)
     return out
 
@@ -93,6 +93,13 @@ def _check_regular(path, st):
                         f"{st.st_size}")
 
 
+def shown(key):
+    """A key as messages show it: as it is when it is a plain name, else quoted (repr), so
+    that a key holding a newline or other odd characters keeps the message one line."""
+    key = str(key)
+    return key if key.replace("-", "_").isidentifier() and key.isascii() else repr(key)
+
+
 def _unknown(path, key):
     near = P.closest(key)
     hint = f" (did you mean {near}?)" if near else ""
@@ -109,7 +116,7 @@ def value_of(path, key, value):
 
 def _value_of(path, key, value):
     if isinstance(value, dict):
-        raise UserError(f"{path}: [{key}] is a table; the file takes train parameters at the top "
+        raise UserError(f"{path}: [{shown(key)}] is a table; the file takes train parameters at the top "
                         "level only, no sections")
     if key not in P.SPEC and key not in P.H2O_ONLY:
         raise _unknown(path, key)
@@ -130,7 +137,7 @@ def _value_of(path, key, value):
         return value if isinstance(value, str) else str(value)  # e.g. checkpoint_interval = 600
     if not _is(typ, value):
         raise _wrong(path, key, value, _TYPE_NAME[typ])
-    return value
+    return typ(value) if typ in (int, float) else value   # (seed = 1.0: 1, as the flag; l1 = 0: 0.0)
 
 
 def _is(typ, v):

@@ -17,6 +17,7 @@ from h2odl_mpi.data.frame.chunk import (EXACT_INT, POW10, MAX_SCALE, UINT_BY_WID
                                    Encoding)
 
 _INT64_MIN = np.iinfo(np.int64).min
+_NAN_BITS = np.float64(np.nan).view(np.int64)
 _POW10_ARRAY = np.array(POW10)
 _ENCODINGS = tuple(Encoding)
 _PROBE_ROWS = 32
@@ -235,6 +236,7 @@ class _Facts:
     integral: np.ndarray    # every non-NA value a finite integer
     scale: np.ndarray       # decimal scale (0: none)
     f32: np.ndarray         # float32 holds every value exactly (where a plan needs to know)
+    values: np.ndarray      # the values, every NaN the canonical one
 
 
 def _facts(values):
@@ -244,8 +246,13 @@ def _facts(values):
     hi = values.max(axis=1)
     na = np.zeros(k, dtype=np.int64)
     if np.isnan(lo).any():                      # some column holds NA: count them all at once
-        holes = np.packbits(np.isnan(values), axis=1)
-        na = np.bitwise_count(holes).sum(axis=1, dtype=np.int64)
+        holes = np.isnan(values)
+        na = np.bitwise_count(np.packbits(holes, axis=1)).sum(axis=1, dtype=np.int64)
+        if (bits[holes] != _NAN_BITS).any():
+            # NaN is NA whatever its bits: one NaN for all (a signalling NaN would also make
+            # fmin/fmax give NaN, IEEE's minNum, and with it every statistic)
+            values = np.where(holes, np.nan, values)
+            bits = values.view(np.int64)
         del holes
         lo = np.fmin.reduce(values, axis=1)     # extremes ignoring NaN
         hi = np.fmax.reduce(values, axis=1)
@@ -286,12 +293,13 @@ def _facts(values):
     if need_f32.any():
         f32 = _all_along_rows(values, need_f32, _is_float32, na)
     return _Facts(na, lo, hi, zeros, neg_zero, nonzero, all_na | constant, todo, integral,
-                  scale, f32)
+                  scale, f32, values)
 
 
 def _encode_rows(values):
     k, n = values.shape
     f = _facts(values)
+    values = f.values
     count = np.full(k, n, dtype=np.int64)
     dense = _plans(count, f.na, f.lo, f.hi, f.zeros, f.neg_zero, f.integral, f.scale, f.f32)
     best = dense.width * n
@@ -365,7 +373,8 @@ def _compete(consider, stored, plans, best, place, form, fill, bitmap_size, inde
 
 def _build_constants(chunks, values, mask, n):
     for j in np.flatnonzero(mask).tolist():
-        chunks[j] = Chunk(Encoding.CONST, n, value=float(values[j, 0]))
+        value = float(values[j, 0])   # (all NA: the canonical NaN, whatever NaN came in)
+        chunks[j] = Chunk(Encoding.CONST, n, value=np.nan if value != value else value)
 
 
 def _build_dense(chunks, values, mask, plans, na, n):

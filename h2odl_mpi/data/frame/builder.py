@@ -65,6 +65,7 @@ class ChunkBuilder:
         self.chunks = [[] for _ in self.names]
         self.levels = [[] for _ in self.kinds]
         self._known = [None for _ in self.kinds]   # levels seen so far, as an Arrow binary array
+        self._valued = [False for _ in self.kinds]  # a value seen (not NA): the kind is kept
         self.n_rows = 0
         self.blocks = 0                            # blocks added, and the largest one's rows
         self.max_block_rows = 0
@@ -89,6 +90,8 @@ class ChunkBuilder:
             group = encoded[s:s + per_slab]
             values = slab[:len(group)]
             for i, j in enumerate(group):
+                if columns[j].null_count < n:      # (a NaN literal too: "NAN" is text elsewhere)
+                    self._valued[j] = True
                 if self.kinds[j] == NUMERIC:
                     copy_float64(columns[j], values[i])
                 else:
@@ -120,10 +123,12 @@ class ChunkBuilder:
         return values
 
     def adopt(self, j, kind):
-        """Make column j `kind` in place if it holds only NA so far; False if it cannot."""
+        """Make column j `kind` in place if it holds only NA so far; False if it cannot (a
+        NaN that was a value, such as "NAN" or "NaN " read as a number, is a level once the
+        column is categorical: the column must be read again)."""
         if self.kinds[j] == kind:
             return True
-        if all(c.encoding == Encoding.CONST and np.isnan(c.value) for c in self.chunks[j]):
+        if not self._valued[j] and all(c.encoding == Encoding.CONST and np.isnan(c.value) for c in self.chunks[j]):
             self.kinds[j] = kind
             return True
         return False
@@ -132,7 +137,8 @@ class ChunkBuilder:
         """Write column j's rank-local level codes (NaN for NA) into `out`.
 
         Each Arrow chunk's dictionary is looked up in the levels seen so far (hash kernel);
-        levels not seen yet get the next codes, in dictionary (first appearance) order."""
+        levels not seen yet get the next codes, in dictionary (first appearance) order.  An
+        entry no row uses (a Parquet dictionary may hold some) is no level."""
         position = 0
         levels = self.levels[j]
         for array in chunked.chunks:
@@ -148,7 +154,9 @@ class ChunkBuilder:
                 found = pc.index_in(dictionary, value_set=known).to_numpy(zero_copy_only=False)
                 found = np.where(np.isnan(found), -1, found).astype(np.int64) \
                     if found.dtype.kind == "f" else found.astype(np.int64)
-            new = np.flatnonzero(found < 0)
+            unused = found < 0   # (entries no row uses, as a Parquet dictionary may hold: no levels)
+            unused[pc.unique(array.indices).drop_null().to_numpy(zero_copy_only=False)] = False
+            new = np.flatnonzero((found < 0) & ~unused)
             if new.size:
                 found[new] = len(levels) + np.arange(new.size)
                 fresh = dictionary.take(pa.array(new))
@@ -184,6 +192,7 @@ class ChunkBuilder:
             self.kinds.append(NUMERIC)
             self.levels.append(None)
             self._known.append(None)
+            self._valued.append(True)
             self.chunks.append([Chunk(Encoding.CONST, self.n_rows, value=0.0)] if self.n_rows else [])
 
     def pad_columns(self, width):

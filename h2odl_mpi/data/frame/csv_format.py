@@ -34,7 +34,7 @@ from h2odl_mpi.data.frame.blanks import normalize_blanks
 from h2odl_mpi.data.frame.builder import level_text
 from h2odl_mpi.data.frame.column import CATEGORICAL, NUMERIC, UNDECIDED
 from h2odl_mpi.data.frame.parse_options import resolve
-from h2odl_mpi.data.frame.sharding import BOM
+from h2odl_mpi.data.frame.sharding import BOM, blank_line, header_end
 from h2odl_mpi.data.frame.sources import read_head
 
 NA_STRINGS = ("", "NA", "NaN", "nan", "N/A", "?")
@@ -43,6 +43,7 @@ SAMPLE_BYTES = 1 << 16
 KIND_SAMPLE_BYTES = 1 << 14   # data lines of the sample that guess the column kinds
 ARROW_MIN_PIECE, ARROW_MAX_PIECE = 1 << 16, 1 << 20   # bytes Arrow parses at a time
 CATEGORY_TYPE = pa.dictionary(pa.int32(), pa.binary())   # levels need not be UTF-8
+_WRONG_WIDTH = re.compile(r"Expected (\d+) columns, got (\d+)")
 _CONVERSION_ERROR = re.compile(
     r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to \w+: invalid value '(.*)'", re.S)
 
@@ -84,11 +85,12 @@ def sniff_csv(inputs, sep=None, header=None, na_strings=NA_STRINGS, quote_char='
     """Detect the dialect from the first non-empty input; UserError if all are empty.
     `na_spec` / `types_spec`: checked na_strings / col_types (parse_options), resolved here
     against the column names (NA strings of every column join `na_strings`)."""
+    blanks = blank_line(sep if sep is not None and len(sep) == 1 else None)
     for f in inputs:
         head = read_head(f, SAMPLE_BYTES + 1)
         if head.startswith(BOM):
             head = head[len(BOM):]
-        if head.strip():
+        if head.strip(blanks + b"\n"):   # (a line of blanks only is no record)
             break
     else:
         raise UserError(f"{inputs[0].name}: empty file (no header and no rows)"
@@ -97,10 +99,15 @@ def sniff_csv(inputs, sep=None, header=None, na_strings=NA_STRINGS, quote_char='
     complete = len(head) <= SAMPLE_BYTES
     sample = head if complete else head[:head.rfind(b"\n") + 1] or head[:SAMPLE_BYTES]
     text = sample.decode("utf-8", errors="replace")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = record_lines(text, blanks)
     sep = sep if sep is not None else _detect_separator(lines, quote_char)
     if len(sep) != 1:
         raise UserError(f"separator must be a single character, not {sep!r}")
+    # the sample as the blocks are parsed, without the blanks H2O skips (blanks.py): else a
+    # blank before a quoted number makes its column look like text, which it then stays
+    sample = bytes(normalize_blanks(bytearray(sample), sep, quote_char or None, quoted_newlines))
+    blanks = blank_line(sep)
+    lines = record_lines(sample.decode("utf-8", errors="replace"), blanks)
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep, skipinitialspace=sep != " ",
                            quotechar=quote_char or '"', quoting=csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE))
     width = len(rows[0])
@@ -117,12 +124,13 @@ def sniff_csv(inputs, sep=None, header=None, na_strings=NA_STRINGS, quote_char='
     data_rows = rows[1:] if header else rows
     # Kinds are a first guess (a column guessed numeric that holds text later becomes
     # categorical when a block is parsed), so the first KIND_SAMPLE_BYTES of data lines do.
-    body = sample.split(b"\n", 1)[1] if header and b"\n" in sample else (b"" if header else sample)
+    end = header_end(sample, 0, blanks) if header else 0
+    body = b"" if end is None else sample[end:]
     if len(body) > KIND_SAMPLE_BYTES:
         end = body.find(b"\n", KIND_SAMPLE_BYTES)
         body = body if end < 0 else body[:end + 1]
     body_text = body.decode("utf-8", errors="replace")
-    data_rows = data_rows[:sum(1 for ln in body_text.splitlines() if ln.strip())]
+    data_rows = data_rows[:len(record_lines(body_text, blanks))]
     every_na = set(na_strings).union(*(column_na or []))
     if _all_numbers(body_text, sep, width, tuple(every_na), quote_char):
         kinds = [NUMERIC] * width        # every field of every sampled row is a number
@@ -163,6 +171,19 @@ def _all_numbers(body, sep, width, na_strings, quote_char):
     field = _NUMBER if sep in " \t" else _PADDED_NUMBER
     line = f"{field}(?:{re.escape(sep)}{field}){{{width - 1}}}" if width > 1 else field
     return re.fullmatch(f"(?:(?:{line})?+\\r?+\\n)*+(?:{line})?+", body) is not None
+
+
+_LINE_END = re.compile(r"\r\n|\n|\r")
+_LINES_LF = re.compile(r"[^\n]*\n|[^\n]+$")
+
+
+def record_lines(text, blanks=b" \t\r"):
+    """The lines of `text` that hold a record, split where the CSV parser ends lines (LF,
+    CRLF, CR; not at the other line ends of str.splitlines, such as \x85 or \u2028, which
+    are ordinary characters in a field); a line of `blanks` only (sharding.blank_line: the
+    block reader skips such lines before the header alike) holds none."""
+    blanks = blanks.decode()
+    return [ln for ln in _LINE_END.split(text) if ln.strip(blanks)]
 
 
 def _detect_separator(lines, quote_char):
@@ -236,6 +257,8 @@ def parse_csv_block(block, dialect, kinds, use_threads=True, memory_pool=None, s
     if not block.blanks_done:
         normalize_blanks(block.data, dialect.sep, dialect.quote_char or None, dialect.quoted_newlines)
         block.blanks_done = True
+    if not block.data.strip(b"\r\n"):   # blank lines only: no record (Arrow: "Empty CSV file")
+        return pa.table([pa.array([], pa.float64()) for _ in dialect.names], names=list(dialect.names))
     column_na = dialect.column_na or [()] * len(dialect.names)
     forced = dialect.forced or [None] * len(dialect.names)
     while True:
@@ -252,12 +275,6 @@ def parse_csv_block(block, dialect, kinds, use_threads=True, memory_pool=None, s
 
 
 def _parse(block, dialect, kinds, as_text, use_threads, memory_pool):
-    invalid = []
-
-    def on_invalid_row(row):
-        invalid.append(row)
-        return "error"
-
     # Arrow parses a block in pieces of block_size bytes (its temporaries are about twice a
     # piece): a quarter of the block, so that they stay small against the block itself.
     piece = min(max(len(block.data) // 4, ARROW_MIN_PIECE), ARROW_MAX_PIECE)
@@ -266,24 +283,47 @@ def _parse(block, dialect, kinds, as_text, use_threads, memory_pool):
                                                    piece)
     parse_options = pacsv.ParseOptions(delimiter=dialect.sep,
                                        quote_char=dialect.quote_char or False,
-                                       newlines_in_values=dialect.quoted_newlines,
-                                       invalid_row_handler=on_invalid_row)
+                                       newlines_in_values=dialect.quoted_newlines)
+    data = block.data
+    if data.startswith(BOM):   # Arrow drops a BOM that starts its input: here it is a value's
+        data = b"\n" + data    # (an empty line first, which Arrow skips, keeps it)
     try:
-        return pacsv.read_csv(pa.py_buffer(block.data), read_options=read_options,
+        return pacsv.read_csv(pa.py_buffer(data), read_options=read_options,
                               parse_options=parse_options, convert_options=convert_options,
                               memory_pool=memory_pool)
     except pa.ArrowInvalid as err:
         message = str(err)
-        if invalid:
-            row = invalid[0]
-            line = _line_of_invalid_row(block, row)
-            raise UserError(f"{block.source.name}, line {line}: expected {row.expected_columns} "
-                            f"fields, found {row.actual_columns}: {row.text[:80]!r}") from err
+        width = _WRONG_WIDTH.search(message)
+        if width:
+            # (found here, not with Arrow's invalid_row_handler: Arrow decodes the row as
+            # UTF-8 before it calls the handler, and fails silently on a Latin-1 row)
+            line, text = _wrong_width_record(block, dialect, int(width.group(1)))
+            raise UserError(f"{block.source.name}, line {line}: expected {width.group(1)} fields, found "
+                            f"{width.group(2)}: {text[:80]!r}") from err
         match = _CONVERSION_ERROR.search(message)
         if match:
             raise NotNumeric(int(match.group(1)), match.group(2)) from err
         raise UserError(f"{block.source.name}, lines from {block.start_line()}: cannot parse "
-                        f"CSV: {message}") from err
+                        f"CSV: {' '.join(message.split())[:300]}") from err
+
+
+def _wrong_width_record(block, dialect, expected):
+    """(line, text) of the first record of a block whose number of fields is not `expected`
+    (error path only: the block is read again with Python's csv module)."""
+    quote = dialect.quote_char
+    lines = _LINES_LF.findall(bytes(block.data).decode("latin-1"))   # (lines end at LF, as counted)
+    reader = csv.reader(lines, delimiter=dialect.sep, quotechar=quote or '"',
+                        quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)
+    before = 0
+    try:
+        for fields in reader:
+            first, before = before + 1, reader.line_num
+            if fields and len(fields) != expected:
+                text = level_text(dialect.sep.join(fields).encode("latin-1"))
+                return block.start_line() + first - 1, text
+    except csv.Error:
+        pass
+    return block.start_line(), ""
 
 
 def _column_options(table, names, kinds, as_text, column_na, forced, state):
@@ -369,18 +409,3 @@ def _numbers(dictionary):
             invalid[i] = numbers[-1] is None
         values = pa.array(numbers, type=pa.float64())
     return pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values), invalid
-
-
-
-def _line_of_invalid_row(block, row):
-    if row.number is not None and row.number > 0:
-        return block.line_of_row(row.number)
-    text = row.text.encode("utf-8", errors="replace")
-    position = 0
-    while True:
-        found = block.data.find(text, position)
-        if found < 0:
-            return block.start_line()
-        if found == 0 or block.data[found - 1:found] == b"\n":
-            return block.line_of_byte(found)
-        position = found + 1

@@ -69,6 +69,7 @@ def _reference_encode_block(block):
     if n == 0:
         return [Chunk(Encoding.CONST, 0, value=np.nan) for _ in range(k)]
     na = np.isnan(block)
+    block = np.asfortranarray(np.where(na, np.nan, block))   # NaN is NA whatever its bits: one NaN
     bits = block.view(np.uint64)
     nonzero = bits != 0
     na_count = na.sum(axis=0)

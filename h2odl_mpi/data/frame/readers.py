@@ -151,7 +151,7 @@ def read_csv(inputs, comm=None, replicate=False, sep=None, header=None, na_strin
             builder = ChunkBuilder(dialect.names, kinds, max_levels)
             state.invalid = {}
             blocks = iter_blocks(shard, block_bytes, dialect.header, dialect.quote_char,
-                                 dialect.quoted_newlines)
+                                 dialect.quoted_newlines, dialect.sep)
             try:
                 with contextlib.closing(blocks):
                     for block in blocks:
@@ -265,7 +265,7 @@ def read_svmlight(inputs, comm=None, replicate=False, block_bytes=1 << 22,
     zero_based = width > 1 and bool(allreduce(data_comm, seen, "max")[0])
     builder.names = ["target"] + [f"C{s - 1}" for s in range(1, width)]
     if width > 1 and not zero_based:
-        for attr in ("names", "kinds", "levels", "_known", "chunks"):
+        for attr in ("names", "kinds", "levels", "_known", "_valued", "chunks"):
             del getattr(builder, attr)[1]
     return _finish(builder, comm, data_comm, chunk_rows, None, file_order=shard.mode != "strided")
 

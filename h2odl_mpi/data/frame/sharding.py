@@ -38,20 +38,6 @@ class TextBlock:
     first_line: int = None    # 1-based line number of data[0]; None until asked for
     blanks_done: bool = False # the blanks H2O-3 skips are deleted (csv_format)
 
-    def line_of_row(self, row_number):
-        """Physical line number of the row_number-th (1-based) non-empty record of this block."""
-        index, seen = 0, 0
-        for index, line in enumerate(self.data.split(b"\n")):
-            if line.strip(b"\r"):
-                seen += 1
-                if seen == row_number:
-                    break
-        return self.start_line() + index
-
-    def line_of_byte(self, position):
-        """Physical line number of byte `position` of this block."""
-        return self.start_line() + self.data.count(b"\n", 0, position)
-
     def start_line(self):
         if self.first_line is None:
             self.first_line = _count_lines_before(self.source, self.offset) + 1
@@ -104,12 +90,14 @@ def plan_text_shard(inputs, rank, size, replicate, quoted_newlines=False):
     return TextShard("strided", inputs=list(inputs), stride=size, phase=rank)
 
 
-def iter_blocks(shard, block_bytes, header, quote_char='"', quoted_newlines=False):
+def iter_blocks(shard, block_bytes, header, quote_char='"', quoted_newlines=False, sep=None):
     """Yield the TextBlocks of a shard, in input order.
 
-    `header`: skip each input's first line.  A byte-order mark at an input's start is dropped.
+    `header`: skip each input's first line that is not blank (blanks: space and tab, less
+    the separator `sep`).  A byte-order mark at an input's start is dropped.
     """
-    cutter = _quote_aware_cut(quote_char) if quoted_newlines else _last_newline_cut
+    header = blank_line(sep) if header else None
+    cutter = _quote_aware_cut(quote_char, sep) if quoted_newlines else _last_newline_cut
     if shard.mode == "ranges":
         for f, start, stop in shard.ranges:
             yield from _range_blocks(f, start, stop, block_bytes, header, cutter)
@@ -133,8 +121,17 @@ def _last_newline_cut(buffer):
     return buffer.rfind(b"\n") + 1
 
 
-def _quote_aware_cut(quote_char):
+def _quote_aware_cut(quote_char, sep=None):
+    """The cut of a buffer after its last newline outside quoted fields, found as Arrow
+    finds quoted fields (a quote opens one only at a field's start, after blanks; "" inside
+    is a quote; any other quote is a character).  When every quote is at a field's start or
+    end, the parity of the quotes before a newline says it (vectorised); else the quotes are
+    visited one by one (a quote inside an unquoted field, such as 5" screen, would make the
+    parity cut a block inside a quoted field)."""
     quote = ord(quote_char) if quote_char else None
+    sep_byte = ord(sep or ",")
+    blanks = set(blank_line(sep)[1:])
+    bounds = np.array([sep_byte, 10, 13], dtype=np.uint8)
 
     def cut(buffer):
         data = np.frombuffer(buffer, dtype=np.uint8)
@@ -142,21 +139,84 @@ def _quote_aware_cut(quote_char):
         if quote is None:
             ends = np.flatnonzero(newline)
         else:
-            outside = (np.cumsum(data == quote) & 1) == 0
-            ends = np.flatnonzero(newline & outside)
+            is_quote = data == quote
+            odd = (np.cumsum(is_quote) & 1).astype(bool)
+            where = np.flatnonzero(is_quote)
+            opening, closing = where[odd[where]], where[~odd[where]]
+            before = data[np.maximum(opening - 1, 0)]
+            after = data[np.minimum(closing + 1, len(data) - 1)]
+            parity_holds = (((opening == 0) | np.isin(before, bounds) | (before == quote)).all()
+                            and ((closing == len(data) - 1) | np.isin(after, bounds) | (after == quote)).all())
+            if parity_holds:
+                ends = np.flatnonzero(newline & ~odd)
+            else:
+                ends = _newlines_outside_quotes(buffer, np.flatnonzero(newline), where.tolist(), quote, sep_byte,
+                                                blanks)
         return int(ends[-1]) + 1 if ends.size else 0
     return cut
 
 
+def _newlines_outside_quotes(data, newlines, quotes, quote, sep, blanks):
+    """The positions of `newlines` (ascending) outside the quoted fields of `data` (quotes:
+    the positions of the quote byte), the quotes visited one by one; a quoted field still
+    open at the end (or whose last quote may be the first of "") runs to the end."""
+    n, starts, stops = len(data), [], []
+    i = 0
+    while i < len(quotes):
+        p = quotes[i]
+        k = p - 1
+        while k >= 0 and data[k] in blanks:
+            k -= 1
+        if k >= 0 and data[k] not in (sep, 10, 13):   # inside an unquoted field: a character
+            i += 1
+            continue
+        j, close = i + 1, None
+        while j < len(quotes):
+            c = quotes[j]
+            if c + 1 < n and data[c + 1] == quote:        # "": a quote
+                j += 2
+                continue
+            close = c if c + 1 < n else None
+            break
+        starts.append(p)
+        stops.append(n if close is None else close)
+        if close is None:
+            break
+        i = j + 1
+    if not starts:
+        return newlines
+    at = np.searchsorted(np.asarray(starts), newlines, side="right") - 1
+    inside = (at >= 0) & (newlines < np.asarray(stops)[np.maximum(at, 0)])
+    return newlines[~inside]
+
+
+def blank_line(sep=None):
+    """The bytes a blank line holds, for separator `sep`: CR and the blanks (space and tab,
+    less the separator).  Such a line is no record (csv_format's sniffer skips it too)."""
+    return b"\r" + b"".join(b for b in (b" ", b"\t") if b != (sep or "").encode())
+
+
+def header_end(buffer, start=0, blanks=b" \t\r"):
+    """The position after the header line of text `buffer` (from `start`): the first line
+    that is not blank (holding only `blanks`); None if it does not end in `buffer`."""
+    while True:
+        end = buffer.find(b"\n", start)
+        if end < 0:
+            return None
+        blank = not buffer[start:end].strip(blanks)
+        start = end + 1
+        if not blank:
+            return start
+
+
 def _skip_preamble(buffer, at_input_start, header):
-    """Bytes to skip at an input's start: a byte-order mark, then the header line if any."""
+    """Bytes to skip at an input's start: a byte-order mark, then, with a header (`header`:
+    the bytes of a blank line, see blank_line), the blank lines before it and the header
+    line; None when the header line does not end in `buffer`."""
     if not at_input_start:
         return 0
     skip = len(BOM) if buffer.startswith(BOM) else 0
-    if header:
-        end = buffer.find(b"\n", skip)
-        skip = len(buffer) if end < 0 else end + 1
-    return skip
+    return header_end(buffer, skip, header) if header else skip
 
 
 def _range_blocks(f, start, stop, block_bytes, header, cutter):
@@ -165,7 +225,7 @@ def _range_blocks(f, start, stop, block_bytes, header, cutter):
         if start >= stop:
             return
         fh.seek(start)
-        yield from _cut_blocks(fh, f, stop - start, block_bytes, header and start == 0, cutter,
+        yield from _cut_blocks(fh, f, stop - start, block_bytes, header if start == 0 else None, cutter,
                                position=start, at_start=start == 0)
 
 
@@ -242,10 +302,11 @@ def _cut_blocks(stream, f, remaining, block_bytes, header, cutter, position, at_
             eof = True
         del buffer[filled:]
         if at_start:
-            if header and not eof and b"\n" not in buffer:
-                carry = bytes(buffer)        # a header longer than a block: read on
-                continue
             skip = _skip_preamble(buffer, True, header)
+            if not eof and (skip is None or (len(buffer) < len(BOM) and BOM.startswith(buffer))):
+                carry = bytes(buffer)        # a header (or a BOM) longer than a block: read on
+                continue
+            skip = len(buffer) if skip is None else skip   # (at the end: a header only)
             del buffer[:skip]
             position, at_start = position + skip, False
         cut = len(buffer) if eof else cutter(buffer)

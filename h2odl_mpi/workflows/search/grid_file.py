@@ -26,7 +26,8 @@ STRATEGIES = ("Cartesian", "RandomDiscrete", "Evolutionary", "Halving")
 # parameters that say where data and outputs are: one value for the whole search
 NOT_HYPER = ("train", "validation", "replicate_training_data", "model_out", "summary_json",
              "scoring_history", "checkpoint", "resume", "checkpoint_dir", "checkpoint_interval",
-             "checkpoint_keep", "export_weights_and_biases", "quiet_mode", "threads", "na_strings")
+             "checkpoint_keep", "export_weights_and_biases", "quiet_mode", "threads", "na_strings",
+             "stall_timeout")
 # name: (type, default, lower bound)
 CRITERIA = {
     "strategy": (str, "Cartesian", None),
@@ -108,6 +109,7 @@ def check_hyper(hyper, where="hyper_params"):
     out = {}
     for key, values in hyper.items():
         name = P.canonical(key)
+        key = config.shown(key)   # (as messages show it: one line)
         if name in P.H2O_ONLY:
             raise UserError(f"{where}: hyper_params.{key}: an H2O parameter this version does not implement "
                             f"({P.H2O_ONLY[name][0]}): searching it would change no model")
