@@ -445,8 +445,11 @@ def _train(ns, job):
     job.comm = _comm()
     agree(job.comm, error, own_first=True)
     _say_notes(job.comm, raw)
+    from h2odl_mpi.training.watchdog import watching
     from h2odl_mpi.workflows.cross_validation import train_or_cross_validate
-    run = train_or_cross_validate(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
+    with watching(params, job.comm, what="the last checkpoint stands"):  # folds, final writes
+        run = train_or_cross_validate(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
+        agree(job.comm, None)  # (every rank here before any leaves: a freeze until now is seen)
     if rank_and_size(job.comm)[0] == 0 and not params.get("model_out"):
         print(_unsaved(params, run.state), file=sys.stderr, flush=True)
     return 0
@@ -474,8 +477,11 @@ def _grid(ns, job):
         job.comm = _comm()
         agree(job.comm, error, own_first=True)
         _say_notes(job.comm, inputs[0])
+        from h2odl_mpi.training.watchdog import watching
         from h2odl_mpi.workflows.search import grid_search
-        grid_search(*inputs, ns.search_dir, ns.ranks_per_model, job.comm, stop=stop)
+        with watching(inputs[0], job.comm):  # the search's own collectives between models
+            grid_search(*inputs, ns.search_dir, ns.ranks_per_model, job.comm, stop=stop)
+            agree(job.comm, None)
     finally:
         stop.restore()
     return 0

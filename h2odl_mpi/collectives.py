@@ -15,8 +15,13 @@ them in rank order on every rank; `weighted_mean` sums each element once, on one
 
 `time_collective` times a collective as the OSU micro-benchmarks do: a barrier, then the
 best of a few repetitions, the slowest rank's time.
+
+`watch_collectives(monitor)`: while a training run watches for stalls (--stall_timeout,
+h2odl_mpi.training.watchdog), every collective here tells its monitor when the calling thread
+starts waiting in it (`monitor.waiting(name)`) and when it is through (`monitor.done()`).
 """
 import base64
+import functools
 import json
 import math
 import time
@@ -38,10 +43,39 @@ def rank_and_size(comm):
     return (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
 
 
+_monitor = None  # the watchdog of the training run in progress on this process, or None
+
+
+def watch_collectives(monitor):
+    """From now on tell `monitor` (None: no one) when a collective starts and ends; returns
+    the monitor it replaces (to put back)."""
+    global _monitor
+    old, _monitor = _monitor, monitor
+    return old
+
+
+def _collective(fn):
+    """`fn(comm, ...)`, which waits for the other ranks: the monitor hears of it."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def watched(comm, *args, **kwargs):
+        m = _monitor
+        if m is None or not parallel(comm):
+            return fn(comm, *args, **kwargs)
+        m.waiting(name)
+        try:
+            return fn(comm, *args, **kwargs)
+        finally:
+            m.done()
+    return watched
+
+
 # ---------------------------------------------------------------------------- numbers
 _OPS = ("sum", "min", "max")
 
 
+@_collective
 def allreduce(comm, values, op="sum"):
     """Element-wise reduction of a numpy array over all ranks (a new array).  Exact for
     integers and for min/max; a float sum may differ in its last bits between ranks."""
@@ -63,6 +97,7 @@ def allreduce_scalar(comm, value, op="sum"):
     return int(out) if dtype is np.int64 else float(out)
 
 
+@_collective
 def sum_in_place(comm, buf):
     """In-place Allreduce(SUM) of an integer buffer (exact on every rank)."""
     if parallel(comm):
@@ -70,6 +105,7 @@ def sum_in_place(comm, buf):
     return buf
 
 
+@_collective
 def gather_rows(comm, vec):
     """Every rank's fixed-size float64 vector: a (ranks, len) array, the same on every rank."""
     vec = np.ascontiguousarray(vec, dtype=np.float64)
@@ -99,6 +135,7 @@ def allgather_counts(comm, n):
     return [int(v) for v in gather_rows(comm, np.array([n], dtype=np.float64))[:, 0]]
 
 
+@_collective
 def gather_to_root(comm, rows):
     """Gatherv an (n, k) float64 array to rank 0: the concatenation there, None elsewhere."""
     rows = np.ascontiguousarray(rows, dtype=np.float64)
@@ -116,6 +153,7 @@ def gather_to_root(comm, rows):
     return recv
 
 
+@_collective
 def allgather_values(comm, values):
     """Every rank's 1-d float64 array, concatenated in rank order on every rank."""
     values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
@@ -129,6 +167,7 @@ def allgather_values(comm, values):
     return out
 
 
+@_collective
 def bcast_array(comm, arr, root=0):
     """In place: every rank's `arr` (same shape and dtype everywhere) becomes root's."""
     if parallel(comm):
@@ -136,6 +175,7 @@ def bcast_array(comm, arr, root=0):
     return arr
 
 
+@_collective
 def weighted_mean(comm, model, weight=1.0, total=None):
     """In place: every rank's float32 buffer becomes sum_r weight_r * model_r / total
     (total: the sum of the weights, which every rank knows; default equal weights).
@@ -188,6 +228,7 @@ def _from_json(data):
     return json.loads(bytes(data).decode(), object_hook=hook)
 
 
+@_collective
 def bcast_bytes(comm, data, root=0):
     """Root's bytes on every rank (its length first, then the buffer)."""
     if not parallel(comm):
@@ -207,6 +248,7 @@ def bcast_obj(comm, obj, root=0):
     return _from_json(bcast_bytes(comm, _to_json(obj) if comm.Get_rank() == root else b"", root))
 
 
+@_collective
 def allgather_obj(comm, obj):
     """Every rank's small object, in rank order (JSON types and numpy arrays; tuples arrive
     as lists)."""
@@ -221,6 +263,7 @@ def allgather_obj(comm, obj):
     return [_from_json(out[d:d + c]) for d, c in zip(displs, counts)]
 
 
+@_collective
 def gather_obj(comm, obj, root=0):
     """Every rank's small object on `root`, in rank order (a list there, None elsewhere)."""
     if not parallel(comm):
@@ -238,6 +281,7 @@ def gather_obj(comm, obj, root=0):
 
 
 # ---------------------------------------------------------------------------- timing
+@_collective
 def time_collective(comm, run, reps=3):
     """Seconds one call of `run()` takes (a collective over `comm`): a barrier before each
     repetition, the best repetition, the slowest rank's best (the same on every rank)."""

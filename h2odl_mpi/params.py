@@ -129,6 +129,8 @@ SPEC = {
     "checkpoint_interval": (str, "600", None, "seconds between checkpoints, or iterations as e.g. 100it (0: "
                                               "only at a signal and at the end)"),
     "checkpoint_keep": (int, 3, (0, INF, False, False), "checkpoints kept in checkpoint_dir (0: all)"),
+    "stall_timeout": (float, 300.0, (0.0, INF, False, True), "seconds a rank may wait for one that stopped "
+                      "answering: then a checkpoint, a line naming it, exit status 85 (0: off)"),
     "pretrained_autoencoder": (str, None, None, "start from the input and hidden layers of this autoencoder "
                                                 "model file (same inputs and hidden layers)"),
     "variable_importances": (bool, True, None, "compute the inputs' importances (Gedeon) at the end"),
@@ -265,7 +267,7 @@ GROUPS = tuple((title, tuple(names.split())) for title, names in (
     ("cross-validation", "nfolds fold_column fold_assignment keep_cross_validation_models "
                          "keep_cross_validation_predictions keep_cross_validation_fold_assignment"),
     ("checkpoints and outputs", "model_out summary_json scoring_history export_weights_and_biases checkpoint resume "
-                                "checkpoint_dir checkpoint_interval checkpoint_keep"),
+                                "checkpoint_dir checkpoint_interval checkpoint_keep stall_timeout"),
     ("distributed training and combining", "replicate_training_data train_samples_per_iteration "
                                            "target_ratio_comm_to_comp combining_rule block_momentum "
                                            "block_learning_rate block_nesterov elastic_averaging "

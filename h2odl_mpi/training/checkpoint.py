@@ -18,14 +18,20 @@ samples, iteration, epochs, the seed, every rank's numpy RNG state (JSON, no pic
   block of rows (at most about 2 s of work, however long the iteration), the ranks average
   what they trained (weighted by their rows), rank 0 writes a checkpoint, and every rank
   exits with REQUEUE_EXIT_CODE.
+- A rank that stops answering (`--stall_timeout`, training.watchdog): the leading healthy
+  rank writes the last combined model it holds (LastCombined, kept after every iteration) as
+  the checkpoint of that iteration, alone and atomically, and the job ends with
+  REQUEUE_EXIT_CODE.  Such a checkpoint lacks the ranks' random streams (a collective would
+  gather them): its resumed run draws new ones from the seed and the iteration.
 """
 import json
 import os
 import signal
 import sys
+import threading
 import uuid
 
-from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, same_file
+from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, discard, same_file, write_bytes
 from h2odl_mpi.collectives import bcast_bytes, bcast_obj, gather_obj, rank_and_size
 from h2odl_mpi.errors import REQUEUE_EXIT_CODE, UserError, agree
 from h2odl_mpi.training.checkpoint_files import checkpoint_path, list_checkpoints, newest_valid, prune
@@ -62,7 +68,7 @@ RESUME_MAY_CHANGE = frozenset((
     "variable_importances", "quiet_mode", "threads", "model_out", "summary_json", "scoring_history",
     "export_weights_and_biases", "checkpoint", "resume", "checkpoint_dir", "checkpoint_interval",
     "checkpoint_keep", "keep_cross_validation_models", "keep_cross_validation_predictions",
-    "keep_cross_validation_fold_assignment"))
+    "keep_cross_validation_fold_assignment", "stall_timeout"))
 
 
 def differences(old, new, names=FIXED):
@@ -229,13 +235,14 @@ def _check_resume(path, params, old, attrs):
                         "(epochs is the total; for a new experiment give another checkpoint_dir)")
 
 
-def training_state(comm, rng, progress, n_total, seed, size, tspi, tuned_for, combiner, model):
+def training_state(comm, rng, progress, n_total, seed, size, tspi, tuned_for, combiner, model, streams=True):
     """The training state a checkpoint holds (collective: every rank's RNG state goes to
     rank 0).  tspi: the rows per iteration in use; tuned_for: the target_ratio_comm_to_comp
     it was tuned for (-1 when it was not auto-tuned); combiner: the rule combining the ranks'
     models (of the training buffer `model`), whose name and arrays (the same on every rank)
-    are kept."""
-    states = gather_obj(comm, json.dumps(rng.bit_generator.state))
+    are kept.  streams=False: no collective, and no random streams (rng_states empty: a
+    resumed run derives new ones, restore_rng)."""
+    states = gather_obj(comm, json.dumps(rng.bit_generator.state)) if streams else []
     return {"samples": int(progress.samples), "iteration": int(progress.iteration),
             "epochs": progress.samples / n_total, "n_total": int(n_total), "seed": int(seed),
             "n_ranks": int(size), "tspi": int(tspi), "tuned_for": float(tuned_for), "rng_states": states,
@@ -278,8 +285,76 @@ def write_checkpoint(directory, comm, rank, run, model, state):
     return path
 
 
+class LastCombined:
+    """The last combined model of a run and its training state, kept by every rank after
+    every iteration (`keep`, the main thread) so that any rank can write it as a checkpoint
+    alone (`write`, the stall watchdog's thread), without a collective, while the training
+    buffer is being changed by the next iteration or by a collective that will not end.
+    The model is copied (one more buffer of the model's size) unless the combining rule
+    made a copy already; the state has no random streams (training_state(streams=False))."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.model = self.state = self.history = None
+
+    def keep(self, buffer, current, state, history):
+        """After an iteration: `current` (the combined model; `buffer`, the training buffer,
+        or a copy the rule made), `state` and the scoring history."""
+        import numpy as np
+        with self.lock:
+            if np.shares_memory(current, buffer):
+                if self.model is None or self.model.shape != current.shape or self.model is current:
+                    self.model = np.empty_like(current)
+                np.copyto(self.model, current)
+            else:
+                self.model = current
+            self.state = dict(state, combiner_arrays={k: np.array(v, copy=True) for k, v in
+                                                      (state.get("combiner_arrays") or {}).items()})
+            self.history = list(history)
+
+    def write(self, directory, run):
+        """Write what was kept as the checkpoint of its iteration (atomically; a checkpoint
+        of that iteration already there is kept as it is, as is the lock); returns what was
+        done, as a phrase.  Raises what the write raises."""
+        from h2odl_mpi.model.model_io import save_model
+        with self.lock:
+            if self.state is None:
+                return "no iteration completed: nothing to save (the newest checkpoint stands)"
+            it = self.state["iteration"]
+            path = checkpoint_path(directory, it)
+            if os.path.exists(path):
+                return f"the checkpoint of iteration {it} is {path}"
+            owner = getattr(run, "owner", None)
+            lineage = owner.lineage if owner is not None else None
+            progress = {"epochs": self.state["epochs"], "training_samples": self.state["samples"],
+                        "iterations": it}
+            save_model(path, run.network, self.model, run.info, run.params, progress, self.history,
+                       state=dict(self.state, **({"lineage": lineage} if lineage else {})))
+            return f"checkpoint {path} (iteration {it}) written"
+
+
 # ------------------------------------------------------------------- the directory's owner
 LOCK_NAME = ".h2odl_mpi.lock"
+RANKS_NAME = ".h2odl_mpi.ranks"  # the run's processes, while it runs (write_rank_table)
+
+
+def write_rank_table(directory, table):
+    """Rank 0 of a multi-rank run: DIR/.h2odl_mpi.ranks, a line per rank naming its process
+    (pid, host), so that the rank behind a launcher's "PID 1234 RUNNING AT node7" (MPICH's
+    Hydra, when a rank is killed) can be told; removed when the run ends (remove_rank_table).
+    A failure to write it is no error."""
+    lines = ["# the processes of the run that holds this directory: a launcher's 'PID <pid> RUNNING AT <host>' "
+             "is the rank on that line"]
+    lines += [f"rank {r}: pid {t['pid']} on {t['host']}" + (f" (world rank {t['world']})" if t["world"] != r else "")
+              for r, t in enumerate(table)]
+    try:
+        write_bytes(os.path.join(directory, RANKS_NAME), ("\n".join(lines) + "\n").encode())
+    except OSError:
+        pass
+
+
+def remove_rank_table(directory):
+    discard(os.path.join(directory, RANKS_NAME))
 
 
 class CheckpointDirectory:
@@ -332,11 +407,34 @@ class CheckpointDirectory:
         return UserError(f"checkpoint_dir {self.directory} already holds checkpoints ({names}) that this run would "
                          f"overwrite: continue them with --resume {self.directory}, or give an empty directory")
 
+    def break_lock(self, pid, host):
+        """Remove the lock file if it is the process `pid` on `host`'s: the stall watchdog's
+        leader, for a rank 0 that stopped answering while the job ends, so that the
+        requeued run need not wait for the lock to go stale."""
+        if not self.directory:
+            return
+        path = os.path.join(self.directory, LOCK_NAME)
+        try:
+            with open(path, encoding="utf-8") as f:
+                owner = json.load(f)
+        except (OSError, ValueError):
+            return
+        if isinstance(owner, dict) and owner.get("pid") == pid and owner.get("host") == host:
+            discard(path)
+
     def release(self):
         """Give the directory up (rank 0 removes its lock file); safe to call again."""
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+    def share_lineage(self, run, rank):
+        """Collective: every rank takes rank 0's lineage (so that any rank can write a
+        checkpoint of this run, LastCombined)."""
+        if rank == 0:
+            self._settle_lineage(run)
+        self.lineage = bcast_obj(self.comm, self.lineage)
+        self.adopted = bcast_obj(self.comm, self.adopted)
 
     def _settle_lineage(self, run):
         """The lineage, fixed at the first write: the continued checkpoint's when this run

@@ -15,7 +15,10 @@ target_ratio_comm_to_comp of the time.  Every rank scores its own rows and the m
 combined exactly; rank 0 prints and writes files.  `train()` returns the run as a value
 (`TrainingRun`: the model, the data description, the history, the metrics) and writes files
 only when the parameters name them; it can be called many times in one process, on any
-communicator, and leaves no signal handler or other global state behind.
+communicator, and leaves no signal handler or other global state behind.  On more than one
+rank a stall watchdog (training.watchdog, --stall_timeout) watches the ranks for the run's
+length: a rank that stops answering ends the job with a checkpoint of the last combined
+model every rank keeps (checkpoint.LastCombined) and the requeue status.
 """
 from dataclasses import dataclass, field
 import time
@@ -38,6 +41,7 @@ from h2odl_mpi.training.outputs import check_outputs, write_results
 from h2odl_mpi.data.preprocess import Preprocess, check_validation_columns
 from h2odl_mpi.training.reporting import Reporter, history_row, summary_of, with_cross_validation
 from h2odl_mpi.training.scoring import BestModel, Scorer, StopRules, scoring_due
+from h2odl_mpi.training.watchdog import ROWS, Watchdog
 
 
 @dataclass
@@ -145,14 +149,40 @@ def train(params, comm=None, stop=None, combiner=None, config_file=None, data=No
     if params.get("checkpoint_dir"):
         flag.install()
     owner = ckpt.CheckpointDirectory(params.get("checkpoint_dir"), comm)  # its lock: rank 0's
+    watch = None
     try:
+        watch = Watchdog.start(params, comm, P.SPEC["stall_timeout"][1])  # (None: off)
+        if watch is not None:  # (until the session keeps its model)
+            watch.keeper = lambda culprits: _nothing_kept(params, owner, watch, culprits)
         session = Session(params, comm, flag, combiner or combiner_for(params), owner, config_file, data,
-                          holdout, cross_validation)
+                          holdout, cross_validation, watch)
         return session.run()
     finally:
-        if stop is None:
-            flag.restore()
-        owner.release()
+        try:
+            if watch is not None:
+                watch.stop()
+                if owner.lock is not None:  # (rank 0's table, written once the directory is this run's)
+                    ckpt.remove_rank_table(params["checkpoint_dir"])
+        finally:
+            if stop is None:
+                flag.restore()
+            owner.release()
+
+
+def _nothing_kept(params, owner, watch, culprits):
+    """What the stall watchdog says before training starts, or without a checkpoint_dir."""
+    _let_go(owner, watch, culprits)
+    if params.get("checkpoint_dir"):
+        return f"training had not started: nothing to save (the newest checkpoint in {params['checkpoint_dir']} stands)"
+    return "no checkpoint_dir: the model trained so far is lost"
+
+
+def _let_go(owner, watch, culprits):
+    """The job ends: the checkpoint directory's lock goes, rank 0's own or, when rank 0
+    stopped answering, the lock file it holds."""
+    owner.release()
+    if 0 in culprits:
+        owner.break_lock(watch.table[0]["pid"], watch.table[0]["host"])
 
 
 def read_data(params, comm):
@@ -203,14 +233,17 @@ class Session:
     """One training run in progress: its parts, made once, and the loop over them."""
 
     def __init__(self, params, comm, flag, combiner, owner=None, config_file=None, data=None, holdout=None,
-                 cross_validation=None):
+                 cross_validation=None, watch=None):
         self.params, self.comm, self.flag, self.combiner = params, comm, flag, combiner
+        self.watch, self.last = watch, None  # the stall watchdog; the model it can save (_keep)
         self.holdout, self.cross_validation = holdout, cross_validation  # (cross-validation's, see train())
         self.owner = owner  # checkpoint.CheckpointDirectory: the checkpoint directory's lock
         self.rank, self.size = rank_and_size(comm)
         self.clock = Clock(t_start=time.time())
         self.report = Reporter(params, self.rank)
         check_outputs(params, comm, self.rank, owner, config_file)  # outputs vs inputs, writable, locked
+        if watch is not None and self.rank == 0 and params.get("checkpoint_dir"):
+            ckpt.write_rank_table(params["checkpoint_dir"], watch.table)  # (who is behind a launcher's PID)
         frame, vframe = check_frames(params, *data) if data is not None else read_data(params, comm)
         self.clock.data = time.time() - self.clock.t_start
         self.restored = ckpt.restore(params, comm, self.rank, frame, self.report.say)
@@ -232,11 +265,32 @@ class Session:
                                      self.restored["state"] if self.restored else None)
         if self.tspi.warning:
             self.report.say(f"warning: {self.tspi.warning}")
-        self.blocks = Blocks(self.network, self.threads, self.flag)
+        self.blocks = Blocks(self.network, self.threads, watch.beating(self.flag) if watch else self.flag)
         self.history = list(self.restored["history"]) if self.restored else []
         self.best = BestModel(self.info.kind, params["overwrite_with_best_model"], params["stopping_metric"])
         self.stop_rules = StopRules(params, self.info)
         self.summary, self.state = None, None
+        if watch is not None and params.get("checkpoint_dir"):
+            self._stall_keeper()
+
+    def _stall_keeper(self):
+        """What the stall watchdog saves: the last combined model, which every rank keeps
+        (the same bits everywhere), in the run's lineage."""
+        self.owner.share_lineage(self, self.rank)
+        self.last = ckpt.LastCombined()
+        self._keep()
+        directory = self.params["checkpoint_dir"]
+
+        def save(culprits):
+            done = self.last.write(directory, self)
+            _let_go(self.owner, self.watch, culprits)
+            return f"rank {self.rank}: {done}"
+        self.watch.keeper = save
+
+    def _keep(self):
+        """After an iteration: the combined model and the state, for the stall watchdog."""
+        if self.last is not None:
+            self.last.keep(self.model, self.current(), self.training_state(streams=False), self.history)
 
     def _threads(self):
         """Kernel threads per rank; a refused count (from the environment, which may differ
@@ -308,6 +362,7 @@ class Session:
             stats = self.agree(t_comp, t_comm, t_wait, nonfinite, rows_all)
             if not self.decide(stats, trained, rows_all, rng_before):
                 break
+            self._keep()
         return self.finish()
 
     def pick_rows(self):
@@ -328,9 +383,13 @@ class Session:
         """The rows through the kernel's threads: (rows done, non-finite seen, seconds)."""
         if self.clock.first_row is None:
             self.clock.first_row = time.time() - self.clock.t_start
+        if self.watch is not None:
+            self.watch.at(self.progress.iteration, ROWS)
         t0 = time.perf_counter()
         trained, nonfinite = self.blocks.train(self.model, self.data.rows, order, self.progress.samples,
                                                row_seed(self.seed, self.rank, self.progress.iteration))
+        if self.watch is not None:
+            self.watch.at(self.progress.iteration)
         return trained, nonfinite, time.perf_counter() - t0
 
     def combine(self, trained):
@@ -441,9 +500,9 @@ class Session:
             self.report.say(f"signal received: stopped at iteration {p.iteration}, "
                             f"checkpoint {path}; exit status {ckpt.REQUEUE_EXIT_CODE} (requeue)")
 
-    def training_state(self):
+    def training_state(self, streams=True):
         return ckpt.training_state(self.comm, self.rng, self.progress, self.data.n_total, self.seed, self.size,
-                                   self.tspi.value, self.tspi.tuned_for, self.combiner, self.model)
+                                   self.tspi.value, self.tspi.tuned_for, self.combiner, self.model, streams)
 
     # ---- the end --------------------------------------------------------------------
     def finish(self):
@@ -470,4 +529,6 @@ class Session:
         if self.rank == 0:
             write_results(self.comm, self, self.report.say)
             self.report.final(self.summary, self.info)
+        if self.watch is not None:  # every rank waits for rank 0's files, watched: no one left hanging
+            agree(self.comm, None)
         return TrainingRun(params, self.network, self.model, self.info, self.history, self.summary, self.state)
