@@ -98,3 +98,16 @@ def test_corpus_offsets_load_the_same_model_or_are_refused(files, path):
             continue
         result, detail = M.outcome(kind, M.changed(image, offset, mask), "damaged.h5", refs[kind])
         assert result in ("same", "refused"), f"{os.path.basename(path)}: {result}: {detail}"
+
+
+def test_a_damaged_checkpoint_names_no_lineage_and_is_never_pruned(files, tmp_path):
+    from h2odl_mpi.training.checkpoint_files import lineage_of, prune
+    images, _refs = files
+    good, bad = tmp_path / "ckpt_000002.h5", tmp_path / "ckpt_000001.h5"
+    good.write_bytes(images["checkpoint"])
+    bad.write_bytes(M.changed(images["checkpoint"], len(images["checkpoint"]) // 2, 0xFF))
+    lineage = lineage_of(str(good))
+    assert lineage  # the intact checkpoint names its run's lineage ...
+    assert lineage_of(str(bad)) is None  # ... the damaged one is not parsed at all
+    prune(str(tmp_path), keep=1, mine=[str(good)], lineage=lineage)
+    assert bad.exists() and good.exists()

@@ -8,7 +8,7 @@ import sys
 
 from h2odl_mpi.atomic import discard
 from h2odl_mpi.errors import UserError
-from h2odl_mpi.model.model_io import load_model
+from h2odl_mpi.model.model_io import load_model, read_file, unseal
 
 _NAME = re.compile(r"ckpt_(\d+)\.h5$")
 
@@ -40,10 +40,12 @@ def _iteration(path):
 
 
 def lineage_of(path):
-    """The lineage recorded in a checkpoint's /progress (None if absent or unreadable)."""
+    """The lineage recorded in a checkpoint's /progress (None if absent, unreadable or
+    damaged: its seal is checked before HDF5 parses a byte)."""
+    import io
     import h5py
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(io.BytesIO(unseal(read_file(path, "checkpoint"), path)), "r") as f:
             v = f["progress"].attrs.get("lineage") if "progress" in f else None
     except Exception:  # noqa: BLE001 - a damaged file belongs to no one we know
         return None

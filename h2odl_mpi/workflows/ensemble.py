@@ -66,7 +66,7 @@ from h2odl_mpi.evaluation.ensemble_model import FORMAT, check_members, load_memb
 from h2odl_mpi.evaluation.performance import TABLES, model_performance
 from h2odl_mpi.evaluation.predict import check_output, gather_matrix, read_in_order, refuse_nan
 from h2odl_mpi.evaluation.row_blocks import blocks, local_part
-from h2odl_mpi.model.model_io import checked_dataset, content_crc, seal
+from h2odl_mpi.model.model_io import checked_dataset, content_crc, seal, unseal
 from h2odl_mpi.threads import rank_threads
 from h2odl_mpi.workflows.cross_validation import Predictions, holdout_metrics
 from h2odl_mpi.workflows.search import leaderboard
@@ -341,6 +341,7 @@ def _model_file(search_dir, row, rec):
 
 
 def _params_of(image, path):
+    image = unseal(image, path)  # (its seal checked before HDF5 parses a byte)
     try:
         with h5py.File(io.BytesIO(image), "r") as f:
             return json.loads(f.attrs["parameters"])
