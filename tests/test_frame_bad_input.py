@@ -96,6 +96,15 @@ def test_bad_svmlight_token_names_line(tmp_path):
         Frame.read(path)
 
 
+def test_svmlight_feature_index_beyond_the_bound_is_refused_before_columns_are_made(tmp_path):
+    from h2odl_mpi.data.frame.svmlight import MAX_FEATURE_INDEX
+    ok = Frame.read(write(tmp_path / "ok.svm", f"1 {MAX_FEATURE_INDEX // 64}:1\n0 3:4\n"))
+    assert len(ok.names) == MAX_FEATURE_INDEX // 64 + 1  # (target, C1 ... C<index>)
+    path = write(tmp_path / "wide.svm", f"1 1:2\n0 {MAX_FEATURE_INDEX + 1}:4\n")
+    with pytest.raises(UserError, match=r"wide\.svm, line 2: not SVMLight: feature index 1048577 is above 1,048,576"):
+        Frame.read(path)
+
+
 def test_corrupt_parquet(tmp_path):
     path = write(tmp_path / "bad.parquet", b"PAR1" + b"\0" * 50)
     with pytest.raises(UserError, match=r"bad\.parquet: not a readable Parquet file"):

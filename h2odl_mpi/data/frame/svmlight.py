@@ -3,10 +3,17 @@
 pyarrow has no reader for this sparse format, so this is a small parser of one TextBlock.
 Feature indices are integers >= 0 (LibSVM files start at 1); `qid:` tokens and comments are
 ignored.  Column 0 of the result is the label; feature i goes to column i + 1.
+
+The column store is dense by column: feature index i makes i + 1 columns, whatever the file's
+size, so indices above MAX_FEATURE_INDEX (2^20, the widest hashed feature space in common
+use; about 1 GB of column-store overhead and a network input layer that wide) are refused
+with the file and line, before any column is made.
 """
 import numpy as np
 
 from h2odl_mpi.errors import UserError
+
+MAX_FEATURE_INDEX = 1 << 20
 
 
 def parse_svmlight_block(block):
@@ -31,6 +38,9 @@ def parse_svmlight_block(block):
                 feature = int(index)
                 if feature < 0:
                     raise ValueError(f"negative feature index {feature}")
+                if feature > MAX_FEATURE_INDEX:
+                    raise ValueError(f"feature index {feature} is above {MAX_FEATURE_INDEX:,}, the widest "
+                                     "input this program reads from SVMLight (renumber the features)")
                 columns.append(feature + 1)
                 values.append(float(value))
                 rows.append(row)
