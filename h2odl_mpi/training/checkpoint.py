@@ -341,7 +341,8 @@ RANKS_NAME = ".h2odl_mpi.ranks"  # the run's processes, while it runs (write_ran
 def write_rank_table(directory, table):
     """Rank 0 of a multi-rank run: DIR/.h2odl_mpi.ranks, a line per rank naming its process
     (pid, host), so that the rank behind a launcher's "PID 1234 RUNNING AT node7" (MPICH's
-    Hydra, when a rank is killed) can be told; removed when the run ends (remove_rank_table).
+    Hydra, when a rank is killed) can be told; removed with the lock when the run gives the
+    directory up (CheckpointDirectory.release), which a killed job does not.
     A failure to write it is no error."""
     lines = ["# the processes of the run that holds this directory: a launcher's 'PID <pid> RUNNING AT <host>' "
              "is the rank on that line"]
@@ -423,8 +424,10 @@ class CheckpointDirectory:
             discard(path)
 
     def release(self):
-        """Give the directory up (rank 0 removes its lock file); safe to call again."""
+        """Give the directory up (rank 0 removes its lock file and the rank table with it:
+        also when the job is about to end by MPI_Abort); safe to call again."""
         if self.lock is not None:
+            remove_rank_table(self.directory)
             self.lock.release()
             self.lock = None
 

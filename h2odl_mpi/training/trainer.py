@@ -161,8 +161,6 @@ def train(params, comm=None, stop=None, combiner=None, config_file=None, data=No
         try:
             if watch is not None:
                 watch.stop()
-                if owner.lock is not None:  # (rank 0's table, written once the directory is this run's)
-                    ckpt.remove_rank_table(params["checkpoint_dir"])
         finally:
             if stop is None:
                 flag.restore()
