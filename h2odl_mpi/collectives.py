@@ -71,6 +71,19 @@ def _collective(fn):
     return watched
 
 
+# ---------------------------------------------------------------------------- communicators
+@_collective
+def split(comm, color, key):
+    """comm.Split(color, key) (a color of None: MPI_UNDEFINED, no communicator)."""
+    return comm.Split(_mpi().UNDEFINED if color is None else color, key)
+
+
+@_collective
+def node_communicator(comm):
+    """The ranks of `comm` on this node (MPI_COMM_TYPE_SHARED); the caller frees it."""
+    return comm.Split_type(_mpi().COMM_TYPE_SHARED)
+
+
 # ---------------------------------------------------------------------------- numbers
 _OPS = ("sum", "min", "max")
 

@@ -2,7 +2,7 @@
 the batch system's cpus per task), else this process's cores shared among the node's ranks."""
 import os
 
-from h2odl_mpi.collectives import parallel
+from h2odl_mpi.collectives import node_communicator, parallel
 from h2odl_mpi.kernel import available_cores
 from h2odl_mpi.params import check_threads
 
@@ -18,8 +18,7 @@ def threads_per_rank(params, comm):
             return check_threads(var, int(v))  # within the limit of --threads, naming the variable
     local = 1
     if parallel(comm):
-        from mpi4py import MPI
-        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        node = node_communicator(comm)
         local = node.Get_size()
         node.Free()
     return max(1, available_cores() // local)

@@ -52,7 +52,7 @@ import numpy as np
 from h2odl_mpi.data import folds as F
 from h2odl_mpi.evaluation import metrics
 from h2odl_mpi.atomic import write_bytes
-from h2odl_mpi.collectives import allgather_obj, allgather_values, gather_to_root, rank_and_size
+from h2odl_mpi.collectives import allgather_obj, allgather_values, gather_to_root, rank_and_size, split
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.model.model_io import save_model
@@ -173,11 +173,10 @@ def _layout(comm, n_folds, frame, side_by_side):
     in_order = frame.replicated or bool((frame.ingest or {}).get("file_order", True))
     if side_by_side is False or size < n_folds or not in_order:
         return Layout(comm, list(range(n_folds)), size, False, rank == 0)
-    from mpi4py import MPI
     r = size // n_folds
-    color = rank // r if rank < r * n_folds else MPI.UNDEFINED
-    group = comm.Split(color, rank)
-    if color == MPI.UNDEFINED:
+    color = rank // r if rank < r * n_folds else None
+    group = split(comm, color, rank)
+    if color is None:
         return Layout(None, [], r, True, False)
     return Layout(group, [color], r, True, group.Get_rank() == 0)
 

@@ -31,7 +31,7 @@ import time
 
 from h2odl_mpi import params as P
 from h2odl_mpi.training.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
-from h2odl_mpi.collectives import allreduce_scalar, bcast_obj, rank_and_size
+from h2odl_mpi.collectives import allreduce_scalar, bcast_obj, rank_and_size, split
 from h2odl_mpi.errors import UserError, agree, fail_alone
 from h2odl_mpi.workflows.search import hyperspace, leaderboard, progress_plot
 from h2odl_mpi.workflows.search.evolution import Evolution
@@ -80,7 +80,7 @@ def split_groups(comm, ranks_per_model):
         raise UserError(f"--ranks_per_model {ranks_per_model} must divide the number of ranks, {size}")
     if comm is None:
         return None, 0, 1
-    return comm.Split(rank // ranks_per_model, rank), rank // ranks_per_model, size // ranks_per_model
+    return split(comm, rank // ranks_per_model, rank), rank // ranks_per_model, size // ranks_per_model
 
 
 class GridSearch:
