@@ -189,25 +189,82 @@ def bcast_array(comm, arr, root=0):
 
 
 @_collective
-def weighted_mean(comm, model, weight=1.0, total=None):
+def weighted_mean(comm, model, weight=1.0, total=None, nodes=None):
     """In place: every rank's float32 buffer becomes sum_r weight_r * model_r / total
     (total: the sum of the weights, which every rank knows; default equal weights).
 
-    A Reduce_scatter and an Allgatherv on the buffer: each element is summed once, on one
-    rank, so every rank ends bit-identical, at an Allreduce's bandwidth cost."""
+    Flat (nodes None): a Reduce_scatter and an Allgatherv on the buffer: each element is
+    summed once, on one rank, so every rank ends bit-identical, at an Allreduce's bandwidth
+    cost.  Node-aware (`nodes`, a NodeGroups of `comm`): the ranks of a node sum into their
+    node's leader (a Reduce, through shared memory), the leaders alone do the flat mean over
+    the network, and each leader sends the result to its node (a Bcast): one rank per node
+    on the wire, and still the same bits on every rank."""
     if not parallel(comm):
         return model
-    MPI = _mpi()
-    size, rank = comm.Get_size(), comm.Get_rank()
-    total = size if total is None else total
+    total = comm.Get_size() if total is None else total
     if weight != 1.0:
         model *= np.float32(weight)
+    if nodes is None:
+        return _flat_mean(comm, model, total)
+    MPI = _mpi()
+    if nodes.node.Get_rank() == 0:
+        nodes.node.Reduce(MPI.IN_PLACE, [model, MPI.FLOAT], op=MPI.SUM, root=0)
+        _flat_mean(nodes.leaders, model, total)
+    else:
+        nodes.node.Reduce([model, MPI.FLOAT], None, op=MPI.SUM, root=0)
+    nodes.node.Bcast([model, MPI.FLOAT], root=0)
+    return model
+
+
+def _flat_mean(comm, model, total):
+    """In place: the sum over `comm` divided by `total`, each element summed on one rank."""
+    MPI = _mpi()
+    size, rank = comm.Get_size(), comm.Get_rank()
+    if size == 1:
+        model *= np.float32(1.0 / total)
+        return model
     counts, displs = _split(model.size, size)
     part = np.empty(counts[rank], dtype=model.dtype)
     comm.Reduce_scatter([model, MPI.FLOAT], [part, MPI.FLOAT], recvcounts=counts, op=MPI.SUM)
     part *= np.float32(1.0 / total)
     comm.Allgatherv([part, MPI.FLOAT], [model, (counts, displs), MPI.FLOAT])
     return model
+
+
+class NodeGroups:
+    """The two communicators of a node-aware combine: `node` (this node's ranks, its leader
+    rank 0) and `leaders` (one rank per node; None on the other ranks); `n_nodes` and
+    `widest` (the most ranks on one node) for the run's report."""
+
+    def __init__(self, node, leaders, n_nodes, widest):
+        self.node, self.leaders, self.n_nodes, self.widest = node, leaders, n_nodes, widest
+
+    def __str__(self):
+        return f"node-aware over {self.n_nodes} nodes (up to {self.widest} ranks each)"
+
+    def free(self):
+        for c in (self.node, self.leaders):
+            if c is not None:
+                c.Free()
+        self.node = self.leaders = None
+
+
+def node_groups(comm, node_color=None):
+    """Collective: the NodeGroups of `comm`, or None where the flat combine is as good (one
+    rank, one node, or one rank per node).  The nodes are MPI's shared-memory domains, or,
+    given `node_color` (an int per rank), the ranks of equal color (for tests)."""
+    if not parallel(comm):
+        return None
+    node = node_communicator(comm) if node_color is None else split(comm, int(node_color), comm.Get_rank())
+    lead = node.Get_rank() == 0
+    leaders = split(comm, 0 if lead else None, comm.Get_rank())
+    n_nodes = allreduce_scalar(comm, int(lead))
+    widest = allreduce_scalar(comm, node.Get_size(), "max")
+    groups = NodeGroups(node, leaders if lead else None, n_nodes, widest)
+    if n_nodes == 1 or widest == 1:
+        groups.free()
+        return None
+    return groups
 
 
 def _split(n, parts):

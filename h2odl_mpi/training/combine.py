@@ -11,6 +11,7 @@ The training loop calls, on every rank:
     combiner.rows_cap(n_total, ranks)   the most rows between combines (over all ranks) the
                               rule needs to stay accurate, or None; the tuner keeps below it
     combiner.own_seconds      seconds spent in the rule's own arithmetic (beyond the mean)
+    combiner.finish()         once, when the run ends (frees its communicators)
 
 `model` is the rank's float32 buffer: the weights and biases (`model[:n_params]`) and then the
 optimizer state (ADADELTA's accumulators or the momenta).  `rows_mine` rows were trained into it
@@ -21,6 +22,10 @@ optimizer state is always averaged (weighted by rows): it is a running statistic
 gradients, not a point to filter.  A rule does nothing on one rank: a 1-rank run is the same
 whatever the rule.
 
+The mean is node-aware where the run spans several nodes with several ranks on a node
+(collectives.node_groups: a Reduce to each node's leader through shared memory, the flat mean
+among the leaders, a Bcast back), else flat; `layout` says which (the run's first lines).
+
 To add a rule: a class with these methods, an entry in COMBINERS under its name, and the name
 among the choices of `combining_rule` in params.SPEC.
 """
@@ -28,7 +33,7 @@ import time
 
 import numpy as np
 
-from h2odl_mpi.collectives import parallel, time_collective, weighted_mean
+from h2odl_mpi.collectives import node_groups, parallel, time_collective, weighted_mean
 
 
 class ModelAverage:
@@ -38,13 +43,29 @@ class ModelAverage:
 
     name = "Average"
     own_seconds = 0.0
+    node_color = None   # (tests: an int per rank that stands for its node; None: MPI's nodes)
+    nodes = None        # collectives.NodeGroups, or None: the flat mean
 
     def start(self, comm, model, n_params, state=None):
-        pass
+        self.join(comm)
+
+    def join(self, comm):
+        """Collective: the node-aware groups of `comm` where they pay (see the module)."""
+        self.finish()
+        self.nodes = node_groups(comm, self.node_color)
+
+    @property
+    def layout(self):
+        return str(self.nodes) if self.nodes is not None else "flat"
+
+    def finish(self):
+        if self.nodes is not None:
+            self.nodes.free()
+            self.nodes = None
 
     def combine(self, comm, model, rows_mine, rows_all):
         if rows_all > 0:
-            weighted_mean(comm, model, weight=float(rows_mine), total=float(rows_all))
+            weighted_mean(comm, model, weight=float(rows_mine), total=float(rows_all), nodes=self.nodes)
 
     def current(self, model):
         return model
@@ -58,7 +79,7 @@ class ModelAverage:
     def time(self, comm, model):
         """Seconds of one combine of a buffer of the model's size (the slowest rank's)."""
         scratch = np.zeros_like(model)
-        return time_collective(comm, lambda: weighted_mean(comm, scratch))
+        return time_collective(comm, lambda: weighted_mean(comm, scratch, nodes=self.nodes))
 
 
 class BlockMomentum(ModelAverage):
@@ -87,6 +108,7 @@ class BlockMomentum(ModelAverage):
     def start(self, comm, model, n_params, state=None):
         """model: the global model W every rank starts from (a fresh, pretrained or
         checkpointed one); state: a checkpoint's D (None: zeros)."""
+        self.join(comm)
         self.active = parallel(comm)
         if not self.active:
             return
@@ -163,6 +185,7 @@ class ElasticAverage(ModelAverage):
     def start(self, comm, model, n_params, state=None):
         """model: the consensus C every rank starts from; state: a checkpoint's point the
         ranks trained from (None: C)."""
+        self.join(comm)
         self.active = parallel(comm)
         if self.active:
             self.n_params = n_params

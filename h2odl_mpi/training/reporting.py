@@ -16,8 +16,9 @@ class Reporter:
         if self.on:
             print(msg, flush=True)
 
-    def start(self, size, threads, network, params, n_total, info):
-        self.say(f"h2odl_mpi: {size} rank(s) x {threads} thread(s); network "
+    def start(self, size, threads, network, params, n_total, info, layout="flat"):
+        nodes = f" (combining {layout})" if layout != "flat" else ""
+        self.say(f"h2odl_mpi: {size} rank(s){nodes} x {threads} thread(s); network "
                  f"{'-'.join(map(str, network.units))} {params['activation']}; "
                  f"{n_total:,} training rows, {len(info.input_names)} inputs"
                  f"{', classes: ' + str(info.n_classes) if info.classification else ''}")
@@ -60,6 +61,7 @@ def summary_of(run, clock, end):
         "comm_fraction": clock.comm / train_time if train_time > 0 else 0.0,
         # the combining rule's own arithmetic (part of comm_fraction), rank 0's
         "combining_rule": run.combiner.name,
+        "combine_layout": getattr(run.combiner, "layout", "flat"),
         "combine_own_fraction": run.combiner.own_seconds / train_time if train_time > 0 else 0.0,
         "wait_fraction": clock.wait / train_time if train_time > 0 else 0.0,  # load imbalance
         "train_samples_per_iteration": end.tspi_used,

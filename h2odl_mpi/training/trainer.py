@@ -154,11 +154,13 @@ def train(params, comm=None, stop=None, combiner=None, config_file=None, data=No
         watch = Watchdog.start(params, comm, P.SPEC["stall_timeout"][1])  # (None: off)
         if watch is not None:  # (until the session keeps its model)
             watch.keeper = lambda culprits: _nothing_kept(params, owner, watch, culprits)
-        session = Session(params, comm, flag, combiner or combiner_for(params), owner, config_file, data,
-                          holdout, cross_validation, watch)
+        combiner = combiner or combiner_for(params)
+        session = Session(params, comm, flag, combiner, owner, config_file, data, holdout, cross_validation, watch)
         return session.run()
     finally:
         try:
+            if combiner is not None and hasattr(combiner, "finish"):
+                combiner.finish()  # (its node communicators)
             if watch is not None:
                 watch.stop()
         finally:
@@ -255,7 +257,8 @@ class Session:
         self.model = starting_model(params, comm, self.network, self.info, self.seed, self.restored)
         combiner.start(comm, self.model, self.network.n_params,
                        ckpt.combiner_state(self.restored, combiner, self.report.say))
-        self.report.start(self.size, self.threads, self.network, params, self.data.n_total, self.info)
+        self.report.start(self.size, self.threads, self.network, params, self.data.n_total, self.info,
+                          getattr(combiner, "layout", "flat"))
         self._make_scorers()
         self._place_start()
         self.tspi = RowsPerIteration(params, comm, self.data, combiner,

@@ -29,10 +29,18 @@ RULES = {"average": ModelAverage, "block_momentum": lambda: BlockMomentum(-1.0, 
          "elastic": lambda: ElasticAverage(0.7, 0.05)}
 
 
+def _fake_nodes():
+    """Two ranks a node (ranks 0-1, 2-3, ...): node-aware from 3 ranks on."""
+    return comm.rank // 2
+
+
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("layout", ["flat", "nodes"])
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_each_rule_follows_its_formula_and_every_rank_agrees(rule):
+def test_each_rule_follows_its_formula_and_every_rank_agrees(rule, layout):
     combiner = RULES[rule]()
+    if layout == "nodes":
+        combiner.node_color = _fake_nodes()
     start = np.random.default_rng(99).normal(size=N_PARAMS + N_STATE).astype(np.float32)
     model = start.copy()
     combiner.start(comm, model, N_PARAMS)
@@ -64,6 +72,37 @@ def test_each_rule_follows_its_formula_and_every_rank_agrees(rule):
             assert np.array_equal(other, model)
         for name, arr in combiner.state(model).items():
             assert all(np.array_equal(arr, o) for o in comm.allgather(arr)), name
+    assert combiner.layout == ("flat" if layout == "flat" or comm.size < 3 else
+                               f"node-aware over {(comm.size + 1) // 2} nodes (up to 2 ranks each)")
+    combiner.finish()
+    assert combiner.nodes is None
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_node_aware_mean_is_the_flat_mean_on_every_rank(weighted):
+    from h2odl_mpi.collectives import node_groups, weighted_mean
+    groups = node_groups(comm, _fake_nodes())
+    assert (groups is None) == (comm.size < 3)  # (2 ranks: one node of 2, or 2 nodes of 1: flat)
+    assert node_groups(comm) is None  # every rank of this test on one machine: flat
+    rng = np.random.default_rng([5, comm.rank])
+    mine = rng.normal(size=1001).astype(np.float32)
+    w = float(comm.rank + 1) if weighted else 1.0
+    total = sum(float(r + 1) for r in range(comm.size)) if weighted else None
+    models = comm.allgather(mine)
+    want = sum((float(r + 1) if weighted else 1.0) * m.astype(np.float64) for r, m in enumerate(models))
+    want /= total if weighted else comm.size
+    flat, hier = mine.copy(), mine.copy()
+    weighted_mean(comm, flat, w, total)
+    weighted_mean(comm, hier, w, total, nodes=groups)
+    np.testing.assert_allclose(hier, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hier, flat, rtol=1e-5, atol=1e-6)  # (the order of the sums differs)
+    for other in comm.allgather(hier):
+        assert np.array_equal(other, hier)
+    if groups is not None:
+        assert groups.n_nodes == (comm.size + 1) // 2 and groups.widest == 2
+        assert (groups.leaders is not None) == (comm.rank % 2 == 0)
+        groups.free()
 
 
 @pytest.fixture
@@ -77,6 +116,21 @@ def data(tmp_path_factory):
             f.write("a,b,c,y\n")
             f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a - c > 0)}\n" for a, b, c in x)
     return comm.bcast(path, root=0)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_run_combining_node_aware_reports_it_and_its_ranks_agree(data):
+    from h2odl_mpi.training.combine import BlockMomentum
+    p = validate(dict(train=data, response="y", hidden=[6], threads=1, seed=3, quiet_mode=True, epochs=1,
+                      train_samples_per_iteration=120, stopping_rounds=0))
+    combiner = BlockMomentum()
+    combiner.node_color = _fake_nodes()
+    run = train(p, comm, combiner=combiner)
+    assert run["combine_layout"] == ("flat" if comm.size < 3 else
+                                     f"node-aware over {(comm.size + 1) // 2} nodes (up to 2 ranks each)")
+    assert combiner.nodes is None  # freed when the run ended
+    assert all(np.array_equal(run.model, o) for o in comm.allgather(run.model))
+    assert train(p, comm)["combine_layout"] == "flat"  # one machine: MPI's node is every rank
 
 
 @pytest.mark.mpi(min_size=2)
