@@ -1,7 +1,8 @@
 # Set-up and entry points.  Every target creates .venv if missing, installs the
 # pinned dependencies and builds the C kernel; all are safe to re-run.
 #   make run    train the bundled MNIST pair under mpirun, write runs/mnist_model.h5
-#   make test   the whole test suite (with the plotting extra, which the report tests use):
+#   make test   the whole test suite (with the plotting extra, which the report tests use, and the
+#               interop extra, whose runtimes check the MOJO and ONNX exports):
 #               serial tests, the kernel's tests under the sanitizers (test-sanitize), then
 #               MPI tests under mpirun -n 2 and -n 3
 #   make test-sanitize  the C kernel built with AddressSanitizer + UBSan into build/sanitize/
@@ -31,6 +32,12 @@ $(VENV)/.deps-report: $(VENV)/.deps requirements-report.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-report.txt
 	touch $@
 
+# the interop extra (export --onnx; the tests' real runtimes: h2o-genmodel in the h2o package's
+# jar, ONNX Runtime): installed for the tests of the MOJO and ONNX exports
+$(VENV)/.deps-interop: $(VENV)/.deps requirements-interop.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-interop.txt
+	touch $@
+
 $(VENV)/.built: $(VENV)/.deps $(KERNEL_SRC)
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 	touch $@
@@ -56,7 +63,7 @@ run: build
 	    --response C785 --hidden 200,200 --epochs 2 --threads 1 \
 	    --model-out runs/mnist_model.h5 --summary-json runs/mnist_summary.json
 
-test: build $(VENV)/.deps-report $(SANITIZE_BUILT)
+test: build $(VENV)/.deps-report $(VENV)/.deps-interop $(SANITIZE_BUILT)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	$(PY) tests/sanitize/run.py test
 	$(MPIRUN) -n 2 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi

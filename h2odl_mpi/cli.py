@@ -1,4 +1,4 @@
-"""The command line: `python -m h2odl_mpi [train|grid|ensemble|predict|evaluate|describe|jobscript|report] ...`.
+"""The command line: `python -m h2odl_mpi [train|grid|ensemble|predict|evaluate|describe|jobscript|report|export] ...`.
 
 Every H2O parameter is a flag with H2O's name (`--input_dropout_ratio 0.2`, booleans as
 true/false); `--config run.toml` reads them from a TOML file (h2odl_mpi.config), and flags
@@ -30,7 +30,7 @@ from h2odl_mpi.training.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingI
 from h2odl_mpi.collectives import parallel, rank_and_size
 from h2odl_mpi.errors import UserError, abort, agree
 
-SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid", "evaluate", "report", "ensemble")
+SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid", "evaluate", "report", "ensemble", "export")
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 PROG = "python -m h2odl_mpi"
 # two examples a command, the end of its --help
@@ -52,6 +52,8 @@ EXAMPLES = {
                  "--model_out ensemble.h5"),
     "report": (f"{PROG} report --model model.h5 -o model.html",
                f"{PROG} report --model ensemble.h5 --out ensemble.html"),
+    "export": (f"{PROG} export --model model.h5 --mojo model.zip",
+               f"{PROG} export --model model.h5 --mojo model.zip --onnx model.onnx"),
     "jobscript": (f"{PROG} jobscript --scheduler slurm --nodes 4 --ranks_per_node 8 --time 04:00:00 -- "
                   "--train train.csv --response label --model_out model.h5",
                   f"{PROG} jobscript --scheduler pbs --search -o search.pbs -- --config grid.toml"),
@@ -189,6 +191,8 @@ def build_parser():
     from h2odl_mpi.evaluation import report
     report.add_arguments(_add_command(sub, "report", "a model file as one self-contained HTML page "
                                                      "(needs matplotlib)"))
+    from h2odl_mpi.evaluation import export
+    export.add_arguments(_add_command(sub, "export", "a model file as an H2O-3 MOJO or an ONNX graph"))
     from h2odl_mpi import jobscript
     j = _add_command(sub, "jobscript", "print a Slurm or PBS job script for train")
     jobscript.add_arguments(j)
@@ -524,7 +528,7 @@ def _alone(module):
 
 COMMANDS = {"train": _train, "grid": _grid, "predict": _predict, "evaluate": _on_ranks("evaluation.evaluate"),
             "ensemble": _on_ranks("workflows.ensemble"), "describe": _describe,
-            "report": _alone("evaluation.report"), "jobscript": _alone("jobscript")}
+            "report": _alone("evaluation.report"), "export": _alone("evaluation.export"), "jobscript": _alone("jobscript")}
 
 
 def main(argv=None):

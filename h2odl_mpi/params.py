@@ -27,6 +27,9 @@ DISTRIBUTIONS = ("AUTO", "bernoulli", "multinomial", "gaussian", "poisson", "gam
 WEIGHT_DISTRIBUTIONS = ("UniformAdaptive", "Uniform", "Normal")
 CATEGORICAL_ENCODINGS = ("AUTO", "OneHotInternal", "Binary", "LabelEncoder", "SortByResponse")
 MISSING_VALUES_HANDLING = ("MeanImputation", "Skip")
+# distribution -> the kernel's loss for a linear output (the others: Quadratic, or the loss parameter)
+LOSS_OF_DISTRIBUTION = {"poisson": "poisson", "gamma": "gamma", "tweedie": "tweedie", "bernoulli": "bernoulli",
+                        "laplace": "Absolute", "huber": "Huber", "quantile": "Quantile"}
 MAX_HIDDEN_LAYERS = lib.H2O_MAX_LAYERS - 1  # the kernel's compile-time limit, less the output layer
 MAX_UNITS = 2 ** 31 - 1     # units of a layer: a C int in the kernel's h2o_config
 MAX_MINI_BATCH = lib.H2O_MAX_MINI_BATCH  # mini_batch_size, at most (the kernel's limit)

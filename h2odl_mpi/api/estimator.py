@@ -332,7 +332,8 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
         frame, as_frame = self._frame_of(X)
         if as_frame:  # H2O labels two classes by the max-F1 threshold of the final scoring
             from h2odl_mpi.evaluation.predict import default_threshold
-            threshold = default_threshold(self.scoring_history_, self.params_) if self.info_.n_classes == 2 else None
+            threshold = None if self.info_.n_classes != 2 else getattr(self, "mojo_threshold_", None) or \
+                default_threshold(self.scoring_history_, self.params_)
             return _table(*self._scores(frame, "reconstruction" if self.info_.autoencoder else "predict",
                                         threshold=threshold))
         header, values = self._scores(frame, "reconstruction" if self.info_.autoencoder else "predict")
@@ -431,6 +432,7 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
         est.input_columns_ = _input_columns(info)
         est.n_features_in_ = len(est.input_columns_)
         est.fitted_on_ = "frame"  # (columns by name)
+        est.mojo_threshold_ = attrs.get("mojo_threshold")   # (an H2O-3 MOJO's default_threshold)
         return est
 
 

@@ -1,6 +1,6 @@
 """h2o-py's view of a trained model: its metrics (model_performance and model.auc(),
 model.logloss(), ...), print(model), the layer table, the scoring history, the variable
-importances, and its model file (save).
+importances, its model file (save) and its H2O-3 MOJO (download_mojo, save_mojo).
 
 H2OModel is mixed into the estimators (h2odl_mpi.api.estimator): it reads what training
 learned (the attributes ending in "_": network_, model_, info_, params_, summary_, state_,
@@ -136,6 +136,48 @@ class H2OModel:
                 err = EstimatorError(f"{path}: cannot write: {e.strerror or e}")
         agree(self.comm_, err)
         return os.fspath(path)
+
+
+    def download_mojo(self, path=".", get_genmodel_jar=False, genmodel_name=""):
+        """h2o-py's download_mojo: the model as an H2O-3 Deep Learning MOJO (export --mojo),
+        written into directory `path` as <model_id>.zip, or to `path` itself when it names a
+        file; returns the file's path.  h2o-genmodel's jar comes with the `h2o` package
+        (get_genmodel_jar is refused)."""
+        if get_genmodel_jar or genmodel_name:
+            raise EstimatorError("download_mojo: get_genmodel_jar is not supported here: h2o-genmodel is in the "
+                                 "h2o package's jar (README, Deploying a model)")
+        return self._write_mojo(path, force=True)
+
+    def save_mojo(self, path="", force=False, filename=None):
+        """h2o-py's save_mojo: as download_mojo, into directory `path` (the current one when
+        empty) as `filename` (default <model_id>.zip); an existing file is kept unless force."""
+        return self._write_mojo(os.path.join(path or ".", filename) if filename else (path or "."), force)
+
+    def _write_mojo(self, path, force):
+        """Rank 0 writes the MOJO (mojo_writer.write_mojo); returns its path."""
+        from h2odl_mpi.evaluation.predict import model_threshold
+        from h2odl_mpi.model.mojo_writer import write_mojo
+        self._fitted()
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, f"{getattr(self, 'model_id_', None) or 'model'}.zip")
+        err = None
+        if rank_and_size(self.comm_)[0] == 0:
+            try:
+                if os.path.exists(path) and not force:
+                    raise EstimatorError(f"{path}: exists (give force=True to replace it)")
+                _check_output(path)
+                attrs = {"history": self.scoring_history_, "metrics": self.summary_.get("metrics")}
+                if getattr(self, "mojo_threshold_", None) is not None:
+                    attrs["mojo_threshold"] = self.mojo_threshold_
+                threshold = model_threshold(attrs, self.params_) if self.info_.n_classes == 2 else 0.5
+                write_mojo(path, self.network_, self.model_, self.info_, self.params_, threshold)
+            except UserError as e:
+                err = EstimatorError(str(e))
+            except OSError as e:
+                err = EstimatorError(f"{path}: cannot write: {e.strerror or e}")
+        agree(self.comm_, err)
+        return path
 
 
 def _add_metric_accessors(cls):

@@ -71,7 +71,7 @@ def predict_file(model_path, data_path, out_path, comm=None, threads=None, anoma
         inputs=[("--data", data_path), ("--model", model_path)])
     _check_kind(network, info, kind, per_feature, deepfeatures, flags, model_path)
     frame = read_in_order(data_path, comm, na_strings=na_strings)
-    threshold = default_threshold(attrs.get("history"), params, attrs.get("metrics")) if info.n_classes == 2 else None
+    threshold = model_threshold(attrs, params) if info.n_classes == 2 else None
     header, numbers, convert = _local_predictions(network, model, info, frame, comm, threads, kind,
                                                   per_feature, deepfeatures, threshold,
                                                   f"; nothing written to {out_path}")
@@ -256,6 +256,14 @@ def refuse_nan(comm, numbers, first_row, source, suffix=""):
     if len(hits):
         raise UserError(f"{source}: the prediction for data row {int(hits[:, 0].min()) + 1:,} is NaN "
                         f"({int(found[:, 1].sum()):,} rows in all){suffix}")
+
+
+def model_threshold(attrs, params):
+    """The two-class threshold a loaded model labels with: a MOJO's default_threshold, else
+    default_threshold() of the model file's metrics and history."""
+    if "mojo_threshold" in attrs:
+        return float(attrs["mojo_threshold"])
+    return default_threshold(attrs.get("history"), params, attrs.get("metrics"))
 
 
 def default_threshold(history, params, metrics=None):

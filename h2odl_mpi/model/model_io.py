@@ -47,6 +47,8 @@ from h2odl_mpi.atomic import write_bytes
 from h2odl_mpi.errors import UserError
 from h2odl_mpi.kernel import NetConfig, Network
 from h2odl_mpi.data.preprocess import Preprocess
+from h2odl_mpi.model.mojo_format import is_mojo
+from h2odl_mpi.model.mojo_reader import load_mojo
 
 FORMAT = "h2odl_mpi-model-2"
 _str = h5py.string_dtype()
@@ -294,9 +296,13 @@ def load_model(path, image=None):
     """(network, model buffer, Preprocess, parameters, attrs) from a model file; attrs hold
     the root attributes, `history` (the scoring history rows) and, when the file has one,
     `state` (the training progress of a checkpoint).  A damaged, truncated or foreign file
-    is a UserError naming the file and what is wrong.  `image`: the file's bytes, already
+    is a UserError naming the file and what is wrong; an H2O-3 Deep Learning MOJO (a zip)
+    is read by mojo_reader.load_mojo (attrs format "h2o-mojo").  `image`: the file's bytes, already
     read (as sent to every rank), parsed from memory; `path` then only names it."""
-    data = unseal(read_file(path) if image is None else image, path)
+    data = read_file(path) if image is None else image
+    if is_mojo(data):  # an H2O-3 Deep Learning MOJO (zip), read as a model (mojo_reader)
+        return load_mojo(path, data)
+    data = unseal(data, path)
     try:
         with h5py.File(io.BytesIO(data), "r") as f:
             fmt = f.attrs.get("format")

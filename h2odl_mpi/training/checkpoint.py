@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 
 from h2odl_mpi.atomic import LockFile, LockHeld, describe_owner, discard, same_file, write_bytes
@@ -208,7 +209,11 @@ def restore(params, comm, rank, frame, say):
     network, model, info, old, attrs = load_everywhere(path, comm)
     if not params.get("checkpoint"):  # --resume: the same run, or refused
         _check_resume(path, params, old, attrs)
-    diff = differences(old, params) + layout_differences(info, frame.names, params)
+    if attrs.get("format") == "h2o-mojo":  # (model_io reads an H2O-3 MOJO as a model: mojo_reader)
+        say(f"checkpoint {path}: an H2O-3 MOJO holds the weights and biases only: the optimizer state "
+            "(ADADELTA's averages, momentum) starts fresh, and the training progress at 0")
+    fixed = attrs.get("fixed_parameters", FIXED)   # (a MOJO states only some of them)
+    diff = differences(old, params, fixed) + layout_differences(info, frame.names, params)
     if diff:
         raise UserError(f"{path}: cannot continue this model with a different architecture, response or "
                         "input layout: " + "; ".join(diff))
@@ -217,6 +222,9 @@ def restore(params, comm, rank, frame, say):
     state.setdefault("iteration", int(attrs.get("iterations", 0)))
     state.setdefault("epochs", float(attrs.get("epochs", 0.0)))
     state.setdefault("seed", int(old.get("seed", 0)))
+    if attrs.get("format") == "h2o-mojo":  # no seed of its own: this run's (the clock's for -1)
+        seed = params["seed"] if params["seed"] != -1 else int(time.time() * 1e6) & 0x7FFFFFFF
+        state["seed"] = int(bcast_obj(comm, seed))
     return {"path": path, "network": network, "model": model, "info": info, "state": state,
             "history": attrs.get("history", [])}
 

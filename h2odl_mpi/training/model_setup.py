@@ -9,15 +9,13 @@ from h2odl_mpi.training.checkpoint import load_everywhere
 from h2odl_mpi.collectives import allgather_obj, bcast_array, bcast_obj
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.kernel import NetConfig, buffer_floats
+from h2odl_mpi.params import LOSS_OF_DISTRIBUTION
 from h2odl_mpi.sizes import memory_available, size_text
 from h2odl_mpi.evaluation.stopping import METRICS, resolve_metric
 
 # model buffers a rank holds while training: its own, the combining rule's copy, the best model
 MODEL_COPIES = 3
 
-# distribution -> the kernel's loss for a linear output
-_LOSS_OF_DISTRIBUTION = {"poisson": "poisson", "gamma": "gamma", "tweedie": "tweedie", "bernoulli": "bernoulli",
-                         "laplace": "Absolute", "huber": "Huber", "quantile": "Quantile"}
 # parameters passed to the kernel under the same name
 _SAME_NAME = ("input_dropout_ratio", "adaptive_rate", "rho", "epsilon", "rate", "rate_annealing",
               "rate_decay", "momentum_start", "momentum_ramp", "momentum_stable",
@@ -98,7 +96,7 @@ def _config(params, info):
             raise UserError("loss CrossEntropy needs a categorical response")
         output = "linear"
         units.append(1)
-        kloss = _LOSS_OF_DISTRIBUTION.get(dist, "Quadratic" if loss == "Automatic" else loss)
+        kloss = LOSS_OF_DISTRIBUTION.get(dist, "Quadratic" if loss == "Automatic" else loss)
     return NetConfig(units=units, activation=params["activation"].replace("WithDropout", ""), output=output,
                      loss=kloss, hidden_dropout_ratios=list(params["hidden_dropout_ratios"]),
                      **{k: params[k] for k in _SAME_NAME})
