@@ -308,3 +308,27 @@ def test_a_mojo_whose_sizes_lie_is_refused_before_the_network_is_made(tmp_path, 
     code = main(["predict", "--model", cut, "--data", SCORE, "--out", str(tmp_path / "p.csv")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cut.zip: " in err[0], err
+
+
+@pytest.mark.parametrize("kind", ["regression", "multinomial"])
+def test_every_sampled_byte_of_an_h2o_mojo_loads_the_same_model_or_is_refused(kind):
+    """A changed byte of a MOJO (XOR 0xFF at 1,500 offsets: the first 1,000 and a stride over
+    the rest) loads the same network and weights (a byte of a member the reader does not
+    use) or is refused in one line: never another exception, never a different model."""
+    from h2odl_mpi.errors import UserError
+    data = (DATA / f"h2o_{kind}.zip").read_bytes()
+    ref = load_model("m.zip", data)
+    offsets = sorted(set(range(min(1000, len(data)))) | set(range(1000, len(data), max(1, (len(data) - 1000) // 500))))
+    outcomes = {}
+    for off in offsets:
+        damaged = bytearray(data)
+        damaged[off] ^= 0xFF
+        try:
+            got = load_model("m.zip", bytes(damaged))
+        except UserError as e:
+            assert str(e).startswith("m.zip: ") and "\n" not in str(e)
+            outcomes["refused"] = outcomes.get("refused", 0) + 1
+            continue
+        assert got[0].units == ref[0].units and np.array_equal(got[1], ref[1]), off
+        outcomes["same"] = outcomes.get("same", 0) + 1
+    assert outcomes.get("refused", 0) > 100, outcomes

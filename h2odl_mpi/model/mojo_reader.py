@@ -15,6 +15,7 @@ a distribution or an activation the kernel lacks) is a UserError naming it.
 """
 import io
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -40,8 +41,9 @@ def load_mojo(path, data):
             ini = z.read("model.ini").decode("utf-8")
             info, columns, domain_files = parse_ini(ini)
             domains = {i: _domain(z, name, count, path) for i, (count, name) in domain_files.items()}
-    except (zipfile.BadZipFile, KeyError, ValueError, UnicodeDecodeError, OSError) as e:
-        raise UserError(f"{path}: not a readable MOJO (a zip with model.ini): {e}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, KeyError, ValueError,
+            UnicodeDecodeError, OSError) as e:  # (zipfile's ways to say a damaged, encrypted or foreign zip)
+        raise UserError(f"{path}: not a readable MOJO (a zip with model.ini): {type(e).__name__}: {e}") from None
     kv = {k: parse_value(v) for k, v in info.items()}
     where = f"{path}: "
     if kv.get("algo") != "deeplearning":
