@@ -3,7 +3,8 @@
 #   make run    train the bundled MNIST pair under mpirun, write runs/mnist_model.h5
 #   make test   the whole test suite (with the plotting extra, which the report tests use, and the
 #               interop extra, whose runtimes check the MOJO and ONNX exports):
-#               serial tests, the kernel's tests under the sanitizers (test-sanitize), then
+#               serial tests (one pytest worker a core), the kernel's tests under the
+#               sanitizers (test-sanitize), then
 #               MPI tests under mpirun -n 2 and -n 3
 #   make test-sanitize  the C kernel built with AddressSanitizer + UBSan into build/sanitize/
 #               (never h2odl_mpi/_kernel*.so) and its tests run on it: tests/sanitize/run.py
@@ -64,7 +65,7 @@ run: build
 	    --model-out runs/mnist_model.h5 --summary-json runs/mnist_summary.json
 
 test: build $(VENV)/.deps-report $(VENV)/.deps-interop $(SANITIZE_BUILT)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n auto tests
 	$(PY) tests/sanitize/run.py test
 	$(MPIRUN) -n 2 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
 	$(MPIRUN) -n 3 $(PY) -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
