@@ -16,7 +16,8 @@ it, the frame holds what pyarrow read (or the file is refused); if pyarrow canno
 UserError naming the file.
 
 Target `model_bytes`: a model file, a checkpoint or an ensemble file (fuzz/model_bytes.py
-builds them once per process) with 1 to 4 random changes (bytes set, spans overwritten,
+builds them once per process), or an H2O-3 Deep Learning MOJO (tests/data/mojo), with 1 to 4
+random changes (bytes set, spans overwritten,
 bytes inserted or cut, the file truncated), loaded as the program loads it: the same model,
 or one UserError naming the file.
 
@@ -29,11 +30,15 @@ descriptor, same buffers); several columns encoded together (encode_rows) and ch
 """
 import decimal
 import math
+import os
 
 import numpy as np
 from hypothesis import strategies as st
 
 from fuzz_common import Failure, Target, compare_frame, from_text, refused, same_numbers, to_text, write
+
+MOJO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "mojo",
+                    "h2o_multinomial.zip")
 
 # ------------------------------------------------------------------------------ Parquet
 
@@ -259,6 +264,8 @@ def model_files():
         import model_bytes
         with tempfile.TemporaryDirectory() as tmp:
             _FILES.update(model_bytes.build_files(tmp))
+        with open(MOJO, "rb") as f:
+            _FILES["mojo"] = f.read()
         for kind, image in list(_FILES.items()):
             _FILES[kind + ":reference"] = model_bytes.fingerprint(kind, model_bytes.load(kind, image, "damaged.h5"))
     return _FILES
@@ -266,7 +273,7 @@ def model_files():
 
 @st.composite
 def model_byte_cases(draw):
-    kind = draw(st.sampled_from(["model", "checkpoint", "ensemble"]))
+    kind = draw(st.sampled_from(["model", "checkpoint", "ensemble", "mojo"]))
     size = len(model_files()[kind])
     edits = []
     for _ in range(draw(st.integers(1, 4))):
