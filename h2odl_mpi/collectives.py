@@ -231,6 +231,49 @@ def _flat_mean(comm, model, total):
     return model
 
 
+def to_bfloat16(x):
+    """float32 values as bfloat16 bits (uint16), rounded to the nearest, ties to even."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+
+
+def from_bfloat16(bits):
+    """bfloat16 bits (uint16) as float32 values (exact)."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+@_collective
+def weighted_mean_bf16(comm, model, origin, weight=1.0, total=None):
+    """In place: model = origin + sum_r weight_r * (model_r - origin) / total, where `origin`
+    (the buffer every rank started the block from, the same bits everywhere) is not sent, and
+    the changes travel as bfloat16 (2 bytes a value, half of weighted_mean's): an Alltoallv
+    of each rank's rounded change, each piece summed in rank order on its rank, an Allgatherv
+    of the rounded mean change.  Every rank ends with the same bits.  The rounding error is
+    relative to a block's change (8 bits of it), not to the weights, so small updates are not
+    lost to it."""
+    if not parallel(comm):
+        return model
+    MPI = _mpi()
+    size, rank = comm.Get_size(), comm.Get_rank()
+    total = size if total is None else total
+    change = model - origin
+    if weight != 1.0:
+        change *= np.float32(weight)
+    counts, displs = _split(model.size, size)
+    mine = counts[rank]
+    pieces = np.empty(size * mine, dtype=np.uint16)
+    comm.Alltoallv([to_bfloat16(change), (counts, displs), MPI.UINT16_T],
+                   [pieces, ([mine] * size, [k * mine for k in range(size)]), MPI.UINT16_T])
+    part = np.zeros(mine, dtype=np.float32)
+    for k in range(size):
+        part += from_bfloat16(pieces[k * mine:(k + 1) * mine])
+    part *= np.float32(1.0 / total)
+    mean = np.empty(model.size, dtype=np.uint16)
+    comm.Allgatherv([to_bfloat16(part), MPI.UINT16_T], [mean, (counts, displs), MPI.UINT16_T])
+    np.add(origin, from_bfloat16(mean), out=model)
+    return model
+
+
 class NodeGroups:
     """The two communicators of a node-aware combine: `node` (this node's ranks, its leader
     rank 0) and `leaders` (one rank per node; None on the other ranks); `n_nodes` and

@@ -112,6 +112,8 @@ SPEC = {
     "block_momentum": (float, -1.0, None, "BlockMomentum: the block momentum in [0, 1) (-1: 1 - 1/ranks)"),
     "block_learning_rate": (float, 1.0, (0.0, INF, True, False), "BlockMomentum: the block learning rate"),
     "block_nesterov": (bool, True, None, "BlockMomentum: ranks train from the Nesterov look-ahead"),
+    "combine_precision": (str, "float32", ("float32", "bfloat16"),
+                          "how the ranks' changes travel when combined (bfloat16: half the bytes)"),
     "elastic_averaging": (bool, False, None, "H2O's elastic averaging (combining_rule ElasticAveraging)"),
     "elastic_averaging_moving_rate": (float, 0.9, (0.0, 1.0, True, False),
                                       "ElasticAveraging: weight of the ranks' mean in the consensus model"),
@@ -273,7 +275,7 @@ GROUPS = tuple((title, tuple(names.split())) for title, names in (
                                 "checkpoint_dir checkpoint_interval checkpoint_keep stall_timeout"),
     ("distributed training and combining", "replicate_training_data train_samples_per_iteration "
                                            "target_ratio_comm_to_comp combining_rule block_momentum "
-                                           "block_learning_rate block_nesterov elastic_averaging "
+                                           "block_learning_rate block_nesterov combine_precision elastic_averaging "
                                            "elastic_averaging_moving_rate elastic_averaging_regularization"),
 ))
 

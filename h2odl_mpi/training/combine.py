@@ -33,26 +33,35 @@ import time
 
 import numpy as np
 
-from h2odl_mpi.collectives import node_groups, parallel, time_collective, weighted_mean
+from h2odl_mpi.collectives import node_groups, parallel, time_collective, weighted_mean, weighted_mean_bf16
 
 
 class ModelAverage:
     """Plain model averaging, as H2O does it: every rank's model weighted by the rows it
     trained (a rank stopped early by a signal, or holding no rows, weighs less or nothing).
-    N ranks then move about as far per combine as one rank does alone, for N times the rows."""
+    N ranks then move about as far per combine as one rank does alone, for N times the rows.
+
+    `precision` "bfloat16" (combine_precision): the mean is taken of each rank's change
+    since the block's start (`origin`, the buffer every rank trained from, kept here), sent
+    as bfloat16 (collectives.weighted_mean_bf16): half the bytes of float32."""
 
     name = "Average"
     own_seconds = 0.0
     node_color = None   # (tests: an int per rank that stands for its node; None: MPI's nodes)
     nodes = None        # collectives.NodeGroups, or None: the flat mean
+    precision = "float32"
+    origin = None       # (bfloat16: the buffer the ranks started the block from)
 
     def start(self, comm, model, n_params, state=None):
-        self.join(comm)
+        self.join(comm, model)
 
-    def join(self, comm):
-        """Collective: the node-aware groups of `comm` where they pay (see the module)."""
+    def join(self, comm, model):
+        """Collective: the node-aware groups of `comm` where they pay (see the module); the
+        block's origin for a bfloat16 combine.  A rule's start() calls it once it has put
+        the point the ranks train from into `model`."""
         self.finish()
         self.nodes = node_groups(comm, self.node_color)
+        self.origin = model.copy() if self.precision == "bfloat16" and parallel(comm) else None
 
     @property
     def layout(self):
@@ -64,8 +73,21 @@ class ModelAverage:
             self.nodes = None
 
     def combine(self, comm, model, rows_mine, rows_all):
-        if rows_all > 0:
+        """The rows-weighted mean, then the rule's own step (`rule`)."""
+        if rows_all == 0:
+            return
+        if self.origin is not None:
+            weighted_mean_bf16(comm, model, self.origin, weight=float(rows_mine), total=float(rows_all))
+        else:
             weighted_mean(comm, model, weight=float(rows_mine), total=float(rows_all), nodes=self.nodes)
+        t = time.perf_counter()
+        self.rule(model)
+        if self.origin is not None:
+            self.origin[...] = model  # (where every rank trains the next block from)
+        self.own_seconds += time.perf_counter() - t
+
+    def rule(self, model):
+        """The rule's step after the mean (`model` holds the mean): none for plain averaging."""
 
     def current(self, model):
         return model
@@ -79,6 +101,8 @@ class ModelAverage:
     def time(self, comm, model):
         """Seconds of one combine of a buffer of the model's size (the slowest rank's)."""
         scratch = np.zeros_like(model)
+        if self.origin is not None:
+            return time_collective(comm, lambda: weighted_mean_bf16(comm, scratch, self.origin))
         return time_collective(comm, lambda: weighted_mean(comm, scratch, nodes=self.nodes))
 
 
@@ -108,7 +132,6 @@ class BlockMomentum(ModelAverage):
     def start(self, comm, model, n_params, state=None):
         """model: the global model W every rank starts from (a fresh, pretrained or
         checkpointed one); state: a checkpoint's D (None: zeros)."""
-        self.join(comm)
         self.active = parallel(comm)
         if not self.active:
             return
@@ -122,6 +145,7 @@ class BlockMomentum(ModelAverage):
         if self.d.shape != (n_params,):
             raise ValueError(f"block_update has {self.d.size} values for {n_params} weights and biases")
         self._start_point(model[:n_params])
+        self.join(comm, model)
 
     def _start_point(self, out):
         """out = W + m D (or W): where the ranks train from."""
@@ -131,11 +155,9 @@ class BlockMomentum(ModelAverage):
         else:
             out[...] = self.w
 
-    def combine(self, comm, model, rows_mine, rows_all):
-        super().combine(comm, model, rows_mine, rows_all)
-        if not self.active or rows_all == 0:
+    def rule(self, model):
+        if not self.active:
             return
-        t = time.perf_counter()
         a = model[:self.n_params]       # A, the mean; becomes the next start point
         g = np.empty_like(self.w)
         self._start_point(g)            # S, recomputed: the same bits as when it was set
@@ -145,7 +167,6 @@ class BlockMomentum(ModelAverage):
         self.d += g                     # D = m D + r G
         self.w += self.d                # W = W + D
         self._start_point(a)
-        self.own_seconds += time.perf_counter() - t
 
     def current(self, model):
         return _with_weights(model, self.w) if self.active else model
@@ -185,7 +206,6 @@ class ElasticAverage(ModelAverage):
     def start(self, comm, model, n_params, state=None):
         """model: the consensus C every rank starts from; state: a checkpoint's point the
         ranks trained from (None: C)."""
-        self.join(comm)
         self.active = parallel(comm)
         if self.active:
             self.n_params = n_params
@@ -195,17 +215,15 @@ class ElasticAverage(ModelAverage):
                 if np.shape(start) != (n_params,):
                     raise ValueError(f"training_point has {np.size(start)} values for {n_params} weights and biases")
                 model[:n_params] = start
+            self.join(comm, model)
 
-    def combine(self, comm, model, rows_mine, rows_all):
-        super().combine(comm, model, rows_mine, rows_all)
-        if not self.active or rows_all == 0:
+    def rule(self, model):
+        if not self.active:
             return
-        t = time.perf_counter()
         a = model[:self.n_params]
         self.c *= np.float32(1) - self.a
         self.c += self.a * a            # C = a A + (1 - a) C
         a -= self.p * (a - self.c)      # the ranks go on from A - p (A - C)
-        self.own_seconds += time.perf_counter() - t
 
     def current(self, model):
         return _with_weights(model, self.c) if self.active else model
@@ -229,7 +247,10 @@ def combiner_for(params):
     H2O's elastic_averaging into combining_rule)."""
     rule = params.get("combining_rule", "Average")
     if rule == "BlockMomentum":
-        return BlockMomentum(params["block_momentum"], params["block_learning_rate"], params["block_nesterov"])
-    if rule == "ElasticAveraging":
-        return ElasticAverage(params["elastic_averaging_moving_rate"], params["elastic_averaging_regularization"])
-    return ModelAverage()
+        out = BlockMomentum(params["block_momentum"], params["block_learning_rate"], params["block_nesterov"])
+    elif rule == "ElasticAveraging":
+        out = ElasticAverage(params["elastic_averaging_moving_rate"], params["elastic_averaging_regularization"])
+    else:
+        out = ModelAverage()
+    out.precision = params.get("combine_precision", "float32")
+    return out

@@ -119,6 +119,34 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_bfloat16_mean_is_its_numpy_reference_bit_for_bit(weighted):
+    from h2odl_mpi.collectives import from_bfloat16, to_bfloat16, weighted_mean_bf16
+    origin = np.random.default_rng(11).normal(size=1003).astype(np.float32)
+    mine = origin + np.random.default_rng([12, comm.rank]).normal(scale=1e-3, size=origin.size).astype(np.float32)
+    weights = [float(r + 1) if weighted else 1.0 for r in range(comm.size)]
+    total = sum(weights)
+    models = comm.allgather(mine)
+    # the reference: each rank's weighted change rounded to bfloat16, summed in rank order in
+    # float32, scaled, rounded again, added to the origin
+    acc = np.zeros(origin.size, dtype=np.float32)
+    for w, m in zip(weights, models):
+        change = m - origin
+        if w != 1.0:
+            change *= np.float32(w)
+        acc += from_bfloat16(to_bfloat16(change))
+    acc *= np.float32(1.0 / total)
+    want = origin + from_bfloat16(to_bfloat16(acc))
+    got = mine.copy()
+    weighted_mean_bf16(comm, got, origin, weights[comm.rank], total)
+    assert np.array_equal(got, want)
+    exact = origin + sum(np.float64(w) * (m.astype(np.float64) - origin) for w, m in zip(weights, models)) / total
+    assert np.abs(got - exact).max() <= 2e-3 * 2.0 ** -7 * 4  # (within bfloat16's 8 bits of a change)
+    for other in comm.allgather(got):
+        assert np.array_equal(other, got)
+
+
+@pytest.mark.mpi(min_size=2)
 def test_a_run_combining_node_aware_reports_it_and_its_ranks_agree(data):
     from h2odl_mpi.training.combine import BlockMomentum
     p = validate(dict(train=data, response="y", hidden=[6], threads=1, seed=3, quiet_mode=True, epochs=1,
@@ -134,10 +162,13 @@ def test_a_run_combining_node_aware_reports_it_and_its_ranks_agree(data):
 
 
 @pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("rule", ["Average", "BlockMomentum", "ElasticAveraging"])
-def test_checkpoint_and_resume_give_the_bits_of_a_straight_run(data, tmp_path_factory, rule):
+@pytest.mark.parametrize("rule,precision", [("Average", "float32"), ("BlockMomentum", "float32"),
+                                            ("ElasticAveraging", "float32"), ("Average", "bfloat16"),
+                                            ("BlockMomentum", "bfloat16")])
+def test_checkpoint_and_resume_give_the_bits_of_a_straight_run(data, tmp_path_factory, rule, precision):
     tmp = comm.bcast(str(tmp_path_factory.mktemp("r")) if comm.rank == 0 else None, root=0)
     p = dict(train=data, response="y", hidden=[6], threads=1, seed=3, quiet_mode=True, combining_rule=rule,
+             combine_precision=precision,
              train_samples_per_iteration=120, overwrite_with_best_model=False, stopping_rounds=0,
              classification_stop=-1.0, variable_importances=False, checkpoint_interval="0")
     straight = train(validate(dict(p, epochs=2, checkpoint_dir=f"{tmp}/a")), comm)
