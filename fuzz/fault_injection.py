@@ -283,6 +283,8 @@ def trial(a, k, rng, data, response, env, calibrated):
         kill_all(everyone)
         _, out, err = p.wait(10)
         rec["inside_train"] = "h2odl_mpi/training/trainer.py" in err
+        rec["hang_stacks"] = "\n".join(ln for ln in err.splitlines() if ln.strip().startswith(("File ", "Thread ",
+                                                                                          "Current thread")))[-6000:]
     rec["end_s"] = round(time.time() - t_sig, 2)
     rec["status"] = rc
     line = next((ln for ln in err.splitlines() if ln.startswith("h2odl_mpi: stall:")), "")

@@ -79,6 +79,12 @@ def split(comm, color, key):
 
 
 @_collective
+def duplicate(comm):
+    """comm.Dup(): a communicator of the same ranks, for messages of its own."""
+    return comm.Dup()
+
+
+@_collective
 def node_communicator(comm):
     """The ranks of `comm` on this node (MPI_COMM_TYPE_SHARED); the caller frees it."""
     return comm.Split_type(_mpi().COMM_TYPE_SHARED)

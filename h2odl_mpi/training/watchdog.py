@@ -44,7 +44,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from h2odl_mpi.collectives import allgather_obj, parallel, watch_collectives
+from h2odl_mpi.collectives import allgather_obj, duplicate, parallel, watch_collectives
 from h2odl_mpi.errors import REQUEUE_EXIT_CODE, abort
 
 PING, ANSWER = 7301, 7302   # message tags on the watchdog's communicator
@@ -114,7 +114,7 @@ class Watchdog:
 
     def _begin(self):
         MPI = _mpi()
-        self.side = self.comm.Dup()
+        self.side = duplicate(self.comm)  # (collective: the block's watchdog hears of it)
         self.status = MPI.Status()
         self.ping_buf = np.zeros(3, dtype=np.int64)
         self.ping_req = self.side.Irecv(self.ping_buf, source=MPI.ANY_SOURCE, tag=PING)
