@@ -79,3 +79,16 @@ def abort(comm, status):
     sys.stdout.flush()
     time.sleep(ABORT_GRACE_S)
     comm.Abort(status)
+
+
+class H2OValueError(EstimatorError):
+    """h2o-py's H2OValueError: a bad argument to an H2OFrame or h2o function (a ValueError)."""
+
+
+class H2OTypeError(EstimatorError, TypeError):
+    """h2o-py's H2OTypeError: an argument of the wrong type."""
+
+
+class H2OResponseError(EstimatorError):
+    """h2o-py's H2OResponseError: what a failed model build raises (the server's refusal
+    of the parameters or data in h2o-py; here the same one line)."""

@@ -50,7 +50,7 @@ SPEC = {
                                      "option na_strings, of h2o.import_file)"),
     "ignored_columns": (list, [], None, "columns to leave out, comma separated"),
     "hidden": (list, [200, 200], None, "hidden layer sizes, comma separated"),
-    "epochs": (float, 10.0, (0.0, INF, True, False), "passes over the training data"),
+    "epochs": (float, 10.0, (0.0, INF, False, False), "passes over the training data (0: the initial, untrained network, scored)"),
     "activation": (str, "Rectifier", ACTIVATIONS, "hidden activation"),
     "input_dropout_ratio": (float, 0.0, (0.0, 1.0, False, True), "input dropout"),
     "hidden_dropout_ratios": (list, None, None, "per hidden layer dropout (WithDropout activations; default 0.5)"),
@@ -197,7 +197,8 @@ H2O_OTHER_NAMES = ("nthreads", "max_hit_ratio_k")
 SUPPORTED, DIFFERENT, MEANINGLESS, NOT_SUPPORTED = ("supported", "supported, with a difference",
                                                    "accepted, meaningless here", "not supported")
 ANY = None  # inert values of an accepted parameter: every value changes nothing here
-_INIT = "H2O frame ids; start from trained weights with --pretrained_autoencoder or --checkpoint (model files)"
+_INIT = ("here H2O frame ids; in Python H2OFrames or arrays, one per layer (model.weights(i) / biases(i)'s "
+         "shapes), or start from a model with --pretrained_autoencoder or --checkpoint")
 # The one table: name -> (status, note, how).  how is None for a SPEC parameter (under its name
 # or ALIASES'); for a name SPEC lacks, (type, H2O's default, inert): the values that change
 # nothing here (ANY: all) are accepted (notes() says so), others refused with the note as the
@@ -214,9 +215,12 @@ H2O_PARAMETERS.update({
     "score_each_iteration": (DIFFERENT, "scores after every iteration (score_interval 0, score_duty_cycle 1)",
                              (bool, False, ANY)),
     "max_confusion_matrix_size": (MEANINGLESS, "deprecated in H2O-3; it sized matrices in H2O's logs", (int, 20, ANY)),
-    "checkpoint": (DIFFERENT, "a model file (--model_out's, or a checkpoint), not a model key", None),
-    "pretrained_autoencoder": (DIFFERENT, "an autoencoder's model file, not a model key", None),
-    "hidden": (DIFFERENT, f"at most {MAX_HIDDEN_LAYERS} hidden layers (the kernel's limit)", None),
+    "checkpoint": (DIFFERENT, "a model file (--model_out's, or a checkpoint); in Python also a model or its "
+                              "model_id", None),
+    "pretrained_autoencoder": (DIFFERENT, "an autoencoder's model file; in Python also the model or its model_id",
+                               None),
+    "hidden": (DIFFERENT, f"at most {MAX_HIDDEN_LAYERS} hidden layers (the kernel's limit); [] none, as H2O-3",
+               None),
     "max_w2": (DIFFERENT, "inf, as H2O-3's default 3.4028235e+38 (the largest float), means no limit", None),
     "initial_weights": (NOT_SUPPORTED, f"they are {_INIT}", (list, None, (None, []))),
     "initial_biases": (NOT_SUPPORTED, f"they are {_INIT}", (list, None, (None, []))),
@@ -226,7 +230,8 @@ H2O_PARAMETERS.update({
     "diagnostics": (MEANINGLESS, "deprecated in H2O-3, which always computes its diagnostics", (bool, True, ANY)),
     "force_load_balance": (MEANINGLESS, "H2O re-chunks a small frame to keep its cores busy; here the kernel "
                                         "threads always split a rank's rows evenly", (bool, True, ANY)),
-    "single_node_mode": (NOT_SUPPORTED, "to train on one node, start one rank (mpirun -n 1)", (bool, False, (False,))),
+    "single_node_mode": (MEANINGLESS, "the ranks mpirun starts are the cluster: to train on one node, start one "
+                                      "rank (mpirun -n 1)", (bool, False, ANY)),
     "col_major": (MEANINGLESS, "deprecated in H2O-3, which refuses true too", (bool, False, (False,))),
     "average_activation": (NOT_SUPPORTED, "the sparse autoencoder is not implemented", (float, 0.0, (0.0,))),
     "sparsity_beta": (NOT_SUPPORTED, "the sparse autoencoder is not implemented", (float, 0.0, (0.0,))),
@@ -460,11 +465,11 @@ def _resolve_combining_rule(p):
 
 def _check_sizes(p):
     """Hidden layers (count, units), sampling factors and threads within their limits."""
-    if not p["hidden"] or any(h < 1 for h in p["hidden"]):
-        raise UserError(f"hidden must list positive layer sizes, got {p['hidden']}")
+    if any(h < 1 for h in p["hidden"]):
+        raise UserError(f"hidden must list positive layer sizes (or none: [], no hidden layer), got {p['hidden']}")
     if len(p["hidden"]) > MAX_HIDDEN_LAYERS:
         raise UserError(f"hidden: at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(p['hidden'])}")
-    if max(p["hidden"]) > MAX_UNITS:
+    if max(p["hidden"], default=0) > MAX_UNITS:
         raise UserError(f"hidden: a layer of {max(p['hidden']):,} units is more than the kernel's "
                         f"limit of {MAX_UNITS:,}")
     for f in p["class_sampling_factors"] or ():

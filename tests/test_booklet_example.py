@@ -4,9 +4,8 @@ ECG autoencoder), line by line, with h2odl_mpi in place of h2o.
 What differs from the booklet, and only that: the imports (`from h2odl_mpi import h2o`,
 `from h2odl_mpi import DeepLearningEstimator as H2ODeepLearningEstimator`), the files (the
 bundled copies in h2odl_mpi/datasets instead of the URLs), the epochs (1 and 2 instead of 10
-and 20 for MNIST), and Python 3's print.  The booklet's grid search (section 6.4) and
-h2o.get_model(model_id=model_chkp._id) are not here (H2OGridSearch and the model registry of
-an H2O cluster are not part of this API)."""
+and 20 for MNIST), and Python 3's print.  An h2o-py script with a grid search
+(H2OGridSearch, as section 6.4's) and h2o.get_model is tests/test_h2o_script.py's."""
 import numpy as np
 import pytest
 
@@ -90,11 +89,12 @@ def test_mnist_trial_run_results_and_predictions(mnist, capsys):
 
     # Take a look at the predictions
     head = pred.head()
-    assert pred.columns.tolist() == ["predict"] + [f"p{k}" for k in range(10)] and len(pred) == 10000
-    np.testing.assert_allclose(head.iloc[:, 1:].sum(axis=1), 1.0, rtol=1e-5)
+    assert pred.columns == ["predict"] + [f"p{k}" for k in range(10)] and pred.nrow == 10000
+    assert head.nrow == 10 and pred.types["predict"] == "enum"  # an H2OFrame, as h2o-py's
+    np.testing.assert_allclose(head.as_data_frame().iloc[:, 1:].sum(axis=1), 1.0, rtol=1e-5)
     # the labels are the metrics' labels (the booklet's one short epoch with sparse=True, inputs
     # divided by their sd and not centred as H2O's DESCALE, learns too little to bound the error)
-    accuracy = (pred["predict"].astype(str) == test.as_data_frame()["C785"].astype(str)).mean()
+    accuracy = (pred["predict"] == test["C785"]).mean()[0]
     assert accuracy == pytest.approx(1 - model.model_performance(test).classification_error(), abs=1e-12)
 
 
@@ -184,7 +184,8 @@ def test_mnist_checkpoint_save_and_load(mnist, DATA):
 
     # Load model from disk
     saved_model = h2o.load_model(model_path)
-    assert saved_model.predict(test).equals(model.predict(test))
+    assert saved_model.predict(test).as_data_frame().equals(model.predict(test).as_data_frame())
+    assert saved_model.model_id == model.model_id and h2o.get_model(model.model_id) is saved_model  # (it replaced it)
 
 
 def test_ecg_autoencoder_booklet_example(DATA):
@@ -216,10 +217,11 @@ def test_ecg_autoencoder_booklet_example(DATA):
     test_recon
 
     # the test file is the 20 training heartbeats and 3 anomalous ones: the 3 largest errors
-    e = recon_error["Reconstruction.MSE"].to_numpy()
+    e = recon_error["Reconstruction.MSE"].as_data_frame().iloc[:, 0].to_numpy()
     assert len(e) == 23 and sorted(np.argsort(e)[-3:]) == [20, 21, 22]
     assert e[20:].min() > 10 * np.median(e[:20])
     assert test_recon.shape == (23, 210) and test_recon.columns[0] == "reconstr_C1"
+    test_recon = test_recon.as_data_frame()
     # the reconstruction is in the data's units: close to the heartbeats it was trained on
     data = test_ecg.as_data_frame().to_numpy()
     assert np.abs(test_recon.to_numpy()[:20] - data[:20]).mean() < np.abs(data[:20] - data[:20].mean()).mean()

@@ -200,6 +200,22 @@ def test_forward_matches_reference(activation, output, loss):
                                    atol=1e-6, err_msg=f"{what}: CSR and dense rows differ")
 
 
+@pytest.mark.parametrize("output,loss", OUTPUTS, ids=OUTPUT_IDS)
+def test_forward_and_gradient_without_a_hidden_layer_match_reference(output, loss):
+    cfg = make_config("Rectifier", output, loss, hidden=(), input_dropout_ratio=0.15)
+    net = Network(cfg)
+    buf, model = init_model(net, cfg, seed=13)
+    rng = np.random.default_rng(8)
+    x = random_inputs(rng, 7)
+    y = random_targets(cfg, rng, 7)
+    fwds = [ref.forward(cfg, model, x[r]) for r in range(7)]
+    got = net.predict(buf, make_rows(x, y), what="output", threads=1)
+    np.testing.assert_allclose(got, np.array([ref.output_value(cfg, f) for f in fwds]), rtol=3e-5, atol=1e-6)
+    want = ref.gradient(cfg, model, x[0], target_of(y, 0), weight=1.0, offset=0.0)
+    got = net.gradient(buf, make_rows(x[:1], None if y is None else y[:1]), 0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("zero_fraction", [0.0, 0.6, 0.95])
 @pytest.mark.parametrize("activation,output,loss", [("Rectifier", "softmax", None),
                                                     ("Maxout", "linear", "gamma"),
@@ -389,6 +405,14 @@ WIDE_CASES = {
                                                 fast_mode=False, l2=1e-2), True, False),
 }
 UPDATE_CASES.update(WIDE_CASES)
+# no hidden layer (hidden=[], H2O-3's linear / logistic model): the inputs feed the output
+NO_HIDDEN = dict(hidden=())
+NO_HIDDEN_CASES = {
+    "nohidden-ada-softmax-l1l2-maxw2": ("Rectifier", "softmax", None, dict(ADADELTA, l1=1e-3, l2=1e-2), False, True),
+    "nohidden-nesterov-huber-csr": ("Tanh", "linear", "Huber", dict(MOMENTUM), True, False),
+    "nohidden-ada-autoencoder-slow": ("Maxout", "autoencoder", None, dict(ADADELTA, fast_mode=False), False, False),
+}
+UPDATE_CASES.update(NO_HIDDEN_CASES)
 SAMPLES_BEFORE = 37
 
 
@@ -431,7 +455,7 @@ def run_update_case(case_id, order, seed, zero_fraction=0.35):
 
 def try_update_case(case_id, order, seed, zero_fraction):
     activation, output, loss, overrides, csr, trigger = UPDATE_CASES[case_id]
-    shape = WIDE if case_id in WIDE_CASES else {}
+    shape = WIDE if case_id in WIDE_CASES else NO_HIDDEN if case_id in NO_HIDDEN_CASES else {}
     cfg = make_config(activation, output, loss, **shape, **overrides)
     net = Network(cfg)
     buf, model = init_model(net, cfg, seed=seed, with_state=True)

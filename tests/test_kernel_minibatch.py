@@ -142,6 +142,10 @@ CASES = {
     "wide-ada-rect-softmax-hidden-dropout": ("Rectifier", "softmax", None,
                                              dict(ADADELTA, hidden_dropout_ratios=[0.95, 0.0]), "dense", True,
                                              dict(n_in=45, hidden=(160, 19))),
+    # no hidden layer (hidden=[]): the inputs feed the output layer
+    "nohidden-ada-softmax-l1-maxw2": ("Rectifier", "softmax", None, dict(ADADELTA, l1=1e-3, input_dropout_ratio=0.2),
+                                      "dense", True, dict(hidden=())),
+    "nohidden-nesterov-quadratic-csr": ("Tanh", "linear", "Quadratic", dict(MOMENTUM), "csr", False, dict(hidden=())),
 }
 
 

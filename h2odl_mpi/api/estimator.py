@@ -16,9 +16,11 @@ classes_, ...), so settings and learned state stay apart.
 Data: a file path (a list, directory or glob of files), a column store Frame, an
 h2o.H2OFrame (h2odl_mpi.api.h2o), a pandas DataFrame or a numpy array.  `train(x, y,
 training_frame, validation_frame)` is h2o-py's call (y a column name); `fit(X, y)`
-scikit-learn's (y an array; a column name when X is a frame).  `predict` of a frame answers as
-h2o-py (a pandas DataFrame: predict and the class probabilities), of an array or a pandas
-DataFrame as scikit-learn (an array).  DeepLearningClassifier and DeepLearningRegressor fix
+scikit-learn's (y an array; a column name when X is a frame).  `predict` of an h2o.H2OFrame
+answers as h2o-py (an H2OFrame: predict and the class probabilities; a path or a Frame gives
+them as a pandas DataFrame), of an array or a pandas DataFrame as scikit-learn (an array).
+After `train`, `model_id` is h2o-py's key (registry.py), which checkpoint= and
+pretrained_autoencoder= take.  DeepLearningClassifier and DeepLearningRegressor fix
 the kind (scikit-learn's classifier and regressor); DeepLearningEstimator decides it from the
 response as H2O does; AutoEncoderEstimator trains an autoencoder.
 
@@ -26,12 +28,9 @@ With `comm` (an mpi4py communicator) every rank calls the same code with the sam
 arrays are split among the ranks (or replicated, with replicate_training_data), the ranks
 train one model together, and every rank gets the same model and the same predictions.
 """
-import contextlib
 import inspect
 import os
 import re
-import tempfile
-import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
@@ -40,12 +39,12 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from h2odl_mpi.api.h2o_model import H2OModel
+from h2odl_mpi.api import initial_values, registry
+from h2odl_mpi.api.h2o_model import H2OModel, effective
 from h2odl_mpi.model import model_io
-from h2odl_mpi.atomic import discard, write_bytes
 from h2odl_mpi import params as P
 from h2odl_mpi.collectives import bcast_bytes, bcast_obj, rank_and_size
-from h2odl_mpi.errors import EstimatorError, UserError, agree
+from h2odl_mpi.errors import EstimatorError, H2OResponseError, UserError, agree
 from h2odl_mpi.data.adapters import column_name, comm_of, frame_of_arrays, is_frame, is_pandas, response_name, to_frame
 from h2odl_mpi.data.response import number_label
 
@@ -133,27 +132,35 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
         try:
             return P.validate(raw)
         except UserError as e:
-            raise EstimatorError(str(e)) from None
+            raise H2OResponseError(str(e)) from None   # (h2o-py's error of a refused build)
 
     @property
     def params(self):
-        """h2o-py's model.params: {name: {"default", "actual", "input"}} of every parameter."""
+        """h2o-py's model.params: {name: {"default", "actual", "input"}} of every parameter;
+        "actual" is the value H2O-3 resolves AUTO to once trained (distribution bernoulli,
+        multinomial or gaussian; categorical_encoding OneHotInternal) and the model's key."""
         defaults = parameter_defaults(self.autoencoder)
-        actual = getattr(self, "params_", {})
+        actual, info = getattr(self, "params_", {}), getattr(self, "info_", None)
         out = {}
         for name, default in defaults.items():
             if name == "comm":
                 continue
             key = next((k for k, v in RENAMED.items() if v == name), name)
-            out[name] = {"default": default, "input": getattr(self, name), "actual": actual.get(key, getattr(self, name))}
+            value = effective(name, actual.get(key, getattr(self, name)), info)
+            out[name] = {"default": default, "input": getattr(self, name), "actual": value}
+        if hasattr(self, "model_id_"):
+            out["model_id"]["actual"] = self.model_id_
         return out
 
     # ---- training --------------------------------------------------------------------
-    def train(self, x=None, y=None, training_frame=None, validation_frame=None, weights_column=None,
-              offset_column=None, ignored_columns=None, model_id=None, max_runtime_secs=None):
-        """h2o-py's train: `x` the predictor columns (names or 0-based indices; default all
-        but y and the weights/offset columns), `y` the response column (ignored by an
-        autoencoder), the frames as paths, Frames, h2o.H2OFrames, pandas or numpy.  Returns self."""
+    def train(self, x=None, y=None, training_frame=None, offset_column=None, fold_column=None,
+              weights_column=None, validation_frame=None, max_runtime_secs=None, ignored_columns=None,
+              model_id=None, verbose=False):
+        """h2o-py's train (its arguments, in its order): `x` the predictor columns (names or
+        0-based indices; default all but y and the weights/offset/fold columns), `y` the
+        response column (ignored by an autoencoder), the frames as paths, Frames,
+        h2o.H2OFrames, pandas or numpy; verbose: the progress lines whatever quiet_mode says.
+        Returns self."""
         self._forget()
         training_frame = self.training_frame if training_frame is None else training_frame
         comm = self.comm_ = comm_of(self.comm, training_frame)
@@ -161,7 +168,8 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
         if training_frame is None:
             raise EstimatorError("training_frame: no training data given")
         overrides = {k: v for k, v in (("weights_column", weights_column), ("offset_column", offset_column),
-                                       ("max_runtime_secs", max_runtime_secs)) if v is not None}
+                                       ("fold_column", fold_column), ("max_runtime_secs", max_runtime_secs),
+                                       ("quiet_mode", False if verbose else None)) if v is not None}
         frame = to_frame(training_frame, comm, bool(self.replicate_training_data), "training_frame")
         vframe = None if validation_frame is None else to_frame(validation_frame, comm, False, "validation_frame")
         y = self.response_column if y is None else y
@@ -176,10 +184,12 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
                            distribution=self._forced_distribution(numeric))
         self.input_columns_ = [n for n in frame.names if n not in ignored and n != response and
                                n not in (overrides.get("weights_column", self.weights_column),
-                                         overrides.get("offset_column", self.offset_column))]
+                                         overrides.get("offset_column", self.offset_column),
+                                         overrides.get("fold_column", self.fold_column))]
         self.n_features_in_ = len(self.input_columns_)
         self.feature_names_in_ = np.array(self.input_columns_, dtype=object)
         self.fitted_on_ = "frame"
+        self.model_id = self.model_id_   # h2o-py's model.model_id: the key (train only; fit leaves its parameters)
         return self
 
     def _ignored(self, frame, x, response, ignored_columns, overrides):
@@ -191,7 +201,7 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
         x = [x] if isinstance(x, (str, int, np.integer)) else list(x)
         keep = {column_name(frame, c, "x") for c in x}
         special = {response, overrides.get("weights_column", self.weights_column),
-                   overrides.get("offset_column", self.offset_column)}
+                   overrides.get("offset_column", self.offset_column), overrides.get("fold_column", self.fold_column)}
         return ignored + [n for n in frame.names if n not in keep and n not in special and n not in ignored]
 
     def _train_frames(self, frame, vframe, response, ignored, overrides=None, model_id=None, distribution=None):
@@ -206,17 +216,21 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
         for f, what in ((frame, "training_frame"), (vframe, "validation_frame")):
             if f is not None and f.n_rows == 0:
                 raise EstimatorError(f"{what}: no data rows")
-        with _checkpoint_file(raw, self.comm_) as continued:
+        initial = initial_values.take(raw)
+        with registry.model_files(raw, self.comm_) as given:
             params = self._validated(raw)
+            params.update(initial)
             try:
                 run = train_or_cross_validate(params, self.comm_, data=(frame, vframe))
             except UserError as e:
-                raise EstimatorError(str(e)) from None
-        if continued is not None:  # the model it continued, not the temporary file gone now
-            run.params["checkpoint"] = run.summary["continued_from"] = continued.model_id_
+                raise H2OResponseError(str(e)) from None
+        for key, model in given.items():  # the model it started from, not the temporary file gone now
+            run.params[key] = model.model_id_
+        if "checkpoint" in given:
+            run.summary["continued_from"] = given["checkpoint"].model_id_
         self._learn(run.network, run.model, run.info, run.params, run.history, run.summary, run.state)
-        self.model_id_ = bcast_obj(self.comm_, model_id or self.model_id or
-                                   f"DeepLearning_model_python_{int(time.time() * 1000)}")
+        self.model_id_ = bcast_obj(self.comm_, model_id or self.model_id) or registry.new_model_id(self.comm_)
+        registry.keep_model(self)
         return run
 
     def _learn(self, network, model, info, params, history, summary, state):
@@ -324,8 +338,9 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
         return (getattr(self, "params_", None) or {}).get("threads") or None
 
     def predict(self, X):
-        """Predictions.  Of a frame (path, Frame, h2o.H2OFrame): as h2o-py, a pandas
-        DataFrame (`predict` and the class probabilities; an autoencoder's reconstruction).
+        """Predictions.  Of an h2o.H2OFrame: as h2o-py, an H2OFrame (`predict` and the class
+        probabilities, or an autoencoder's reconstruction) whose rows stay on the test
+        frame's ranks; of a path or a Frame: a pandas DataFrame of the same columns.
         Of an array or pandas DataFrame: as scikit-learn, the labels (classes_), the values
         (regression) or the reconstruction (autoencoder, rows x inputs)."""
         self._fitted()
@@ -334,6 +349,9 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
             from h2odl_mpi.evaluation.predict import default_threshold
             threshold = None if self.info_.n_classes != 2 else getattr(self, "mojo_threshold_", None) or \
                 default_threshold(self.scoring_history_, self.params_)
+            if _is_h2oframe(X):
+                return self._scores_h2oframe(X, "reconstruction" if self.info_.autoencoder else "predict",
+                                             threshold=threshold)
             return _table(*self._scores(frame, "reconstruction" if self.info_.autoencoder else "predict",
                                         threshold=threshold))
         header, values = self._scores(frame, "reconstruction" if self.info_.autoencoder else "predict")
@@ -378,16 +396,21 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
         return r2_score(y, pred, sample_weight=sample_weight)
 
     def deepfeatures(self, test_data, layer):
-        """h2o-py's deepfeatures: the activations of hidden layer `layer` (0-based), a
-        pandas DataFrame (DF.L<layer+1>.C<j>)."""
+        """h2o-py's deepfeatures: the activations of hidden layer `layer` (0-based),
+        DF.L<layer+1>.C<j>: an H2OFrame of an H2OFrame, else a pandas DataFrame."""
         self._fitted()
+        if _is_h2oframe(test_data):
+            return self._scores_h2oframe(test_data, "deepfeatures", layer=layer)
         frame, _ = self._frame_of(test_data)
         return _table(*self._scores(frame, "deepfeatures", layer=layer))
 
     def anomaly(self, test_data, per_feature=False):
         """h2o-py's anomaly: an autoencoder's reconstruction error per row
-        (Reconstruction.MSE), or per input with per_feature=True; a pandas DataFrame."""
+        (Reconstruction.MSE), or per input with per_feature=True: an H2OFrame of an
+        H2OFrame, else a pandas DataFrame."""
         self._fitted()
+        if _is_h2oframe(test_data):
+            return self._scores_h2oframe(test_data, "anomaly", per_feature=per_feature)
         frame, _ = self._frame_of(test_data)
         return _table(*self._scores(frame, "anomaly", per_feature=per_feature))
 
@@ -429,6 +452,7 @@ class DeepLearningEstimator(H2OModel, BaseEstimator):
                        model_summary=attrs.get("model_summary"), metrics=attrs.get("metrics") or {})
         est._learn(network, model, info, params, attrs.get("history", []), summary, attrs.get("state"))
         est.model_id_ = est.model_id or os.path.splitext(os.path.basename(os.fspath(path)))[0]
+        registry.keep_model(est)
         est.input_columns_ = _input_columns(info)
         est.n_features_in_ = len(est.input_columns_)
         est.fitted_on_ = "frame"  # (columns by name)
@@ -461,32 +485,6 @@ class AutoEncoderEstimator(TransformerMixin, DeepLearningEstimator):
 
 
 # ------------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def _checkpoint_file(raw, comm):
-    """checkpoint=<a fitted estimator> (h2o-py passes the model): its model file, written by
-    rank 0 to a temporary file for the run, removed after it."""
-    est = raw.get("checkpoint")
-    if not isinstance(est, DeepLearningEstimator):
-        yield None
-        return
-    est._fitted()
-    path, err = None, None
-    if rank_and_size(comm)[0] == 0:
-        try:
-            fd, path = tempfile.mkstemp(prefix="h2odl_mpi-checkpoint-", suffix=".h5")
-            os.close(fd)
-            write_bytes(path, est._model_image())
-        except OSError as e:
-            err = EstimatorError(f"checkpoint: cannot write the model to a temporary file: {e.strerror or e}")
-    agree(comm, err)
-    raw["checkpoint"] = bcast_obj(comm, path)
-    try:
-        yield est
-    finally:
-        if path:
-            discard(path)
-
-
 def load_model(path, comm=None):
     """The estimator of a model file (h2o.load_model): DeepLearningEstimator, or
     AutoEncoderEstimator for an autoencoder."""
@@ -555,6 +553,12 @@ def _classes_for(y, info):
     if missing:
         raise EstimatorError(f"y: the model's classes {missing} are not among the labels of y")
     return classes, np.array([where[d] for d in info.domain], dtype=np.int64)
+
+
+def _is_h2oframe(data):
+    """Whether `data` is an h2o.H2OFrame (whose scores are H2OFrames, as in h2o-py)."""
+    from h2odl_mpi.api.h2oframe import H2OFrame
+    return isinstance(data, H2OFrame)
 
 
 def _table(header, values):

@@ -1,4 +1,4 @@
-"""The few module functions of h2o-py that its Deep Learning examples use, over the column store.
+"""h2o-py's module functions that Deep Learning scripts use, over the column store.
 
     from h2odl_mpi import h2o
     from h2odl_mpi import DeepLearningEstimator as H2ODeepLearningEstimator
@@ -11,22 +11,24 @@
 
 `init(comm=None)` starts nothing (there is no cluster to start); with an mpi4py communicator
 later `import_file` calls read on it (every rank calls them; each keeps its share of the
-rows), and estimators trained on such frames run on it.  `H2OFrame` wraps a Frame: names,
-nrow, ncol, describe(), head(), frame[column], frame[column].asfactor() and assigning it
-back, as_data_frame().
+rows), and estimators trained on such frames run on it.  `H2OFrame` (api/h2oframe.py) is
+h2o-py's frame over a column store Frame; `h2o.grid.H2OGridSearch` is api/grid.py's; the
+models and frames this process holds by key (get_model, get_frame, ls, remove) are
+api/registry.py's.
 """
 import os
-
-import numpy as np
 
 from h2odl_mpi.errors import EstimatorError, UserError
 from h2odl_mpi.data.frame import Frame
 
-_state = {"comm": None}
+from h2odl_mpi.api import grid, registry  # noqa: F401 (h2o.grid.H2OGridSearch, as h2o-py)
+from h2odl_mpi.api.h2oframe import STATE as _state
+from h2odl_mpi.api.h2oframe import H2OFrame
 
 
 def init(comm=None, **_ignored):
-    """h2o.init(): nothing to start; `comm` is the communicator later frames are read on."""
+    """h2o.init(): nothing to start; `comm` is the communicator later frames are read on
+    and frames made from Python data are spread over."""
     _state["comm"] = comm
 
 
@@ -82,7 +84,9 @@ def import_file(path=None, destination_frame=None, parse=True, header=0, sep=Non
         raise EstimatorError(str(e)) from None
     if col_names is not None:
         frame = _renamed(frame, col_names)
-    return H2OFrame(frame, destination_frame)
+    out = H2OFrame(frame, destination_frame)
+    registry.keep_frame(out)
+    return out
 
 
 def upload_file(path, destination_frame=None, header=0, sep=None, col_names=None, col_types=None,
@@ -123,198 +127,6 @@ def _renamed(frame, col_names):
     return out
 
 
-class H2OFrame:
-    """An H2O frame: a column store Frame with h2o-py's accessors."""
-
-    def __init__(self, python_obj=None, destination_frame=None, header=0, separator=",", column_names=None,
-                 column_types=None, na_strings=None, skipped_columns=None):
-        """h2o-py's constructor for a Frame, a pandas DataFrame or a dict of columns.
-        column_names, column_types and na_strings as import_file's col_names, col_types and
-        na_strings, on the values in memory (an NA string that is a number matches the equal
-        numbers of a numeric column); header and separator have no text to apply to."""
-        options = column_names is not None or column_types is not None or na_strings is not None
-        if skipped_columns:
-            raise EstimatorError("H2OFrame: skipped_columns is not supported (select the columns instead)")
-        if isinstance(python_obj, Frame):
-            if options:
-                raise EstimatorError("H2OFrame: column_names, column_types and na_strings apply to data being "
-                                     "read; give them to h2o.import_file")
-            self.frame = python_obj
-        elif type(python_obj).__module__.startswith("pandas") and not options:
-            self.frame = Frame.from_pandas(python_obj, _state["comm"], replicate=True)
-        elif isinstance(python_obj, dict) or type(python_obj).__module__.startswith("pandas"):
-            data = {str(k): np.asarray(v) for k, v in _columns_of(python_obj).items()}
-            if options:
-                data = _with_options(data, column_names, column_types, na_strings)
-            self.frame = Frame.from_arrays(data, _state["comm"], replicate=True)
-        else:
-            raise UserError(f"H2OFrame: expected a Frame, a pandas DataFrame or a dict of columns, "
-                            f"got {type(python_obj).__name__}")
-        self.frame_id = destination_frame or self.frame.source or "frame"
-
-    @property
-    def names(self):
-        return list(self.frame.names)
-
-    columns = names
-
-    @property
-    def nrow(self):
-        return self.frame.n_rows
-
-    @property
-    def ncol(self):
-        return self.frame.n_columns
-
-    @property
-    def shape(self):
-        return self.frame.shape
-
-    dim = shape
-
-    def __len__(self):
-        return self.frame.n_rows
-
-    @property
-    def types(self):
-        """{column: "real" or "enum"} (h2o-py's types)."""
-        return {n: "enum" if t == "categorical" else "real" for n, t in zip(self.frame.names, self.frame.types)}
-
-    def describe(self):
-        """Print H2O's frame summary (collective; rank 0 prints)."""
-        from h2odl_mpi.collectives import rank_and_size
-        from h2odl_mpi.data.frame.describe import format_table
-        f = self.frame
-        report = {"data": self.frame_id, "rows": f.n_rows, "n_columns": f.n_columns,
-                  "ranks": rank_and_size(f.comm)[1], "replicated": f.replicated,
-                  "compressed_bytes": f.compressed_bytes, "float64_bytes": 8 * f.n_rows * f.n_columns,
-                  "ingest_seconds": 0.0, "columns": [s.to_dict() for s in f.summary()]}
-        for column in report["columns"]:
-            column["levels"], column["level_counts"] = column["levels"][:5], column["level_counts"][:5]
-        if rank_and_size(f.comm)[0] == 0:
-            print(format_table(report))
-
-    def head(self, rows=10, cols=200):
-        """The first rows as a pandas DataFrame (collective)."""
-        return self.frame.head(rows).iloc[:, :cols]
-
-    def as_data_frame(self, use_pandas=True):
-        """Every row as a pandas DataFrame, levels as text (collective; for small frames)."""
-        return self.frame.head(self.frame.n_rows)
-
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            key = self.frame.names[key]
-        if isinstance(key, str):
-            self.frame.column(key)  # (KeyError naming the columns)
-            return ColumnRef(self, key)
-        names = [self.frame.names[k] if isinstance(k, (int, np.integer)) else k for k in key]
-        return H2OFrame(Frame([self.frame.column(n) for n in names], self.frame.comm, self.frame.replicated))
-
-    def __setitem__(self, key, value):
-        if not isinstance(value, ColumnRef) or value.source is not self or value.name != key:
-            raise UserError(f"{key}: only frame[{key!r}] = frame[{key!r}].asfactor() is supported")
-        if value.factor and self.frame.column(key).kind != "categorical":
-            self.frame = _with_factor(self.frame, key)
-
-    def __repr__(self):
-        return f"H2OFrame({self.frame_id}: {self.nrow:,} rows x {self.ncol} columns)"
-
-
-def _columns_of(python_obj):
-    """{name: values} of a dict or a pandas DataFrame (numbers as float64, other values as
-    objects, NA as None), as Frame.from_pandas reads them."""
-    if isinstance(python_obj, dict):
-        return python_obj
-    import pandas as pd
-    out = {}
-    for name in python_obj.columns:
-        s = python_obj[name]
-        if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
-            out[name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            out[name] = np.array([None if pd.isna(v) else str(v) for v in s], dtype=object)
-    return out
-
-
-def _with_options(data, column_names, column_types, na_strings):
-    """`data` ({name: array}) renamed, with NA strings made NA and column types forced:
-    text made numeric is NA where it is not a number (as H2O-3, with a warning), numbers
-    made categorical are levels by their text ("3" for 3.0)."""
-    import warnings
-    from h2odl_mpi.data.frame.column import CATEGORICAL, NUMERIC
-    from h2odl_mpi.data.frame.parse_options import check_col_types, check_na_strings, resolve
-    from h2odl_mpi.data.response import number_label
-    if column_names is not None:
-        if len(column_names) != len(data) or len(set(column_names)) != len(column_names):
-            raise EstimatorError(f"H2OFrame: column_names must name the {len(data)} columns once each, "
-                                 f"got {list(column_names)}")
-        data = dict(zip(map(str, column_names), data.values()))
-    try:
-        column_na, forced = resolve(list(data), check_na_strings(na_strings),
-                                    check_col_types(column_types, "column_types"))
-    except UserError as e:
-        raise EstimatorError(f"H2OFrame: {e}") from None
-    out = {}
-    for (name, values), na, kind in zip(data.items(), column_na, forced):
-        if values.dtype.kind in "OUS":
-            text = [None if v is None or (isinstance(v, float) and np.isnan(v)) or str(v) in na else str(v)
-                    for v in values.tolist()]
-            if kind == NUMERIC:
-                numbers = [_number(t) for t in text]
-                bad = [t for t, x in zip(text, numbers) if t is not None and np.isnan(x)]
-                if bad:
-                    warnings.warn(f"H2OFrame: column {name!r}: {len(bad)} value(s) that are not numbers "
-                                  f"(e.g. {bad[0]!r}) are NA, as column_types makes it numeric (as H2O-3 does)")
-                out[name] = np.array(numbers, dtype=np.float64)
-            else:
-                out[name] = np.array(text, dtype=object)
-            continue
-        numbers = values.astype(np.float64)
-        drop = [x for x in map(_number, na) if not np.isnan(x)]
-        if drop:
-            numbers = np.where(np.isin(numbers, drop), np.nan, numbers)
-        out[name] = (np.array([None if np.isnan(x) else number_label(x) for x in numbers], dtype=object)
-                     if kind == CATEGORICAL else numbers)
-    return out
-
-
-def _number(text):
-    try:
-        return float(text) if text is not None and "_" not in text else np.nan
-    except ValueError:
-        return np.nan
-
-
-class ColumnRef:
-    """frame[column]: what asfactor() and assigning back need."""
-
-    def __init__(self, source, name, factor=False):
-        self.source, self.name, self.factor = source, name, factor
-
-    def asfactor(self):
-        return ColumnRef(self.source, self.name, True)
-
-    def isfactor(self):
-        return self.factor or self.source.frame.column(self.name).kind == "categorical"
-
-    def levels(self):
-        return [list(self.source.frame.domain(self.name) or [])]
-
-
-def _with_factor(frame, name):
-    """`frame` with numeric column `name` made categorical, its numbers as level labels
-    (3.0 -> "3"), as h2o's asfactor() (collective)."""
-    from h2odl_mpi.data.frame.readers import columns_from_arrays
-    from h2odl_mpi.data.response import number_label
-    values = frame.decode(name)
-    labels = np.array([None if np.isnan(v) else number_label(v) for v in values], dtype=object)
-    new = columns_from_arrays({name: labels}, frame.comm, frame.replicated)[0]
-    out = Frame([new if c.name == name else c for c in frame.columns], frame.comm, frame.replicated)
-    out.source = frame.source
-    return out
-
-
 def save_model(model, path="", force=False, filename=None):
     """h2o.save_model: the model file in directory `path` (default the current one) named
     `filename` or the model's id; refuses to overwrite unless force.  Returns its path."""
@@ -327,6 +139,55 @@ def save_model(model, path="", force=False, filename=None):
 
 
 def load_model(path, comm=None):
-    """h2o.load_model: the estimator of a model file."""
+    """h2o.load_model: the estimator of a model file, its model_id the key it was saved
+    under (the file's name), held by this process (h2o.get_model)."""
     from h2odl_mpi.api.estimator import load_model as load
-    return load(path, comm if comm is not None else _state["comm"])
+    model = load(path, comm if comm is not None else _state["comm"])
+    model.model_id = model.model_id_
+    return model
+
+
+def get_model(model_id):
+    """h2o.get_model: the model of key `model_id` trained or loaded by this process."""
+    return registry.get_model(model_id)
+
+
+def get_frame(frame_id):
+    """h2o.get_frame: the frame of key `frame_id` this process holds."""
+    if frame_id not in registry.FRAMES:
+        raise EstimatorError(f"get_frame: no frame {frame_id!r} in this process (h2o.ls() lists the keys)")
+    return registry.FRAMES[frame_id]
+
+
+def ls():
+    """h2o.ls: the keys of the models and frames this process holds, a pandas DataFrame
+    with one column, "key"."""
+    import pandas as pd
+    return pd.DataFrame({"key": registry.keys()})
+
+
+def remove(x, cascade=True):
+    """h2o.remove: forget a model or frame (the object or its key, or a list of them)."""
+    for item in (x if isinstance(x, (list, tuple)) else [x]):
+        key = item if isinstance(item, str) else getattr(item, "model_id_", None) or getattr(item, "frame_id", None)
+        registry.remove(key)
+
+
+def remove_all(retained=None):
+    """h2o.remove_all: forget every model and frame but those of the keys in `retained`."""
+    keep = set(retained or [])
+    for key in registry.keys():
+        if key not in keep:
+            registry.remove(key)
+
+
+def create_frame(frame_id=None, rows=10000, cols=10, randomize=True, real_fraction=None, categorical_fraction=None,
+                 integer_fraction=None, binary_fraction=None, time_fraction=None, string_fraction=None, value=0,
+                 real_range=100, factors=100, integer_range=100, binary_ones_fraction=0.02, missing_fraction=0.01,
+                 has_response=False, response_factors=2, positive_response=False, seed=None,
+                 seed_for_column_types=None):
+    """h2o.create_frame: a random frame (api/create_frame.py says how its values are made)."""
+    from h2odl_mpi.api.create_frame import create_frame as create
+    out = create(_state["comm"], dict(locals()))
+    registry.keep_frame(out)
+    return out

@@ -8,6 +8,8 @@ scoring_history_, model_id_, comm_) and the estimator's _fitted(), _frame_of() a
 """
 import os
 
+import numpy as np
+
 from h2odl_mpi.collectives import rank_and_size
 from h2odl_mpi.errors import EstimatorError, UserError, agree
 from h2odl_mpi.atomic import write_bytes
@@ -107,6 +109,97 @@ class H2OModel:
             return {k: pick[k] for k in asked}
         return pick[asked[0]] if asked else pick["train"]
 
+    # ---- scores as h2o-py's frames ----------------------------------------------------------
+    def _scores_h2oframe(self, test, kind, **kw):
+        """predict / deepfeatures / anomaly of an h2o.H2OFrame as an H2OFrame whose rows are
+        the test frame's, on the same ranks (nothing gathered): "predict" a categorical
+        column of the classes and p<class> columns, or numbers."""
+        from h2odl_mpi.data.frame import Frame
+        from h2odl_mpi.data.frame import derive
+        from h2odl_mpi.evaluation.predict import predict_frame
+        frame = test.frame
+        gather = "all" if frame.replicated else "none"
+        try:
+            header, values = predict_frame(self.network_, self.model_, self.info_, frame, comm=self.comm_,
+                                           threads=self._threads(), kind=kind, gather=gather, **kw)
+        except UserError as e:
+            raise EstimatorError(str(e)) from None
+        values = np.asarray(values)
+        columns = []
+        for j, name in enumerate(header):
+            if name == "predict" and self.info_.classification:
+                where = {d: float(i) for i, d in enumerate(self.info_.domain)}
+                codes = np.array([where.get(str(v), np.nan) for v in values[:, j]], dtype=np.float64)
+                columns.append(derive.coded_column(name, codes, self.info_.domain))
+            else:
+                columns.append(derive.numeric_column(name, values[:, j].astype(np.float64)))
+        out = test.fresh(Frame(columns, frame.comm, frame.replicated))
+        out.ids = test.ids   # (the test frame's rows)
+        return out
+
+    # ---- the network's values and h2o-py's model JSON ---------------------------------------
+    def weights(self, matrix_id=0):
+        """The weights from layer `matrix_id` to the next (0: inputs to the first hidden
+        layer) as an H2OFrame: a row per unit of the next layer, a column (C1, ...) per
+        unit of this one."""
+        return self._matrix_frame("weights", matrix_id)
+
+    def biases(self, vector_id=0):
+        """The biases of layer `vector_id` + 1 (0: the first hidden layer), an H2OFrame of
+        one column, C1."""
+        return self._matrix_frame("biases", vector_id)
+
+    def _matrix_frame(self, what, layer):
+        from h2odl_mpi.api.h2oframe import H2OFrame
+        from h2odl_mpi.data.adapters import my_rows
+        from h2odl_mpi.data.frame import Frame
+        self._fitted()
+        if not 0 <= int(layer) < self.network_.n_layers:
+            raise EstimatorError(f"{what}({layer}): the network has weight layers 0..{self.network_.n_layers - 1}")
+        values = np.asarray(self.network_.view(self.model_, what, int(layer)), dtype=np.float64)
+        values = values.reshape(values.shape[0], -1)
+        rows = my_rows(values.shape[0], self.comm_, False)
+        data = {f"C{j + 1}": values[rows, j] for j in range(values.shape[1])}
+        return H2OFrame(Frame.from_arrays(data, self.comm_))
+
+    @property
+    def actual_params(self):
+        """h2o-py's actual_params: {parameter: the value the model was built with}."""
+        return {name: p["actual"] for name, p in self.params.items()}
+
+    @property
+    def parms(self):
+        """h2o-py's parms: {parameter: {"name", "default_value", "actual_value", "input_value"}}."""
+        return {name: {"name": name, "default_value": p["default"], "actual_value": p["actual"],
+                       "input_value": p["input"]} for name, p in self.params.items()}
+
+    @property
+    def _model_json(self):
+        """The fields of h2o-py's model JSON that scripts read: model_id, algo, parameters,
+        and output (model_category, names, domains, training/validation/cross-validation
+        metrics, scoring_history, model_summary and variable_importances as tables with
+        as_data_frame())."""
+        self._fitted()
+        import pandas as pd
+        metrics = self.summary_.get("metrics") or {}
+        info = self.info_
+        names = list(self.input_columns_) + ([info.response] if info.response else [])
+        output = {
+            "model_category": _category(info), "names": names,
+            "domains": [list(info.domain) if n == info.response and info.classification else None for n in names],
+            "response_column_name": info.response,
+            "training_metrics": metrics.get("training"), "validation_metrics": metrics.get("validation"),
+            "cross_validation_metrics": metrics.get("cross_validation"),
+            "scoring_history": H2OTable(pd.DataFrame(self.scoring_history_)),
+            "model_summary": H2OTable(self.summary()),
+            "variable_importances": H2OTable(self.varimp(use_pandas=True)) if not info.autoencoder else None,
+            "epochs": float(self._progress()["epochs"]),
+        }
+        parameters = [{"name": n, "default_value": p["default"], "actual_value": p["actual"],
+                       "input_value": p["input"]} for n, p in self.params.items()]
+        return {"model_id": {"name": self.model_id_, "type": "Key<Model>"}, "algo": "deeplearning",
+                "algo_full_name": "Deep Learning", "parameters": parameters, "output": output}
+
     # ---- files ---------------------------------------------------------------------------
     def _progress(self):
         """The model file's progress attributes: epochs, training_samples, iterations."""
@@ -178,6 +271,45 @@ class H2OModel:
                 err = EstimatorError(f"{path}: cannot write: {e.strerror or e}")
         agree(self.comm_, err)
         return path
+
+
+class H2OTable:
+    """A table of h2o-py's model JSON (H2OTwoDimTable): as_data_frame(), col_header,
+    cell_values, and a column by name."""
+
+    def __init__(self, df):
+        self.df = df
+
+    def as_data_frame(self):
+        return self.df.copy()
+
+    @property
+    def col_header(self):
+        return list(self.df.columns)
+
+    @property
+    def cell_values(self):
+        return self.df.values.tolist()
+
+    def __getitem__(self, column):
+        return self.df[column].tolist()
+
+    def __len__(self):
+        return len(self.df)
+
+    def __repr__(self):
+        return self.df.to_string()
+
+
+def effective(name, value, info):
+    """The value H2O-3 resolves a parameter set to AUTO to (what params' "actual" shows)."""
+    if value != "AUTO" or info is None:
+        return value
+    if name == "distribution" and not info.autoencoder:
+        return ("bernoulli" if info.n_classes == 2 else "multinomial") if info.classification else "gaussian"
+    if name == "categorical_encoding":
+        return "OneHotInternal"
+    return value
 
 
 def _add_metric_accessors(cls):

@@ -172,6 +172,8 @@ def _check_kind(network, info, kind, per_feature, layer, names, model_path=None)
         raise UserError(f"{names['per_feature']}: only with anomaly (per-feature reconstruction errors)")
     if kind == "deepfeatures":
         n_hidden = network.n_layers - 1
+        if not n_hidden:
+            raise UserError(f"{names['kind']}: the model has no hidden layer (hidden=[])")
         if layer is None or not 0 <= int(layer) < n_hidden:
             raise UserError(f"{names['layer']}: the model has hidden layers 0..{n_hidden - 1}")
 

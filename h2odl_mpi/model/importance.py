@@ -9,7 +9,8 @@ k x j),
 each column Q[:, k] is normalised to sum 1, an input's importance is its row sum over k,
 and the importances are scaled so that the largest is 1 (H2O's relative importance).  For
 Maxout a unit's two channels count together (the sum of their absolute weights).  One value
-per network input: a categorical column's levels each have their own.
+per network input: a categorical column's levels each have their own.  A network without a
+hidden layer (hidden=[]) has W1 only: W2 is then the identity (each output's own inputs).
 """
 import numpy as np
 
@@ -17,12 +18,20 @@ import numpy as np
 def gedeon(network, model):
     """Relative importance of every network input (float64, max 1)."""
     w1 = np.abs(network.view(model, "weights", 0).astype(np.float64))
+    if network.n_layers == 1:
+        w2 = np.eye(w1.shape[0])
+        return _relative(w1, w2)
     w2 = np.abs(network.view(model, "weights", 1).astype(np.float64))
     hidden = w2.shape[1]
     if w1.shape[0] != hidden:  # Maxout: rows are (unit, channel)
         w1 = w1.reshape(hidden, -1, w1.shape[1]).sum(axis=1)
     if w2.shape[0] != network.units[2]:  # Maxout in the second hidden layer
         w2 = w2.reshape(network.units[2], -1, hidden).sum(axis=1)
+    return _relative(w1, w2)
+
+
+def _relative(w1, w2):
+    """Gedeon's importances of |W1| (j x i) and |W2| (k x j), the largest 1."""
     a = w1 / _nonzero(w1.sum(axis=1))[:, None]          # (j, i)
     b = w2 / _nonzero(w2.sum(axis=1))[:, None]          # (k, j)
     q = a.T @ b.T                                       # (i, k)

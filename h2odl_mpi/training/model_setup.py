@@ -116,6 +116,8 @@ def run_seed(params, comm, restored):
 def starting_model(params, comm, network, info, seed, restored):
     """The model buffer training starts from, identical on every rank."""
     if restored:
+        if params.get("initial_weights") or params.get("initial_biases"):
+            raise UserError("initial_weights and initial_biases start a new model: not with a checkpoint")
         model = restored["model"]
         if model.size != network.n_total:
             raise UserError(f"{restored['path']}: model buffer has {model.size} values, the network "
@@ -126,7 +128,32 @@ def starting_model(params, comm, network, info, seed, restored):
     model = network.new_model(seed, params["initial_weight_distribution"], params["initial_weight_scale"])
     if params.get("pretrained_autoencoder"):
         copy_pretrained(params, comm, network, model, info)
+    copy_initial(params, network, model)
     return bcast_array(comm, model)
+
+
+def copy_initial(params, network, model):
+    """initial_weights / initial_biases (the Python API's float arrays, one per layer, rows
+    the next layer's units): copied into the fresh model; then described by their shapes in
+    the parameters (what the model file keeps)."""
+    import numpy as np
+    for name, what in (("initial_weights", "weights"), ("initial_biases", "biases")):
+        values = params.get(name)
+        if not values:
+            continue
+        if params.get("pretrained_autoencoder"):
+            raise UserError(f"{name} and pretrained_autoencoder both set the starting weights: give one")
+        if len(values) != network.n_layers:
+            raise UserError(f"{name}: {len(values)} given, the network has {network.n_layers} layers of {what} "
+                            f"(one per hidden layer and the output)")
+        for layer, value in enumerate(values):
+            target = network.view(model, what, layer)
+            value = np.asarray(value, dtype=np.float64)
+            if value.size != target.size or value.shape[0] != target.shape[0]:
+                raise UserError(f"{name}[{layer}]: shape {value.shape[0]} x {value.shape[1]}, the network's "
+                                f"{what} there are {target.shape[0]} x {target.size // max(target.shape[0], 1)}")
+            target[...] = value.reshape(target.shape)
+        params[name] = [f"{v.shape[0]}x{v.shape[1]}" for v in values]
 
 
 def copy_pretrained(params, comm, network, model, info):
@@ -157,3 +184,34 @@ def _pretrained_mismatch(params, info, ae_info, ae_params):
                         + (f"; only in the autoencoder: {sorted(a - b)[:5]}" if a - b else "")
                         + (f"; only now: {sorted(b - a)[:5]}" if b - a else ""))
     return problems
+
+
+# H2O-3's refusal of a checkpoint continued on data with other categories (DeepLearning's
+# checkpoint restart, "Categorical factor levels ... must be the same ...")
+CHECKPOINT_LEVELS = "Categorical factor levels of the training data must be the same as for the checkpointed model"
+
+
+def check_checkpoint_levels(info, frame):
+    """UserError, H2O-3's message, when the training data of a continued model hold a
+    response class or a predictor level the checkpointed model does not know (its rows
+    would otherwise be dropped or scored as an unseen level).  Collective over the frame."""
+    import numpy as np
+    from h2odl_mpi.collectives import allgather_values
+    from h2odl_mpi.data.response import number_label
+    wanted = [(c.name, c.levels) for c in info.columns if c.categorical]
+    if info.classification and info.response:
+        wanted.append((info.response, info.domain))
+    new = []
+    for name, levels in wanted:
+        if name not in frame.names:
+            continue
+        values = frame.decode(name)
+        present = np.unique(allgather_values(frame.data_comm, np.unique(values[~np.isnan(values)])))
+        domain = frame.domain(name)
+        labels = [domain[int(v)] for v in present] if domain is not None else [number_label(v) for v in present]
+        known = set(map(str, levels))
+        unseen = [label for label in labels if label not in known]
+        if unseen:
+            new.append(f"{name!r}: {', '.join(map(repr, unseen[:5]))}{' ...' if len(unseen) > 5 else ''}")
+    if new:
+        raise UserError(f"{CHECKPOINT_LEVELS} (levels the checkpointed model has not seen: {'; '.join(new)})")

@@ -36,7 +36,7 @@ from h2odl_mpi.threads import threads_per_rank
 from h2odl_mpi.training.hogwild import Blocks, row_seed
 from h2odl_mpi.training.iteration_rows import RowPicker, RowsPerIteration, row_shares, rows_for
 from h2odl_mpi.kernel import Network
-from h2odl_mpi.training.model_setup import net_config, run_seed, starting_model
+from h2odl_mpi.training.model_setup import check_checkpoint_levels, net_config, run_seed, starting_model
 from h2odl_mpi.training.outputs import check_outputs, write_results
 from h2odl_mpi.data.preprocess import Preprocess, check_validation_columns
 from h2odl_mpi.training.reporting import Reporter, history_row, summary_of, with_cross_validation
@@ -249,6 +249,8 @@ class Session:
         self.restored = ckpt.restore(params, comm, self.rank, frame, self.report.say)
         self.clock.restore = time.time() - self.clock.t_start - self.clock.data
         self.info = self.restored["info"] if self.restored else Preprocess.fit(frame, params)
+        if self.restored:
+            check_checkpoint_levels(self.info, frame)
         self.info.check_data(frame, vframe, fitted=not self.restored)  # Inf, overflow: refused
         self.data = training_rows(params, comm, frame, vframe, self.info, holdout)
         self.network = Network(net_config(params, self.info, comm))  # (sizes checked on every rank)
@@ -515,7 +517,7 @@ class Session:
         self.state = self.training_state()  # (the combining rule's state, before its model is taken)
         if not p.nonfinite:
             self.model = self.current()
-        if p.iteration == self.start_iteration and self.restored:  # nothing left to train: score once
+        if p.iteration == self.start_iteration and (self.restored or not self.target_samples):  # nothing to train
             self._score_metrics(self.model)
         if not p.nonfinite and self.best.beats(p.valid_metrics or p.train_metrics):  # the same on every rank
             self.model[:] = self.best.model

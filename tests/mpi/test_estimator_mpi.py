@@ -51,7 +51,7 @@ def test_train_save_load_on_a_communicator(tmp_path_factory):
     try:
         train = h2o.import_file(path)
         m = DeepLearningEstimator(**FAST).train(y="y", training_frame=train)  # (the frame's communicator)
-        pred = m.predict(train)
+        pred = m.predict(train).as_data_frame()
         m.save(model_path)
         back = h2o.load_model(model_path)
         again = back.predict(path)

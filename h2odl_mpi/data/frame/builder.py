@@ -68,6 +68,7 @@ class ChunkBuilder:
         self._valued = [False for _ in self.kinds]  # a value seen (not NA): the kind is kept
         self.n_rows = 0
         self.blocks = 0                            # blocks added, and the largest one's rows
+        self.block_rows = []                       # each block's rows, in the order added
         self.max_block_rows = 0
 
     # ------------------------------------------------------------------- dense (CSV, Parquet)
@@ -105,6 +106,7 @@ class ChunkBuilder:
                 self.chunks[j].append(Chunk(Encoding.CONST, n, value=np.nan))
         self.n_rows += n
         self.blocks += 1
+        self.block_rows.append(n)
         self.max_block_rows = max(self.max_block_rows, n)
 
     def _decide(self, j, column):
@@ -184,6 +186,7 @@ class ChunkBuilder:
                 self.chunks[j].append(Chunk(Encoding.CONST, n, value=0.0))
         self.n_rows += n
         self.blocks += 1
+        self.block_rows.append(n)
         self.max_block_rows = max(self.max_block_rows, n)
 
     def _ensure_column(self, j):

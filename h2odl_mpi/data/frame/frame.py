@@ -147,6 +147,11 @@ class Frame:
         return list(self._columns)
 
     @property
+    def data_comm(self):
+        """The communicator the rows are spread over (None when replicated or without MPI)."""
+        return self._data_comm
+
+    @property
     def n_columns(self):
         return len(self._columns)
 
@@ -186,6 +191,28 @@ class Frame:
         if local or self._data_comm is None:
             return mine
         return np.concatenate(allgather_obj(self._data_comm, mine), axis=0)
+
+    def file_rows(self):
+        """The inputs' row number of each of this rank's rows (int64), whatever the number
+        of ranks: first_row + its local position, except where the ranks parsed every
+        size-th block of one stream (one compressed file on several ranks), where it is
+        worked out from every rank's blocks' rows (collective then, as every rank reads)."""
+        ingest = self.ingest or {}
+        mine = np.arange(self.n_local_rows, dtype=np.int64)
+        if self._data_comm is None or ingest.get("file_order", True):
+            return self.first_row + mine
+        per_rank = allgather_obj(self._data_comm, [int(n) for n in ingest.get("block_rows", [])])
+        if [sum(b) for b in per_rank] != self.rank_rows:
+            raise ValueError("file_rows: the blocks' rows do not add up to the ranks' rows")
+        size, rank = len(per_rank), rank_and_size(self._data_comm)[0]
+        order = [(k * size + r, r, k) for r, blocks in enumerate(per_rank) for k in range(len(blocks))]
+        offset, out = 0, []
+        for _, r, k in sorted(order):
+            n = per_rank[r][k]
+            if r == rank:
+                out.append(np.arange(offset, offset + n, dtype=np.int64))
+            offset += n
+        return np.concatenate(out) if out else mine
 
     def head(self, n=10):
         """The first n global rows as a pandas DataFrame, levels as text (collective)."""

@@ -224,7 +224,8 @@ def _finish(builder, comm, data_comm, chunk_rows, max_levels, stats=None, file_o
     when the ranks parsed every size-th block of one stream in turn)."""
     domains = _locally(comm, lambda: global_domains(data_comm, builder, max_levels))
     columns = Columns(_locally(comm, lambda: build_columns(builder, domains, chunk_rows)))
-    columns.ingest = {"blocks": builder.blocks, "max_block_rows": builder.max_block_rows,
+    columns.ingest = {"blocks": builder.blocks, "block_rows": list(builder.block_rows),
+                      "max_block_rows": builder.max_block_rows,
                       "max_block_bytes": stats.max_block_bytes if stats else None,
                       "file_order": bool(file_order)}
     return columns
