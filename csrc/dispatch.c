@@ -10,8 +10,8 @@
     int h2o_layout_of_##sfx(const h2o_config *, h2o_layout *);                                \
     int h2o_train_##sfx(const h2o_config *, float *, float *, int, const h2o_rows *,          \
                         const int64_t *, int64_t, int64_t, uint64_t, h2o_train_stats *);      \
-    int h2o_predict_##sfx(const h2o_config *, const float *, float *, int, const h2o_rows *,  \
-                          int, int, float *);                                                 \
+    int h2o_predict_##sfx(const h2o_config *, const float *, float *, int64_t, int,            \
+                          const h2o_rows *, int, int, float *);                                                \
     int h2o_gradient_##sfx(const h2o_config *, const float *, float *, const h2o_rows *,      \
                            int64_t, float *);
 DECLARE_VARIANT(base)
@@ -23,8 +23,8 @@ DECLARE_VARIANT(avx512)
 typedef struct {
     int (*train)(const h2o_config *, float *, float *, int, const h2o_rows *, const int64_t *,
                  int64_t, int64_t, uint64_t, h2o_train_stats *);
-    int (*predict)(const h2o_config *, const float *, float *, int, const h2o_rows *, int, int,
-                   float *);
+    int (*predict)(const h2o_config *, const float *, float *, int64_t, int, const h2o_rows *,
+                   int, int, float *);
     int (*gradient)(const h2o_config *, const float *, float *, const h2o_rows *, int64_t,
                     float *);
     const char *name;
@@ -68,9 +68,9 @@ int h2o_train(const h2o_config *c, float *model, float *ws, int nt, const h2o_ro
     return chosen()->train(c, model, ws, nt, d, order, n, before, seed, st);
 }
 
-int h2o_predict(const h2o_config *c, const float *model, float *ws, int nt, const h2o_rows *d,
-                int what, int layer, float *out) {
-    return chosen()->predict(c, model, ws, nt, d, what, layer, out);
+int h2o_predict(const h2o_config *c, const float *model, float *ws, int64_t ws_floats, int nt,
+                const h2o_rows *d, int what, int layer, float *out) {
+    return chosen()->predict(c, model, ws, ws_floats, nt, d, what, layer, out);
 }
 
 int h2o_gradient(const h2o_config *c, const float *model, float *ws, const h2o_rows *d,

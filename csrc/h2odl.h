@@ -105,6 +105,17 @@
  *     above; a block with a non-finite output is not applied, and nothing after it.
  * The thread's workspace holds B rows of every layer (h2o_layout.workspace_per_thread).
  *
+ * SCORING (h2o_predict, csrc/score.c).  The scoring network of THE MATH (no dropout draws,
+ * hidden activations times 1 - ratio) over blocks of up to 64 rows (fewer for very wide
+ * inputs): each layer's net inputs are one matrix product over the block, each net input
+ * b_j + (sum over the inputs in ascending order, in float32), so they equal the one-row
+ * forward pass (h2o_train's, h2o_gradient's) up to the order of the sums (the tests hold
+ * them to the float64 reference within 3e-5 relative).  A first layer with fewer than 1
+ * non-zero input in 4 over the block sums each row over its non-zero inputs only, in the
+ * same order: the same bits.  So a row's results depend neither on n_threads nor on the
+ * other rows of the call, a call is bit-reproducible, and DENSE, CSR and FRAME rows holding
+ * the same values give the same bits.
+ *
  * HOGWILD!  h2o_train() splits its n rows into n_threads contiguous shares; all threads
  * update the same buffer with plain float stores: no locks, no atomics.  n_threads = 1
  * makes the result a pure function of (model, rows, order, seed): bit-reproducible.
@@ -312,6 +323,10 @@ typedef struct {
     int64_t n_total;                  /* floats of the whole buffer */
     int64_t workspace_per_thread;     /* floats of scratch one thread needs (B rows of every
                                          layer when mini_batch_size B > 1) */
+    int64_t score_shared;             /* h2o_predict's scratch: floats its threads share (the
+                                         weights transposed, input-major) ... */
+    int64_t score_per_thread;         /* ... then floats of each thread's own (a block of
+                                         rows of every layer) */
 } h2o_layout;
 
 /* Rows to train or score; every per-row array has n_rows entries. */
@@ -350,11 +365,14 @@ int h2o_train(const h2o_config *cfg, float *model, float *workspace, int n_threa
               const h2o_rows *data, const int64_t *order, int64_t n,
               int64_t samples_before, uint64_t seed, h2o_train_stats *stats);
 
-/* Forward-only scoring of rows [0, data->n_rows) with the full network, in parallel.
- * model: (n_total); workspace: (n_threads, workspace_per_thread); out: (n_rows, width)
- * floats, width per H2O_PRED_*. */
-int h2o_predict(const h2o_config *cfg, const float *model, float *workspace, int n_threads,
-                const h2o_rows *data, int what, int layer, float *out);
+/* Forward-only scoring of rows [0, data->n_rows) with the full network, in parallel
+ * (SCORING above).  model: (n_total); workspace: score_shared + n_threads *
+ * score_per_thread floats (h2o_layout), its length workspace_floats (refused when
+ * shorter); out: (n_rows, width) floats, width per
+ * H2O_PRED_*. */
+int h2o_predict(const h2o_config *cfg, const float *model, float *workspace,
+                int64_t workspace_floats, int n_threads, const h2o_rows *data, int what,
+                int layer, float *out);
 
 /* The row's gradient: grad (n_params floats) receives -w_row dLoss/dparam for row `row`
  * of the network without dropout (ratios taken as 0, no scoring rescale), without

@@ -9,9 +9,11 @@
  *                 derivative), a layer's forward, output losses, the optimizers' update sweeps
  *   workspace.c   a thread's workspace and loading a row into it
  *   minibatch.c   training in blocks of mini_batch_size rows, one update a block
+ *   score.c       forward-only scoring (h2o_predict) in blocks of rows, layer by layer as
+ *                 matrix products
  * Reading order here: layout -> forward pass -> output gradient -> backward and update ->
  * a thread's share of h2o_train (one row at a time here, in blocks in minibatch.c) -> the
- * entry points.
+ * entry points (h2o_predict's blocks in score.c).
  */
 #include "h2odl.h"
 #include "rng.h"
@@ -54,8 +56,11 @@ static int activation_of(const h2o_config *c, int l) {
     return -1;
 }
 
-/* floats of a thread's block for mini_batch_size > 1 (minibatch.c) */
+/* floats of a thread's block for mini_batch_size > 1 (minibatch.c), and of its scoring
+ * scratch (score.c) */
 static int64_t blk_floats(const h2o_config *c, const int *rows);
+static int64_t score_floats(const h2o_config *c, const int *rows);
+static int64_t score_shared_floats(const h2o_config *c, const int *rows);
 
 static int has_momenta(const h2o_config *c) {
     return !c->adaptive_rate && (c->momentum_start != 0.f || c->momentum_stable != 0.f);
@@ -96,6 +101,8 @@ int H2O_SYM(h2o_layout_of)(const h2o_config *c, h2o_layout *out) {
     out->n_total = off;
     out->workspace_per_thread = ws_floats(c, out->rows) +
                                 (c->mini_batch_size > 1 ? blk_floats(c, out->rows) : 0);
+    out->score_shared = score_shared_floats(c, out->rows);
+    out->score_per_thread = score_floats(c, out->rows);
     return H2O_OK;
 }
 
@@ -391,11 +398,16 @@ static float response_value(const h2o_config *c, float y) {
     return y;
 }
 
-int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspace, int n_threads,
-                const h2o_rows *d, int what, int layer, float *out) {
+/* forward-only scoring in blocks of rows: score_share (h2o_predict) */
+#include "score.c"
+
+int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspace,
+                         int64_t workspace_floats, int n_threads, const h2o_rows *d, int what,
+                         int layer, float *out) {
     h2o_layout lay;
     if (H2O_SYM(h2o_layout_of)(c, &lay) != H2O_OK || !model || !workspace || n_threads < 1 ||
-        !rows_ok(c, d) || !out)
+        !rows_ok(c, d) || !out ||
+        workspace_floats < lay.score_shared + (int64_t)n_threads * lay.score_per_thread)
         return H2O_EARG;
     const int L = c->n_layers, K = c->units[L];
     int width;
@@ -409,10 +421,9 @@ int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspa
         width = 1; break;
     default: return H2O_EARG;
     }
-    const int need_target = c->output == H2O_OUT_AUTOENCODER;
-    const int64_t N = d->n_rows;
     const h2o_frame *fr = d->kind == H2O_ROWS_FRAME ? d->frame : NULL;
     if (fr && !frame_ok(fr, d->n_cols, d->n_rows, n_threads)) return H2O_EARG;
+    const int64_t S = score_block_rows(c), n_blocks = (d->n_rows + S - 1) / S;
 #pragma omp parallel num_threads(n_threads)
     {
         int tid = 0, T = 1;
@@ -420,49 +431,10 @@ int H2O_SYM(h2o_predict)(const h2o_config *c, const float *model, float *workspa
         tid = omp_get_thread_num();
         T = omp_get_num_threads();
 #endif
-        int64_t rows_blk[H2O_FRAME_BLOCK_MAX];
-        ws_t w = ws_view(c, &lay, workspace + (size_t)tid * lay.workspace_per_thread);
-        if (d->kind != H2O_ROWS_DENSE) {
-            memset(w.in.x0, 0, sizeof(float) * (size_t)c->units[0]);
-            memset(w.in.xt, 0, sizeof(float) * (size_t)c->units[0]);
-        }
-        const int64_t lo = N * tid / T, hi = N * (tid + 1) / T; /* contiguous shares */
-        for (int64_t r = lo; r < hi; r++) {
-            if (fr) {
-                const int b = (int)((r - lo) % fr->block_rows);
-                if (b == 0) {
-                    const int nb = (int)(hi - r < fr->block_rows ? hi - r : fr->block_rows);
-                    for (int q = 0; q < nb; q++) rows_blk[q] = r + q;
-                    frame_block(fr, rows_blk, nb, fr_hint(fr, tid), fr_block_val(fr, tid),
-                                fr_block_unit(fr, tid));
-                }
-                w.in.blk_val = fr_block_val(fr, tid) + (size_t)b * fr->n_slots;
-                w.in.blk_unit = fr_block_unit(fr, tid) + (size_t)b * fr->n_slots;
-            }
-            h2o_rng rng = h2o_rng_for(0, 0, 0);
-            load_row(c, d, r, &w.in, &rng, 0, need_target);
-            forward(c, &lay, model, &w, &rng, 0, 0);
-            float *o = out + (size_t)r * width;
-            const float *y = w.act[L - 1];
-            if (what == H2O_PRED_OUTPUT) {
-                if (c->output == H2O_OUT_LINEAR)
-                    o[0] = response_value(c, w.net[L - 1][0] + (d->offset ? d->offset[r] : 0.f));
-                else memcpy(o, y, sizeof(float) * (size_t)K);
-            } else if (what == H2O_PRED_RECON) {
-                float s = 0.f;
-                for (int k = 0; k < K; k++) { const float e = w.in.xt[k] - y[k]; s += e * e; }
-                o[0] = s / (float)K;
-            } else if (what == H2O_PRED_HIDDEN) {
-                memcpy(o, w.act[layer], sizeof(float) * (size_t)width);
-            } else {
-                float loss = NAN;
-                const float t = d->y ? d->y[r] : 0.f;
-                if (!(d->y && isnan(t)))
-                    output_gradient(c, &w, t, 1.f, d->offset ? d->offset[r] : 0.f, &loss);
-                o[0] = loss;
-            }
-            unload_row(d, r, &w.in);
-        }
+        /* whole blocks, contiguous shares: a row's block does not depend on T */
+        score_share(c, &lay, model, workspace,
+                    workspace + lay.score_shared + (size_t)tid * lay.score_per_thread, d,
+                    n_blocks * tid / T, n_blocks * (tid + 1) / T, tid, what, layer, width, out);
     }
     return H2O_OK;
 }

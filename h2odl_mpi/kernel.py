@@ -412,16 +412,21 @@ class Network:
                 and model.size == self.n_total and model.flags.c_contiguous):
             raise ValueError(f"model must be a contiguous float32 vector of {self.n_total} values")
 
-    def _workspace(self, threads):
-        need = threads * int(self._layout.workspace_per_thread)
+    def _workspace(self, threads, per_thread=None, shared=0):
+        """The reusable scratch: `shared` floats, then `per_thread` floats for each of
+        `threads` threads (default: h2o_train's workspace_per_thread), grown when short;
+        returns (pointer, its length in floats)."""
+        per_thread = int(self._layout.workspace_per_thread) if per_thread is None else per_thread
+        need = shared + threads * per_thread
         if self._ws.size < need:
             avail = memory_available()
             if avail is not None and 4 * need > avail:
                 raise ValueError(f"the kernel's scratch for {threads} threads ({size_text(4 * need)}: "
                                  f"mini_batch_size = {self.config.mini_batch_size} rows of every layer "
-                                 f"a thread) is more than the {size_text(avail)} of memory available")
+                                 f"a thread, or a block of scored rows) is more than the "
+                                 f"{size_text(avail)} of memory available")
             self._ws = np.zeros(need, dtype=np.float32)
-        return ffi.cast("float *", self._ws.ctypes.data)
+        return ffi.cast("float *", self._ws.ctypes.data), int(self._ws.size)
 
     def _check_rows(self, rows, need_y):
         if not isinstance(rows, Rows):
@@ -457,7 +462,7 @@ class Network:
             raise ValueError("samples_before must be >= 0")
         keep = []
         stats = ffi.new("h2o_train_stats *")
-        rc = lib.h2o_train(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads),
+        rc = lib.h2o_train(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads)[0],
                            threads, rows.to_c(keep, threads), ffi.cast("int64_t *", order.ctypes.data),
                            order.size, int(samples_before), int(seed) & 0xFFFFFFFFFFFFFFFF, stats)
         _check(rc, "h2o_train", allow=(lib.H2O_ENONFINITE,))   # reported as stats.nonfinite
@@ -465,7 +470,8 @@ class Network:
                           bool(stats.nonfinite))
 
     def predict(self, model, rows, what="output", layer=None, threads=None):
-        """Forward-only scoring with the full network; returns float32 (n_rows, width)."""
+        """Forward-only scoring with the full network, in blocks of rows as matrix products
+        (h2odl.h, SCORING); returns float32 (n_rows, width)."""
         self._check_model(model)
         if what not in PREDICTIONS:
             raise ValueError(f"what must be one of {sorted(PREDICTIONS)}, got {what!r}")
@@ -483,7 +489,9 @@ class Network:
             width = 1
         out = np.empty((rows.n_rows, width), dtype=np.float32)
         keep = []
-        rc = lib.h2o_predict(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads),
+        lay = self._layout
+        ws, ws_floats = self._workspace(threads, int(lay.score_per_thread), int(lay.score_shared))
+        rc = lib.h2o_predict(self._c, ffi.cast("float *", model.ctypes.data), ws, ws_floats,
                              threads, rows.to_c(keep, threads), PREDICTIONS[what],
                              -1 if layer is None else int(layer), ffi.cast("float *", out.ctypes.data))
         _check(rc, "h2o_predict")
@@ -497,7 +505,7 @@ class Network:
             raise ValueError(f"row must be in [0, {rows.n_rows})")
         grad = np.zeros(self.n_params, dtype=np.float32)
         keep = []
-        rc = lib.h2o_gradient(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(1),
+        rc = lib.h2o_gradient(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(1)[0],
                               rows.to_c(keep), int(row), ffi.cast("float *", grad.ctypes.data))
         _check(rc, "h2o_gradient", allow=(lib.H2O_ENONFINITE,), hint="missing target?")
         return grad

@@ -189,7 +189,7 @@ def test_threads_and_refusals(air):
     keep = []
     stats = ffi.new("h2o_train_stats *")
     order = np.arange(10, dtype=np.int64)
-    rc = lib.h2o_train(net._c, ffi.cast("float *", m.ctypes.data), net._workspace(2), 2,
+    rc = lib.h2o_train(net._c, ffi.cast("float *", m.ctypes.data), net._workspace(2)[0], 2,
                        rows.to_c(keep, threads=1), ffi.cast("int64_t *", order.ctypes.data), 10,
                        0, 1, stats)
     assert rc == lib.H2O_EARG

@@ -1,5 +1,5 @@
 """Every instruction-set variant of the kernel (baseline, AVX2, AVX-512) passes the
-reference checks, one row at a time and in mini-batches: each runs in a subprocess with
+reference checks, one row at a time, in mini-batches and in blocked scoring: each runs in a subprocess with
 H2ODL_ISA naming it."""
 import os
 import subprocess
@@ -23,7 +23,9 @@ def test_variant_matches_reference(isa):
     env = dict(os.environ, H2ODL_ISA=isa)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         str(HERE / "test_kernel_math.py"), str(HERE / "test_kernel_minibatch.py"),
-                        "-k", "forward or update or gradient or every or frame"],
+                        str(HERE / "test_kernel_scoring.py"),
+                        "-k", "forward or update or gradient or every or frame or scoring or bits "
+                              "or neighbours or scratch"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:]
     assert " passed" in r.stdout

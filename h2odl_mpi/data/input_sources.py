@@ -17,7 +17,8 @@ from h2odl_mpi.data.response import number_label
 
 def input_sources(columns, frame, what="frame"):
     """(InputColumn, Column, level_map) for each of `columns` (InputColumns) in `frame`."""
-    missing = [c.name for c in columns if c.name not in frame.names]
+    names = set(frame.names)
+    missing = [c.name for c in columns if c.name not in names]
     if missing:
         raise UserError(f"{what}: missing column(s) {', '.join(repr(m) for m in missing)} "
                         "that the model uses as inputs")

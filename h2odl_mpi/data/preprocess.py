@@ -172,12 +172,17 @@ class Preprocess:
             self.check_finite(vframe)
 
     def _fit_rows(self, frame, p, comm):
-        """The usable training rows and class balance: they need the row-level arrays
-        (collective)."""
-        local = self.rows(frame, training=True)
-        usable = local.usable_rows() if not self.autoencoder else \
-            (np.flatnonzero(local.weight != 0) if local.weight is not None else np.arange(local.n_rows))
-        self.n_usable_rows = int(allreduce(comm, np.array([usable.size], dtype=np.int64))[0])
+        """The usable training rows and class balance: they need the row-level targets and
+        weights (collective), not the kernel's rows (rows() builds those once, later)."""
+        what = "training frame"
+        y = None if self.autoencoder else np.ascontiguousarray(self.response_values(frame), dtype=np.float32)
+        weight = self._row_weights(frame, input_sources(self.columns, frame, what), True, what)
+        usable = np.ones(frame.n_local_rows, dtype=bool)
+        if y is not None:
+            usable &= ~np.isnan(y)
+        if weight is not None:
+            usable &= weight != 0
+        self.n_usable_rows = int(allreduce(comm, np.array([np.count_nonzero(usable)], dtype=np.int64))[0])
         if self.n_usable_rows == 0:
             why = " (missing_values_handling=Skip drops every row with an NA input)" if self.skip_missing else ""
             raise UserError(f"no training rows left{why}")
@@ -185,7 +190,7 @@ class Preprocess:
             if not self.classification:
                 raise UserError("balance_classes: only for classification (the response is numeric)")
             self.class_rates, self.prior_class_dist, self.model_class_dist = class_balance.fit_rates(
-                local.y, local.weight, self.domain, p["class_sampling_factors"],
+                y, weight, self.domain, p["class_sampling_factors"],
                 p["max_after_balance_size"], frame.n_rows, comm)
 
     # ------------------------------------------------------------------------ rows

@@ -31,13 +31,20 @@ def distinct_numbers(frame, name, comm, cap):
     """Sorted distinct non-NA values of a numeric column over all ranks, or None when
     there are at least `cap` of them (collective)."""
     values = frame.decode(name)
-    mine = np.unique(values[~np.isnan(values)])
+    mine = _distinct(values[~np.isnan(values)])
     mine = None if mine.size >= cap else mine
     parts = allgather_obj(comm, mine)
     if any(p is None for p in parts):
         return None
-    merged = np.unique(np.concatenate(parts)) if parts else np.empty(0)
+    merged = _distinct(np.concatenate(parts)) if parts else np.empty(0)
     return None if merged.size >= cap else merged
+
+
+def _distinct(values):
+    """np.unique of NaN-free numbers, without its NaN handling (which imports numpy.ma, a
+    part of the start-up)."""
+    v = np.sort(values)
+    return v[np.concatenate(([True], v[1:] != v[:-1]))] if v.size else v
 
 
 def _is_classification(frame, response, kind, distribution, comm):
