@@ -129,6 +129,7 @@ static int hidden_activate(int act, const float *restrict net, int U, const floa
         float v;
         if (keep && keep[u] == 0.f) {
             a[u] = 0.f;
+            if (act == H2O_MAXOUT) amax[u] = 0; /* (a dropped unit's channel: backward reads it) */
             continue;
         }
         switch (act) {

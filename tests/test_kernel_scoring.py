@@ -172,3 +172,25 @@ def test_short_scratch_is_refused():
         assert rc == (lib.H2O_OK if ok else lib.H2O_EARG)
         if ok:
             np.testing.assert_array_equal(out, net.predict(buf, rows, threads=1))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_training_after_scoring_gives_the_bits_of_training_alone(activation):
+    """Scoring and training share the network's scratch: what scoring leaves there must not
+    reach training (a Maxout unit dropped by dropout once read a stale channel index, and
+    wrote out of its gradient's bounds, when scoring had left floats where it looked)."""
+    cfg = config(activation, "softmax", None)
+    rng = np.random.default_rng(12)
+    x = inputs(rng, 120)
+    y = targets(cfg, rng, 120)
+    y[3] = 1.0
+    results = []
+    for score_first in (False, True):
+        net = Network(cfg)
+        buf, _ = model_of(net, cfg, seed=13)
+        if score_first:
+            net.predict(buf, Rows.dense(inputs(np.random.default_rng(14), 150) * 1e3), threads=1)
+        for step in range(3):
+            net.train(buf, Rows.dense(x, y=y), samples_before=120 * step, seed=15, threads=1)
+        results.append(buf.copy())
+    np.testing.assert_array_equal(results[0], results[1])
