@@ -1,7 +1,11 @@
 """`python -m h2odl_mpi ...`: the command line (see h2odl_mpi.cli)."""
 import sys
 
-from h2odl_mpi.cli import main
+from h2odl_mpi.cli import Job, exit_within, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    job = Job()
+    status = main(job=job)
+    if status == 0:
+        exit_within(job)  # (MPI_Finalize, after Python, waits for every rank: bounded)
+    sys.exit(status)

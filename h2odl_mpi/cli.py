@@ -20,6 +20,7 @@ SIGINT without a checkpoint directory ends the run with one line and status 130.
 import argparse
 import collections
 import difflib
+import math
 import os
 import re
 import sys
@@ -430,9 +431,24 @@ def _comm():
     return MPI.COMM_WORLD
 
 
-class _Job:
-    """What the error handlers of main() need: the communicator, once MPI has started."""
+class Job:
+    """What the error handlers of main() need: the communicator, once MPI has started; and
+    `exit_deadline`: seconds this process may take to end once the command is done (the
+    stall timeout of a multi-rank train or grid; None: no limit), see exit_within()."""
     comm = None
+    exit_deadline = None
+
+
+def exit_within(job):
+    """Once a multi-rank train or grid is done (every rank through its last agreement, the
+    results written): if this process has not ended `job.exit_deadline` seconds later, the
+    OS ends it (SIGALRM's default action).  MPI_Finalize, after Python has ended, waits for
+    every rank: one that froze after the last agreement would hold the others there for
+    ever, out of the stall watchdog's reach; the launcher then ends the job.  For the
+    program only (python -m h2odl_mpi), never in a process that goes on (cli.main in tests)."""
+    if job.exit_deadline:
+        import signal
+        signal.alarm(max(1, int(math.ceil(job.exit_deadline))))
 
 
 def _train(ns, job):
@@ -454,6 +470,7 @@ def _train(ns, job):
     with watching(params, job.comm, what="the last checkpoint stands"):  # folds, final writes
         run = train_or_cross_validate(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
         agree(job.comm, None)  # (every rank here before any leaves: a freeze until now is seen)
+    job.exit_deadline = params.get("stall_timeout") if parallel(job.comm) else None
     if rank_and_size(job.comm)[0] == 0 and not params.get("model_out"):
         print(_unsaved(params, run.state), file=sys.stderr, flush=True)
     return 0
@@ -486,6 +503,8 @@ def _grid(ns, job):
         with watching(inputs[0], job.comm):  # the search's own collectives between models
             grid_search(*inputs, ns.search_dir, ns.ranks_per_model, job.comm, stop=stop)
             agree(job.comm, None)
+        job.exit_deadline = float(inputs[0].get("stall_timeout", P.SPEC["stall_timeout"][1]) or 0) \
+            if parallel(job.comm) else None
     finally:
         stop.restore()
     return 0
@@ -531,7 +550,7 @@ COMMANDS = {"train": _train, "grid": _grid, "predict": _predict, "evaluate": _on
             "report": _alone("evaluation.report"), "export": _alone("evaluation.export"), "jobscript": _alone("jobscript")}
 
 
-def main(argv=None):
+def main(argv=None, job=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
         argv = ["train"] + argv
@@ -539,7 +558,7 @@ def main(argv=None):
     if argv[0] == "jobscript" and "--" in argv:  # jobscript ... -- <train arguments>
         cut = argv.index("--")
         argv, after_dashes = argv[:cut], argv[cut + 1:]
-    job = _Job()
+    job = job if job is not None else Job()
     try:
         ns = parse_args(argv)
         if ns.command == "jobscript":

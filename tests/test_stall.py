@@ -294,3 +294,26 @@ def _rank_pids_of(mpirun_pid, n=2):
             return found
         time.sleep(0.05)
     raise AssertionError("the ranks were not found below mpirun")
+
+
+def test_a_process_that_outlives_its_exit_deadline_is_ended_by_the_os(tmp_path):
+    """What __main__ arms after a multi-rank train or grid: MPI_Finalize (after Python has
+    ended) waiting for a rank frozen after the last agreement cannot hold the job for ever."""
+    import subprocess
+    code = ("import time; from h2odl_mpi.cli import Job, exit_within\n"
+            "job = Job(); job.exit_deadline = 1.0; exit_within(job)\n"
+            "time.sleep(30)  # (stands for MPI_Finalize waiting)\n")
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGALRM and time.time() - t0 < 20
+    nothing = subprocess.run([sys.executable, "-c", code.replace("1.0", "None")], capture_output=True, timeout=60)
+    assert nothing.returncode == 0  # (no deadline: one rank, or stall_timeout 0)
+
+
+def test_main_in_a_process_that_goes_on_arms_nothing(tmp_path, capsys):
+    from h2odl_mpi.cli import main
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n" + "".join(f"{i % 7},{i % 2}\n" for i in range(60)))
+    assert main(["train", "--train", str(path), "--response", "y", "--hidden", "3", "--epochs", "1",
+                 "--quiet_mode", "true"]) == 0
+    assert signal.alarm(0) == 0
