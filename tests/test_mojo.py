@@ -73,18 +73,23 @@ def ours(model, data, out):
     return read_columns(out)
 
 
+def train_and_export(d, seed, option, suffix):
+    """kind -> (model file, its export by `option` (--mojo, --onnx)): each kind trained on
+    TRAIN into directory d."""
+    out = {}
+    for kind, flags in KINDS.items():
+        h5, exported = d / f"{kind}.h5", d / f"{kind}.{suffix}"
+        assert main(["train", "--train", TRAIN, *flags, "--epochs", "3", "--seed", str(seed), "--reproducible", "true",
+                     "--quiet_mode", "true", "--model_out", str(h5)]) == 0
+        assert main(["export", "--model", str(h5), option, str(exported)]) == 0
+        out[kind] = (h5, exported)
+    return out
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """kind -> (model file, its exported MOJO)."""
-    d = tmp_path_factory.mktemp("mojo")
-    out = {}
-    for kind, flags in KINDS.items():
-        h5, zp = d / f"{kind}.h5", d / f"{kind}.zip"
-        assert main(["train", "--train", TRAIN, *flags, "--epochs", "3", "--seed", "5", "--reproducible", "true",
-                     "--quiet_mode", "true", "--model_out", str(h5)]) == 0
-        assert main(["export", "--model", str(h5), "--mojo", str(zp)]) == 0
-        out[kind] = (h5, zp)
-    return out
+    return train_and_export(tmp_path_factory.mktemp("mojo"), 5, "--mojo", "zip")
 
 
 def test_score_rows_hold_what_the_checks_need():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from h2odl_mpi.cli import main
-from test_mojo import KINDS, SCORE, TRAIN, ours, read_columns
+from test_mojo import KINDS, SCORE, TRAIN, ours, read_columns, train_and_export
 
 TOL = 1e-5
 
@@ -19,15 +19,7 @@ TOL = 1e-5
 @pytest.fixture(scope="module")
 def onnx_models(tmp_path_factory):
     """kind -> (model file, its ONNX graph)."""
-    d = tmp_path_factory.mktemp("onnx")
-    out = {}
-    for kind, flags in KINDS.items():
-        h5, graph = d / f"{kind}.h5", d / f"{kind}.onnx"
-        assert main(["train", "--train", TRAIN, *flags, "--epochs", "3", "--seed", "6", "--reproducible", "true",
-                     "--quiet_mode", "true", "--model_out", str(h5)]) == 0
-        assert main(["export", "--model", str(h5), "--onnx", str(graph)]) == 0
-        out[kind] = (h5, graph)
-    return out
+    return train_and_export(tmp_path_factory.mktemp("onnx"), 6, "--onnx", "onnx")
 
 
 def run_graph(path):
