@@ -211,3 +211,17 @@ def test_other_isa_variants(isa):
                        env=env, capture_output=True, text=True, timeout=300, cwd=HERE)
     assert r.returncode == 0, r.stdout[-3000:]
     assert "3 passed" in r.stdout
+
+
+def test_a_frame_without_rows_scores_to_nothing():
+    """A rank whose shard holds no rows (more ranks than rows) makes FRAME rows with no chunk
+    in any column: they score to an empty result, not an error."""
+    import numpy as np
+    from h2odl_mpi.data.frame import Frame
+    from h2odl_mpi.data.preprocess import Preprocess
+    from h2odl_mpi.kernel import NetConfig, Network, Rows
+    full = Frame.from_arrays({"a": np.arange(10.0), "y": np.arange(10.0) % 2}, chunk_rows=4)
+    pre = Preprocess.fit(full, {"response": "y"})
+    rows = pre.rows(Frame.from_arrays({"a": np.zeros(0), "y": np.zeros(0)}))
+    net = Network(NetConfig(units=[pre.n_inputs, 3, 1], output="linear"))
+    assert net.predict(net.new_model(seed=1), Rows.from_source(rows.frame)).shape == (0, 1)

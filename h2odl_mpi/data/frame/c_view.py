@@ -161,6 +161,8 @@ class FrameSource:
         """The records of one column's chunks, a field at a time (a record at a time costs
         a large part of the start-up on wide frames)."""
         chunks = col.chunks
+        if not chunks:  # (a rank holding no rows: its one record stays zero, unread)
+            return
         for i, chunk in enumerate(chunks):
             _check_chunk(col.name, i, chunk)
         d = records["d"]
