@@ -35,8 +35,31 @@ def replacing(path, mode=None):
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
+        discard_stale_temporaries(path)
     finally:
         discard(tmp)
+
+
+def discard_stale_temporaries(path):
+    """Remove `path`'s temporary files (<path>.tmp<pid>) whose writer is no longer running on
+    this host: what a process killed while writing (SIGKILL, a node's end) left behind,
+    once the file it was writing has been written whole by another."""
+    import glob
+    prefix = f"{path}.tmp"
+    for other in glob.glob(glob.escape(prefix) + "*"):
+        pid = other[len(prefix):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            discard(other)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (EPERM: another user's process)
+        return True
+    return True
 
 
 def discard(path):

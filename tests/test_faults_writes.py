@@ -496,3 +496,26 @@ def test_an_output_that_is_a_device_is_refused_and_left_alone(tmp_path):
                             "--response", "y", "--model_out", out], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "is not a regular file" in r.stderr and "Traceback" not in r.stderr
     assert not os.path.isfile("/dev/null") and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_write_removes_what_a_killed_writer_of_the_same_file_left(tmp_path):
+    """A job killed while writing its model leaves <model>.tmp<pid>; the resumed run, once it
+    has written the model whole, removes it (the writer is gone), and never a live writer's."""
+    import subprocess
+    from h2odl_mpi.atomic import write_bytes
+    target = tmp_path / "m.h5"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        left = tmp_path / f"m.h5.tmp{dead.pid}"
+        busy = tmp_path / f"m.h5.tmp{live.pid}"
+        other = tmp_path / f"other.h5.tmp{dead.pid}"
+        for p in (left, busy, other):
+            p.write_bytes(b"half a model")
+        write_bytes(str(target), b"the model")
+        assert target.read_bytes() == b"the model"
+        assert not left.exists() and busy.exists() and other.exists()
+    finally:
+        live.kill()
+        live.wait()
