@@ -55,9 +55,14 @@ def save_case(name, case, error):
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, hashlib.sha1(text.encode()).hexdigest()[:16] + ".json")
     with open(path, "w") as f:
-        json.dump({"target": name, "case": case, "error": error[:2000]}, f, indent=1, sort_keys=True)
+        json.dump({"target": name, "case": case, "error": relative(error)[:2000]}, f, indent=1, sort_keys=True)
         f.write("\n")
     return path
+
+
+def relative(error):
+    """`error` with the run's scratch directories named <workdir>, not this machine's paths."""
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/[^\s'\"]*/", "<workdir>/", error)
 
 
 def signature(error):
