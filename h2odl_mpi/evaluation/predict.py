@@ -44,7 +44,7 @@ from h2odl_mpi.collectives import (allgather_counts, allgather_values, bcast_byt
                                    parallel, rank_and_size)
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.data.frame import Frame
-from h2odl_mpi.model.model_io import load_model
+from h2odl_mpi.model.model_io import load_model, read_file
 from h2odl_mpi.evaluation.ensemble_model import is_ensemble, load_ensemble
 from h2odl_mpi.evaluation.row_blocks import local_part, per_feature_errors, score_rows
 from h2odl_mpi.threads import rank_threads
@@ -91,7 +91,7 @@ def load_for_scoring(model_path, comm=None, outputs=(), inputs=()):
         try:
             for option, path in outputs:
                 check_output(path, inputs, option)
-            image = _read_model_bytes(model_path)
+            image = read_file(model_path)
         except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
             err = e
     agree(comm, err)
@@ -102,16 +102,6 @@ def load_for_scoring(model_path, comm=None, outputs=(), inputs=()):
     if not np.all(np.isfinite(model[:network.n_params])):
         raise UserError(f"{model_path}: the model's weights are not all finite (a diverged model)")
     return network, model, info, params, attrs
-
-
-def _read_model_bytes(path):
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no such model file")
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the model file: {e.strerror or e}") from None
 
 
 def read_in_order(path, comm=None, na_strings=None):
