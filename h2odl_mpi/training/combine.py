@@ -76,10 +76,7 @@ class ModelAverage:
         """The rows-weighted mean, then the rule's own step (`rule`)."""
         if rows_all == 0:
             return
-        if self.origin is not None:
-            weighted_mean_bf16(comm, model, self.origin, weight=float(rows_mine), total=float(rows_all))
-        else:
-            weighted_mean(comm, model, weight=float(rows_mine), total=float(rows_all), nodes=self.nodes)
+        self._mean(comm, model, float(rows_mine), float(rows_all))
         t = time.perf_counter()
         self.rule(model)
         if self.origin is not None:
@@ -101,9 +98,15 @@ class ModelAverage:
     def time(self, comm, model):
         """Seconds of one combine of a buffer of the model's size (the slowest rank's)."""
         scratch = np.zeros_like(model)
+        return time_collective(comm, lambda: self._mean(comm, scratch))
+
+    def _mean(self, comm, buf, weight=1.0, total=None):
+        """In place: the weighted mean of `buf` over the ranks, as this combiner sends it
+        (bfloat16 changes from the origin, or float32 values, node-aware or flat)."""
         if self.origin is not None:
-            return time_collective(comm, lambda: weighted_mean_bf16(comm, scratch, self.origin))
-        return time_collective(comm, lambda: weighted_mean(comm, scratch, nodes=self.nodes))
+            weighted_mean_bf16(comm, buf, self.origin, weight=weight, total=total)
+        else:
+            weighted_mean(comm, buf, weight=weight, total=total, nodes=self.nodes)
 
 
 class BlockMomentum(ModelAverage):
