@@ -33,7 +33,7 @@ import re
 import numpy as np
 from hypothesis import strategies as st
 
-from fuzz_common import Failure, Target, compare_frame, from_text, refused, to_text, write
+from fuzz_common import Failure, Target, compare_frame, from_text, refused, refused_on_line, to_text, write
 
 SEPS = [",", "\t", ";", "|", " "]
 NA_TOKENS = ["", "NA", "NaN", "nan", "N/A", "?"]
@@ -282,11 +282,7 @@ def check_csv(case, workdir):
             options[key] = case[key]
     frame, error = refused(lambda: Frame.read(path, **options), path)
     if case["ragged"]:
-        line = row_lines[case["ragged"][0]]
-        if error is None:
-            raise Failure(f"a ragged row (line {line}) was read: {frame}")
-        if f"line {line}" not in error:
-            raise Failure(f"the ragged row is on line {line}; the error says: {error}")
+        refused_on_line(error, row_lines[case["ragged"][0]], "a ragged row", frame)
     elif not case["header"] and not kept_rows(case, width):
         if error is None:
             raise Failure(f"a file without a header or rows was read: {frame}")

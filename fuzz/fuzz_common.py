@@ -51,6 +51,15 @@ def write(workdir, name, data):
     return path
 
 
+def refused_on_line(error, line, what, read):
+    """A Failure unless `error` (refused()'s message, None when the file was read) names
+    `line`, where the input put `what` (a bad line: "a ragged row", "a bad token 'x'")."""
+    if error is None:
+        raise Failure(f"{what} on line {line} was read: {read}")
+    if f"line {line}" not in error:
+        raise Failure(f"{what} is on line {line}; the error says: {error}")
+
+
 def refused(call, path):
     """(result, None) of call(), or (None, message) of the UserError it raised, which must
     name `path` on one line; any other exception propagates (the property forbids it)."""

@@ -46,33 +46,29 @@ class Log:
         self._f.write(json.dumps({"note": values}) + "\n")
 
 
-def _read(path):
-    """[(key, (outcome, detail) or None)] of a log, and the notes are left out."""
-    out = []
+def _events(path):
+    """The events of a log, in order (a line cut by a crash left out)."""
     with open(path) as f:
         for line in f:
             try:
-                event = json.loads(line)
+                yield json.loads(line)
             except ValueError:
-                continue   # (a line cut by a crash)
-            if "start" in event:
-                out.append((event["start"], None))
-            elif "outcome" in event and out and out[-1][1] is None:
-                out[-1] = (out[-1][0], (event["outcome"], event["detail"]))
+                continue
+
+
+def _read(path):
+    """[(key, (outcome, detail) or None)] of a log, and the notes are left out."""
+    out = []
+    for event in _events(path):
+        if "start" in event:
+            out.append((event["start"], None))
+        elif "outcome" in event and out and out[-1][1] is None:
+            out[-1] = (out[-1][0], (event["outcome"], event["detail"]))
     return out
 
 
 def notes(path):
-    found = []
-    with open(path) as f:
-        for line in f:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if "note" in event:
-                found.append(event["note"])
-    return found
+    return [event["note"] for event in _events(path) if "note" in event]
 
 
 def _child(job, path, resume, memory_bytes):

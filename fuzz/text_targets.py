@@ -26,7 +26,7 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from fuzz_common import Failure, Target, compare_frame, from_text, refused, to_text, write
+from fuzz_common import Failure, Target, compare_frame, from_text, refused, refused_on_line, to_text, write
 
 # ------------------------------------------------------------------------------ SVMLight
 
@@ -95,11 +95,7 @@ def check_svmlight(case, workdir):
     path = write(workdir, "data.svm", data)
     frame, error = refused(lambda: Frame.read(path), path)
     if case["bad"]:
-        line = where[case["bad"][0]]
-        if error is None:
-            raise Failure(f"a bad token {case['bad'][1]!r} on line {line} was read")
-        if f"line {line}" not in error:
-            raise Failure(f"the bad token is on line {line}; the error says: {error}")
+        refused_on_line(error, where[case["bad"][0]], f"a bad token {case['bad'][1]!r}", frame)
     elif not case["rows"]:
         pass    # (no rows: an empty frame or a refusal, either is fine)
     elif error is not None:
