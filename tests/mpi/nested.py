@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from mpi4py import MPI
 
@@ -32,6 +33,24 @@ def finish(proc, timeout, what="nested mpirun"):
         proc.communicate()
         pytest.fail(f"{what} did not finish within {timeout} s")
     return proc.returncode, out, err
+
+
+def shared_tmp(tmp_path_factory, name):
+    """A temporary directory that rank 0 makes, its path on every rank."""
+    return comm.bcast(str(tmp_path_factory.mktemp(name)) if comm.rank == 0 else None, root=0)
+
+
+def two_class_csv(tmp, n, seed):
+    """`tmp`/d.csv, written by rank 0 (every rank waits for it): columns a, b, c (normal,
+    from `seed`) and y = a > b; its path."""
+    path = f"{tmp}/d.csv"
+    if comm.rank == 0:
+        x = np.random.default_rng(seed).normal(size=(n, 3))
+        with open(path, "w") as f:
+            f.write("a,b,c,y\n")
+            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a - b > 0)}\n" for a, b, c in x)
+    comm.Barrier()
+    return path
 
 
 def on_rank0(body):

@@ -11,34 +11,25 @@ import socket
 import subprocess
 import time
 
-import numpy as np
 import pytest
 from mpi4py import MPI
 
 from h2odl_mpi.training import checkpoint as ckpt
 from h2odl_mpi.atomic import _process_start
 from h2odl_mpi.model.model_io import load_model
-from nested import finish, launch, on_rank0
+from nested import finish, launch, on_rank0, shared_tmp, two_class_csv
 
 comm = MPI.COMM_WORLD
 
 
 @pytest.fixture
 def tmp(tmp_path_factory):
-    return comm.bcast(str(tmp_path_factory.mktemp("fw")) if comm.rank == 0 else None, root=0)
+    return shared_tmp(tmp_path_factory, "fw")
 
 
 def _data(tmp, n=300):
-    """A small binary-classification CSV written by rank 0."""
-    path = f"{tmp}/d.csv"
-    if comm.rank == 0:
-        rng = np.random.default_rng(2)
-        x = rng.normal(size=(n, 3))
-        with open(path, "w") as f:
-            f.write("a,b,c,y\n")
-            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a - b > 0)}\n" for a, b, c in x)
-    comm.Barrier()
-    return path
+    """A small two-class CSV written by rank 0."""
+    return two_class_csv(tmp, n, seed=2)
 
 
 def _args(path, *extra, hidden="4", epochs="1"):

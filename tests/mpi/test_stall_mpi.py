@@ -18,25 +18,19 @@ from h2odl_mpi.params import validate
 from h2odl_mpi.training import checkpoint as ckpt
 from h2odl_mpi.training.trainer import train
 from h2odl_mpi.training.watchdog import ROWS, Watchdog
-from nested import finish, launch, on_rank0
+from nested import finish, launch, on_rank0, shared_tmp, two_class_csv
 
 comm = MPI.COMM_WORLD
 
 
 @pytest.fixture
 def tmp(tmp_path_factory):
-    return comm.bcast(str(tmp_path_factory.mktemp("stall")) if comm.rank == 0 else None, root=0)
+    return shared_tmp(tmp_path_factory, "stall")
 
 
 def _data(tmp, n=1000):
-    path = f"{tmp}/d.csv"
-    if comm.rank == 0:
-        x = np.random.default_rng(3).normal(size=(n, 3))
-        with open(path, "w") as f:
-            f.write("a,b,c,y\n")
-            f.writelines(f"{a:.5f},{b:.5f},{c:.5f},{int(a - b > 0)}\n" for a, b, c in x)
-    comm.Barrier()
-    return path
+    """A small two-class CSV written by rank 0."""
+    return two_class_csv(tmp, n, seed=3)
 
 
 @pytest.mark.mpi(min_size=2)
