@@ -120,13 +120,16 @@ def test_a_frozen_rank_0_is_named_by_rank_1_which_saves_the_model(tmp):
         took = time.time() - t_stop
         assert rc == ckpt.REQUEUE_EXIT_CODE, err
         line = next(ln for ln in err.splitlines() if ln.startswith("h2odl_mpi: stall: "))
-        assert line.startswith(f"h2odl_mpi: stall: rank 0 (pid {pids[0]} on ") and "rank 1: checkpoint " in line
+        assert line.startswith(f"h2odl_mpi: stall: rank 0 (pid {pids[0]} on ")
+        # rank 1 writes the last combined model, or names it when rank 0's periodic checkpoint
+        # of that iteration is already there (rank 0 froze just after writing it)
+        assert "rank 1: checkpoint " in line or "rank 1: the checkpoint of iteration " in line, line
         assert took < 2 + 20, took
         assert os.path.exists(f"{d}/{ckpt.RANKS_NAME}") and f"rank 0: pid {pids[0]} " in open(
             f"{d}/{ckpt.RANKS_NAME}").read()
         assert not os.path.exists(f"{d}/{ckpt.LOCK_NAME}")  # rank 0's lock, broken by rank 1
         newest = ckpt.newest_valid(d)
-        assert newest in line  # rank 1's, newer than rank 0's periodic ones
+        assert newest in line  # the last combined model, no older
         state = load_model(newest)[4]["state"]
         assert state["iteration"] > 0 and state["rng_states"] == []
         summ = f"{tmp}/s.json"
