@@ -392,4 +392,13 @@ uint32_t h2o_hash(uint32_t key, uint32_t seed);
 /* The instruction-set variant the entry points run ("baseline", "avx2", "avx512"). */
 const char *h2o_isa(void);
 
+/* ---- the exit alarm (csrc/exit_alarm.c) -------------------------------------------------
+ * `seconds` from now (0: cancel), unless the process has ended by then, write `line` to
+ * stderr and end the process with `status` (_exit): a SIGALRM handler that calls write(2)
+ * and _exit(2) only, so it runs whatever the process is doing, also inside MPI_Finalize
+ * after Python has ended (where no Python code can run).  `line` is copied (at most
+ * H2O_EXIT_LINE_MAX - 1 bytes, else H2O_EARG); status 0..255. */
+#define H2O_EXIT_LINE_MAX 1024
+int h2o_exit_alarm(int seconds, const char *line, int status);
+
 #endif

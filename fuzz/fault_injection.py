@@ -46,7 +46,21 @@ REQUEUE = 85
 LAUNCH_TIMEOUT = 120.0   # a job that does not reach training, or a resume that does not finish
 
 
+# ------------------------------------------------------------------------------ the stall line
+
+def stall_names(err, victim, line):
+    """Whether the stall lines name the frozen rank: the watchdog's line names it; the exit
+    lines of ranks held in MPI_Finalize (cli.exit_line) each name the others, and the frozen
+    one is then the rank that wrote none while every line names it."""
+    finalize = [ln for ln in err.splitlines() if ln.startswith("h2odl_mpi: stall:") and "(in MPI_Finalize)" in ln]
+    if finalize:
+        waited = {int(m) for ln in finalize for m in re.findall(r"but rank (\d+) waited", ln)}
+        return victim not in waited and all(re.search(rf"(stall: | or )rank {victim} \(", ln) for ln in finalize)
+    return bool(re.search(rf"(stall: |; )rank {victim} \(|world rank {victim},", line.split(": no progress")[0]))
+
+
 # ------------------------------------------------------------------------------ processes
+
 def _ppid(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -294,7 +308,7 @@ def trial(a, k, rng, data, response, env, calibrated):
         rec["outcome"] = "hang inside train()" if rec["inside_train"] else "hang outside train()"
         problems.append(f"no end within {a.stall_timeout + 30} s of SIG{sig} to rank {victim}")
     elif sig == "STOP":
-        named = re.search(rf"(stall: |; )rank {victim} \(|world rank {victim},", line.split(": no progress")[0])
+        named = stall_names(err, victim, line)
         rec["outcome"] = "stall line, 85" if rc == REQUEUE and named else f"status {rc}"
         if rc != REQUEUE or not named:
             problems.append(f"SIGSTOP: status {rc}, line {line!r}; stderr {err.strip()[-600:]!r}")

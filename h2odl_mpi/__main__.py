@@ -1,7 +1,8 @@
 """`python -m h2odl_mpi ...`: the command line (see h2odl_mpi.cli)."""
 import sys
 
-from h2odl_mpi.cli import Job, exit_within, main
+from h2odl_mpi.cli import Job, main
+from h2odl_mpi.ending import exit_within
 
 if __name__ == "__main__":
     job = Job()

@@ -20,7 +20,6 @@ SIGINT without a checkpoint directory ends the run with one line and status 130.
 import argparse
 import collections
 import difflib
-import math
 import os
 import re
 import sys
@@ -29,6 +28,7 @@ import traceback
 from h2odl_mpi import params as P
 from h2odl_mpi.training.checkpoint import REQUEUE_EXIT_CODE, StopFlag, TrainingInterrupted
 from h2odl_mpi.collectives import parallel, rank_and_size
+from h2odl_mpi.ending import end_together
 from h2odl_mpi.errors import UserError, abort, agree
 
 SUBCOMMANDS = ("train", "predict", "describe", "jobscript", "grid", "evaluate", "report", "ensemble", "export")
@@ -434,21 +434,11 @@ def _comm():
 class Job:
     """What the error handlers of main() need: the communicator, once MPI has started; and
     `exit_deadline`: seconds this process may take to end once the command is done (the
-    stall timeout of a multi-rank train or grid; None: no limit), see exit_within()."""
+    stall timeout of a multi-rank train or grid; None: no limit), with `peers`, every rank's
+    pid and host from the last agreement: see h2odl_mpi.ending."""
     comm = None
     exit_deadline = None
-
-
-def exit_within(job):
-    """Once a multi-rank train or grid is done (every rank through its last agreement, the
-    results written): if this process has not ended `job.exit_deadline` seconds later, the
-    OS ends it (SIGALRM's default action).  MPI_Finalize, after Python has ended, waits for
-    every rank: one that froze after the last agreement would hold the others there for
-    ever, out of the stall watchdog's reach; the launcher then ends the job.  For the
-    program only (python -m h2odl_mpi), never in a process that goes on (cli.main in tests)."""
-    if job.exit_deadline:
-        import signal
-        signal.alarm(max(1, int(math.ceil(job.exit_deadline))))
+    peers = None
 
 
 def _train(ns, job):
@@ -469,7 +459,7 @@ def _train(ns, job):
     from h2odl_mpi.workflows.cross_validation import train_or_cross_validate
     with watching(params, job.comm, what="the last checkpoint stands"):  # folds, final writes
         run = train_or_cross_validate(params, job.comm, stop=stop, config_file=getattr(ns, "config", None))
-        agree(job.comm, None)  # (every rank here before any leaves: a freeze until now is seen)
+        end_together(job)
     job.exit_deadline = params.get("stall_timeout") if parallel(job.comm) else None
     if rank_and_size(job.comm)[0] == 0 and not params.get("model_out"):
         print(_unsaved(params, run.state), file=sys.stderr, flush=True)
@@ -502,7 +492,7 @@ def _grid(ns, job):
         from h2odl_mpi.workflows.search import grid_search
         with watching(inputs[0], job.comm):  # the search's own collectives between models
             grid_search(*inputs, ns.search_dir, ns.ranks_per_model, job.comm, stop=stop)
-            agree(job.comm, None)
+            end_together(job)
         job.exit_deadline = float(inputs[0].get("stall_timeout", P.SPEC["stall_timeout"][1]) or 0) \
             if parallel(job.comm) else None
     finally:

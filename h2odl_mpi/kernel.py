@@ -297,6 +297,19 @@ def available_cores():
         return max(1, os.cpu_count() or 1)
 
 
+def exit_alarm(seconds, line, status):
+    """`seconds` from now (0: cancel), unless the process has ended, write `line` to stderr
+    and end the process with `status` (csrc/exit_alarm.c: a C signal handler, so it acts
+    also where no Python code runs, as inside MPI_Finalize after Python has ended)."""
+    data = line.encode("utf-8", "replace")
+    if not (isinstance(seconds, int) and seconds >= 0):
+        raise ValueError(f"seconds must be an integer >= 0, not {seconds!r}")
+    if not 0 <= status <= 255 or len(data) >= lib.H2O_EXIT_LINE_MAX or b"\0" in data:
+        raise ValueError(f"an exit line of at most {lib.H2O_EXIT_LINE_MAX - 1} bytes and a status "
+                         "0..255 are needed")
+    _check(lib.h2o_exit_alarm(seconds, data, int(status)), "h2o_exit_alarm")
+
+
 def buffer_floats(config):
     """(n_params, n_total) of `config`'s model buffer, counted here as h2o_layout_of counts
     them, before anything is built or allocated (Python integers: no overflow).  ValueError

@@ -296,18 +296,59 @@ def _rank_pids_of(mpirun_pid, n=2):
     raise AssertionError("the ranks were not found below mpirun")
 
 
-def test_a_process_that_outlives_its_exit_deadline_is_ended_by_the_os(tmp_path):
+def test_a_process_that_outlives_its_exit_deadline_ends_with_one_line_and_85(tmp_path):
     """What __main__ arms after a multi-rank train or grid: MPI_Finalize (after Python has
     ended) waiting for a rank frozen after the last agreement cannot hold the job for ever."""
-    import subprocess
-    code = ("import time; from h2odl_mpi.cli import Job, exit_within\n"
-            "job = Job(); job.exit_deadline = 1.0; exit_within(job)\n"
-            "time.sleep(30)  # (stands for MPI_Finalize waiting)\n")
+    code = ("import time; from h2odl_mpi.cli import Job; from h2odl_mpi.ending import exit_within\n"
+            "job = Job(); job.exit_deadline = 1.0\n"
+            "job.peers = [{'pid': 11, 'host': 'n0'}, {'pid': 12, 'host': 'n1'}]; exit_within(job)\n"
+            "time.sleep(4)  # (stands for MPI_Finalize waiting)\n")
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
-    assert proc.returncode == -signal.SIGALRM and time.time() - t0 < 20
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == ckpt.REQUEUE_EXIT_CODE and time.time() - t0 < 20, proc
+    assert proc.stderr.startswith("h2odl_mpi: stall: rank 1 (pid 12 on n1) stopped answering after the last "
+                                  "agreement") and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.rstrip().endswith("exit status 85 (requeue: the resumed run finds the work done)")
     nothing = subprocess.run([sys.executable, "-c", code.replace("1.0", "None")], capture_output=True, timeout=60)
-    assert nothing.returncode == 0  # (no deadline: one rank, or stall_timeout 0)
+    assert nothing.returncode == 0 and nothing.stderr == b""  # (no deadline: one rank, or stall_timeout 0)
+
+
+def test_the_exit_alarm_is_refused_bad_arguments_and_cancelled_by_zero():
+    from h2odl_mpi.kernel import exit_alarm
+    for seconds, line, status in [(-1, "x\n", 85), (1, "x" * 1024, 85), (1, "x\n", 256), (1, "a\0b", 85)]:
+        with pytest.raises(ValueError):
+            exit_alarm(seconds, line, status)
+    code = ("import time; from h2odl_mpi.kernel import exit_alarm\n"
+            "exit_alarm(1, 'gone\\n', 85); exit_alarm(0, '', 0); time.sleep(2)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "", proc
+
+
+def test_a_rank_frozen_after_the_last_agreement_ends_the_job_with_85_and_the_line_naming_it(tmp_path):
+    """Under mpirun -n 2: both ranks pass end_together and arm their exit alarm, rank 1 then
+    freezes; rank 0, held in MPI_Finalize, writes the line naming rank 1 and ends with 85."""
+    code = ("import os, signal, sys\n"
+            "from mpi4py import MPI\n"
+            "from h2odl_mpi.cli import Job; from h2odl_mpi.ending import end_together, exit_within\n"
+            "job = Job(); job.comm = MPI.COMM_WORLD; job.exit_deadline = 2\n"
+            "end_together(job); exit_within(job)\n"
+            "if job.comm.Get_rank() == 1:\n"
+            "    print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGSTOP)\n"
+            "sys.exit(0)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "MPI", "HYDRA"))}
+    t0 = time.time()
+    proc = subprocess.Popen([MPIRUN, "-n", "2", sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == ckpt.REQUEUE_EXIT_CODE and time.time() - t0 < 30, (proc.returncode, err)
+    line = next(ln for ln in err.splitlines() if ln.startswith("h2odl_mpi: stall: "))
+    assert line.startswith(f"h2odl_mpi: stall: rank 1 (pid {out.split()[0]} on "), line
+    assert "rank 0 waited 2 s for it to end (in MPI_Finalize)" in line, line
 
 
 def test_main_in_a_process_that_goes_on_arms_nothing(tmp_path, capsys):
