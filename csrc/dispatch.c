@@ -10,6 +10,9 @@
     int h2o_layout_of_##sfx(const h2o_config *, h2o_layout *);                                \
     int h2o_train_##sfx(const h2o_config *, float *, float *, int, const h2o_rows *,          \
                         const int64_t *, int64_t, int64_t, uint64_t, h2o_train_stats *);      \
+    int h2o_train_replicas_##sfx(const h2o_config *, float *, float *, float *, int,           \
+                                 const h2o_rows *, const int64_t *, int64_t, int64_t, uint64_t, \
+                                 h2o_train_stats *);                                           \
     int h2o_predict_##sfx(const h2o_config *, const float *, float *, int64_t, int,            \
                           const h2o_rows *, int, int, float *);                                                \
     int h2o_gradient_##sfx(const h2o_config *, const float *, float *, const h2o_rows *,      \
@@ -23,6 +26,8 @@ DECLARE_VARIANT(avx512)
 typedef struct {
     int (*train)(const h2o_config *, float *, float *, int, const h2o_rows *, const int64_t *,
                  int64_t, int64_t, uint64_t, h2o_train_stats *);
+    int (*train_replicas)(const h2o_config *, float *, float *, float *, int, const h2o_rows *,
+                          const int64_t *, int64_t, int64_t, uint64_t, h2o_train_stats *);
     int (*predict)(const h2o_config *, const float *, float *, int64_t, int, const h2o_rows *,
                    int, int, float *);
     int (*gradient)(const h2o_config *, const float *, float *, const h2o_rows *, int64_t,
@@ -33,13 +38,15 @@ typedef struct {
 /* The widest variant the CPU runs, or the one named by H2ODL_ISA (baseline, avx2, avx512)
  * when the CPU can run it: tests use it to check every variant against the reference. */
 static const variant_t *pick(void) {
-    static const variant_t base = {h2o_train_base, h2o_predict_base, h2o_gradient_base, "baseline"};
+    static const variant_t base = {h2o_train_base, h2o_train_replicas_base, h2o_predict_base,
+                                   h2o_gradient_base, "baseline"};
     const char *want = getenv("H2ODL_ISA");
     if (want && strcmp(want, "baseline") == 0) return &base;
 #if defined(__x86_64__) && defined(__GNUC__)
-    static const variant_t avx2 = {h2o_train_avx2, h2o_predict_avx2, h2o_gradient_avx2, "avx2"};
-    static const variant_t avx512 = {h2o_train_avx512, h2o_predict_avx512, h2o_gradient_avx512,
-                                     "avx512"};
+    static const variant_t avx2 = {h2o_train_avx2, h2o_train_replicas_avx2, h2o_predict_avx2,
+                                   h2o_gradient_avx2, "avx2"};
+    static const variant_t avx512 = {h2o_train_avx512, h2o_train_replicas_avx512,
+                                     h2o_predict_avx512, h2o_gradient_avx512, "avx512"};
     __builtin_cpu_init();
     const int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     const int has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
@@ -66,6 +73,12 @@ int h2o_train(const h2o_config *c, float *model, float *ws, int nt, const h2o_ro
               const int64_t *order, int64_t n, int64_t before, uint64_t seed,
               h2o_train_stats *st) {
     return chosen()->train(c, model, ws, nt, d, order, n, before, seed, st);
+}
+
+int h2o_train_replicas(const h2o_config *c, float *model, float *replicas, float *ws, int nt,
+                       const h2o_rows *d, const int64_t *order, int64_t n, int64_t before,
+                       uint64_t seed, h2o_train_stats *st) {
+    return chosen()->train_replicas(c, model, replicas, ws, nt, d, order, n, before, seed, st);
 }
 
 int h2o_predict(const h2o_config *c, const float *model, float *ws, int64_t ws_floats, int nt,

@@ -2,7 +2,8 @@
  * h2odl.h -- the only interface of the h2odl_mpi C kernel.
  *
  * A fully connected network trained one row at a time with H2O Deep Learning's math,
- * Hogwild!-parallel over OpenMP threads, plus forward-only scoring.  Python (kernel.py)
+ * over OpenMP threads (Hogwild! on one model, or a replica a thread and their mean), plus
+ * forward-only scoring.  Python (kernel.py)
  * owns every buffer and validates every argument; these functions never allocate, never
  * print and never abort: they return H2O_OK or an H2O_E* code.
  *
@@ -121,6 +122,22 @@
  * makes the result a pure function of (model, rows, order, seed): bit-reproducible.
  * Dropout masks come from a counter-based generator keyed by (seed, sample number), so
  * they do not depend on which thread takes a row.
+ *
+ * REPLICAS (local SGD inside a rank; HOGWILD++, Zhang, Hsieh and Akella 2016).
+ * h2o_train_replicas() shares the rows out as h2o_train does, but thread t first copies the
+ * model into its own replica R_t (replicas + t * n_total), trains its share on R_t exactly as
+ * h2o_train's thread t would on the shared model (same sample numbers, dropout draws,
+ * mini-batches), and after all threads are done the model becomes the mean of every float
+ * of the buffer (weights, biases and optimizer state):
+ *     model[i] = (R_0[i] + R_1[i] + ... + R_{T-1}[i]) / T    (float32, summed in this order)
+ * each thread writing a contiguous range of i.  T = n_threads (or fewer, if the OpenMP
+ * runtime gives fewer threads; then only R_0 .. R_{T-1} are written).  No thread writes
+ * another's replica while training, so R_t is a pure function of (model, its share, seed),
+ * and n_threads = 1 gives h2o_train's bits (the mean of one replica is its copy).  The
+ * replicas hold the trained replicas after the call.  The mean is a plain one: the trainer
+ * gives the kernel only rows it trains (a response, a weight not 0), so shares differ by at
+ * most one row and a mean weighted by the rows trained (the ranks' rule) would be this mean
+ * to within 1/share.
  */
 #ifndef H2ODL_H
 #define H2ODL_H
@@ -364,6 +381,15 @@ int h2o_layout_of(const h2o_config *cfg, h2o_layout *out);
 int h2o_train(const h2o_config *cfg, float *model, float *workspace, int n_threads,
               const h2o_rows *data, const int64_t *order, int64_t n,
               int64_t samples_before, uint64_t seed, h2o_train_stats *stats);
+
+/* Train rows order[0..n) on n_threads threads, each its own replica, and write their mean
+ * into model (REPLICAS above).  Arguments as h2o_train's; replicas: (n_threads, n_total)
+ * floats, overwritten (they hold the trained replicas after the call), not overlapping
+ * model (else H2O_EARG).  A non-finite value stops every thread, as in h2o_train; the
+ * model is then still the mean of what the replicas hold. */
+int h2o_train_replicas(const h2o_config *cfg, float *model, float *replicas, float *workspace,
+                       int n_threads, const h2o_rows *data, const int64_t *order, int64_t n,
+                       int64_t samples_before, uint64_t seed, h2o_train_stats *stats);
 
 /* Forward-only scoring of rows [0, data->n_rows) with the full network, in parallel
  * (SCORING above).  model: (n_total); workspace: score_shared + n_threads *

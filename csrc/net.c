@@ -1,6 +1,7 @@
 /*
  * net.c -- the h2odl_mpi kernel: H2O Deep Learning's per-row forward, backward and
- * update, Hogwild!-parallel training, forward-only scoring and one-row gradients.
+ * update, training on threads (Hogwild! on one model, or a replica a thread and their mean),
+ * forward-only scoring and one-row gradients.
  * The interface, the buffer layout and the math are documented in h2odl.h.
  *
  * The pieces it #includes (all static, so each instruction-set variant inlines its own copy):
@@ -12,8 +13,9 @@
  *   score.c       forward-only scoring (h2o_predict) in blocks of rows, layer by layer as
  *                 matrix products
  * Reading order here: layout -> forward pass -> output gradient -> backward and update ->
- * a thread's share of h2o_train (one row at a time here, in blocks in minibatch.c) -> the
- * entry points (h2o_predict's blocks in score.c).
+ * a thread's share of h2o_train (one row at a time here, in blocks in minibatch.c) -> a
+ * thread of h2o_train and h2o_train_replicas, the replicas' mean -> the entry points
+ * (h2o_predict's blocks in score.c).
  */
 #include "h2odl.h"
 #include "rng.h"
@@ -353,18 +355,70 @@ static void train_share(const h2o_config *c, const h2o_layout *lay, float *model
 #include "minibatch.c"
 
 /* ------------------------------------------------------------------------------------ */
+/* a thread of h2o_train and h2o_train_replicas                                         */
+
+/* Thread tid of T trains its contiguous share of order[0, n) into `model` (one row at a
+ * time, or in blocks of mini_batch_size rows), in its own part of `workspace`. */
+static void train_thread(const h2o_config *c, const h2o_layout *lay, float *model,
+                         float *workspace, const h2o_rows *d, const int64_t *order, int64_t n,
+                         int T, int tid, int64_t samples_before, uint64_t seed, int *stop,
+                         int64_t *trained, int64_t *skipped, double *loss_sum) {
+    float *base = workspace + (size_t)tid * lay->workspace_per_thread;
+    const int64_t lo = n * tid / T, hi = n * (tid + 1) / T; /* contiguous shares */
+    if (c->mini_batch_size > 1) /* the block part follows the one-row part */
+        train_share_in_blocks(c, lay, model, base + ws_floats(c, lay->rows), d, order, lo, hi, T,
+                              tid, samples_before, seed, stop, trained, skipped, loss_sum);
+    else
+        train_share(c, lay, model, base, d, order, lo, hi, T, tid, samples_before, seed, stop,
+                    trained, skipped, loss_sum);
+}
+
+/* out[i] = (r_0[i] + r_1[i] + ... + r_{T-1}[i]) / T for i in [lo, hi), r_t = replicas + t *
+ * stride: float32 sums in replica order, a chunk at a time so that out stays in cache. */
+static void replicas_mean(const float *restrict replicas, int64_t stride, int T, int64_t lo,
+                          int64_t hi, float *restrict out) {
+    enum { CHUNK = 2048 };
+    const float count = (float)T;
+    for (int64_t c0 = lo; c0 < hi; c0 += CHUNK) {
+        const int64_t c1 = hi - c0 < CHUNK ? hi : c0 + CHUNK;
+        for (int64_t i = c0; i < c1; i++) out[i] = replicas[i];
+        for (int t = 1; t < T; t++) {
+            const float *restrict r = replicas + (size_t)t * stride;
+            for (int64_t i = c0; i < c1; i++) out[i] += r[i];
+        }
+        for (int64_t i = c0; i < c1; i++) out[i] /= count;
+    }
+}
+
+/* h2o_train's and h2o_train_replicas' checks of their common arguments; fills *lay. */
+static int train_args_ok(const h2o_config *c, h2o_layout *lay, const float *model,
+                         const float *workspace, int n_threads, const h2o_rows *d,
+                         const int64_t *order, int64_t n, const h2o_train_stats *stats) {
+    if (H2O_SYM(h2o_layout_of)(c, lay) != H2O_OK || !model || !workspace || n_threads < 1 ||
+        !rows_ok(c, d) || (n > 0 && !order) || n < 0 || !stats)
+        return 0;
+    if (c->output != H2O_OUT_AUTOENCODER && !d->y) return 0;
+    const h2o_frame *fr = d->kind == H2O_ROWS_FRAME ? d->frame : NULL;
+    return !fr || frame_ok(fr, d->n_cols, d->n_rows, n_threads);
+}
+
+static int train_result(h2o_train_stats *stats, int64_t trained, int64_t skipped,
+                        double loss_sum, int stop) {
+    stats->trained = trained;
+    stats->skipped = skipped;
+    stats->loss_sum = loss_sum;
+    stats->nonfinite = stop;
+    return stop ? H2O_ENONFINITE : H2O_OK;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* entry points                                                                         */
 
 int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int n_threads,
               const h2o_rows *d, const int64_t *order, int64_t n, int64_t samples_before,
               uint64_t seed, h2o_train_stats *stats) {
     h2o_layout lay;
-    if (H2O_SYM(h2o_layout_of)(c, &lay) != H2O_OK || !model || !workspace || n_threads < 1 ||
-        !rows_ok(c, d) || (n > 0 && !order) || n < 0 || !stats)
-        return H2O_EARG;
-    if (c->output != H2O_OUT_AUTOENCODER && !d->y) return H2O_EARG;
-    const h2o_frame *fr = d->kind == H2O_ROWS_FRAME ? d->frame : NULL;
-    if (fr && !frame_ok(fr, d->n_cols, d->n_rows, n_threads)) return H2O_EARG;
+    if (!train_args_ok(c, &lay, model, workspace, n_threads, d, order, n, stats)) return H2O_EARG;
     int64_t trained = 0, skipped = 0;
     double loss_sum = 0.0;
     int stop = 0; /* set by a thread that meets a non-finite value; read racily by others */
@@ -375,21 +429,41 @@ int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int 
         tid = omp_get_thread_num();
         T = omp_get_num_threads();
 #endif
-        float *base = workspace + (size_t)tid * lay.workspace_per_thread;
-        const int64_t lo = n * tid / T, hi = n * (tid + 1) / T; /* contiguous shares */
-        if (c->mini_batch_size > 1) /* the block part follows the one-row part */
-            train_share_in_blocks(c, &lay, model, base + ws_floats(c, lay.rows), d, order, lo, hi,
-                                  T, tid, samples_before, seed, &stop, &trained, &skipped,
-                                  &loss_sum);
-        else
-            train_share(c, &lay, model, base, d, order, lo, hi, T, tid, samples_before, seed,
-                        &stop, &trained, &skipped, &loss_sum);
+        train_thread(c, &lay, model, workspace, d, order, n, T, tid, samples_before, seed, &stop,
+                     &trained, &skipped, &loss_sum);
     }
-    stats->trained = trained;
-    stats->skipped = skipped;
-    stats->loss_sum = loss_sum;
-    stats->nonfinite = stop;
-    return stop ? H2O_ENONFINITE : H2O_OK;
+    return train_result(stats, trained, skipped, loss_sum, stop);
+}
+
+int H2O_SYM(h2o_train_replicas)(const h2o_config *c, float *model, float *replicas,
+                                float *workspace, int n_threads, const h2o_rows *d,
+                                const int64_t *order, int64_t n, int64_t samples_before,
+                                uint64_t seed, h2o_train_stats *stats) {
+    h2o_layout lay;
+    if (!train_args_ok(c, &lay, model, workspace, n_threads, d, order, n, stats) || !replicas)
+        return H2O_EARG;
+    const int64_t N = lay.n_total;
+    const uintptr_t m0 = (uintptr_t)model, r0 = (uintptr_t)replicas; /* no overlap */
+    if (m0 + sizeof(float) * (size_t)N > r0 && r0 + sizeof(float) * (size_t)n_threads * N > m0)
+        return H2O_EARG;
+    int64_t trained = 0, skipped = 0;
+    double loss_sum = 0.0;
+    int stop = 0; /* as in h2o_train: a non-finite value stops every thread's share */
+#pragma omp parallel num_threads(n_threads) reduction(+ : trained, skipped, loss_sum)
+    {
+        int tid = 0, T = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        float *own = replicas + (size_t)tid * N;
+        memcpy(own, model, sizeof(float) * (size_t)N);
+        train_thread(c, &lay, own, workspace, d, order, n, T, tid, samples_before, seed, &stop,
+                     &trained, &skipped, &loss_sum);
+#pragma omp barrier
+        replicas_mean(replicas, N, T, N * tid / T, N * (tid + 1) / T, model);
+    }
+    return train_result(stats, trained, skipped, loss_sum, stop);
 }
 
 static float response_value(const h2o_config *c, float y) {

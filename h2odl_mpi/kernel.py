@@ -289,6 +289,12 @@ class TrainStats:
     nonfinite: bool
 
 
+def _stats(rc, what, stats):
+    """TrainStats of a training call (its H2O_ENONFINITE is TrainStats.nonfinite)."""
+    _check(rc, what, allow=(lib.H2O_ENONFINITE,))
+    return TrainStats(int(stats.trained), int(stats.skipped), float(stats.loss_sum), bool(stats.nonfinite))
+
+
 def available_cores():
     """Cores this process may run on (its affinity mask), at least 1."""
     try:
@@ -329,6 +335,11 @@ def buffer_floats(config):
     return n_params, n_params * (1 + state)
 
 
+def replica_bytes(config, threads):
+    """Bytes of the replicas train_replicas keeps for `threads` threads: a model buffer each."""
+    return 4 * threads * buffer_floats(config)[1]
+
+
 class Network:
     """One architecture: layout of the model buffer, initialisation, train, predict."""
 
@@ -352,6 +363,7 @@ class Network:
         self.n_params = int(self._layout.n_params)
         self.n_total = int(self._layout.n_total)
         self._ws = np.zeros(0, dtype=np.float32)
+        self._reps = np.zeros((0, self.n_total), dtype=np.float32)   # (train_replicas)
 
     def set_huber_delta(self, delta):
         """Use Huber loss threshold `delta` (finite, > 0) from the next train, predict or
@@ -464,6 +476,34 @@ class Network:
     # ---- entry points ---------------------------------------------------------------
     def train(self, model, rows, order=None, samples_before=0, seed=0, threads=None):
         """Train rows[order] once each (Hogwild! on `threads` threads) updating `model` in place."""
+        threads, order, c_args = self._train_args(model, rows, order, samples_before, seed, threads)
+        keep, stats = [], ffi.new("h2o_train_stats *")
+        rc = lib.h2o_train(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads)[0],
+                           threads, rows.to_c(keep, threads), *c_args, stats)
+        return _stats(rc, "h2o_train", stats)
+
+    def train_replicas(self, model, rows, order=None, samples_before=0, seed=0, threads=None,
+                       replicas=None):
+        """Train rows[order] once each on `threads` threads, each its own replica of `model`,
+        then write their mean into `model` (h2odl.h, REPLICAS).  replicas: a C-contiguous
+        float32 (threads, n_total) array that receives the trained replicas, or None for the
+        network's own buffer (threads x the model buffer, kept for the next call)."""
+        threads, order, c_args = self._train_args(model, rows, order, samples_before, seed, threads)
+        replicas = self._replicas(threads) if replicas is None else replicas
+        if not (isinstance(replicas, np.ndarray) and replicas.dtype == np.float32 and replicas.flags.c_contiguous
+                and replicas.shape == (threads, self.n_total)):
+            raise ValueError(f"replicas must be a contiguous float32 array of shape ({threads}, {self.n_total})")
+        if np.shares_memory(model, replicas):
+            raise ValueError("replicas must not overlap the model")
+        keep, stats = [], ffi.new("h2o_train_stats *")
+        rc = lib.h2o_train_replicas(self._c, ffi.cast("float *", model.ctypes.data),
+                                    ffi.cast("float *", replicas.ctypes.data), self._workspace(threads)[0],
+                                    threads, rows.to_c(keep, threads), *c_args, stats)
+        return _stats(rc, "h2o_train_replicas", stats)
+
+    def _train_args(self, model, rows, order, samples_before, seed, threads):
+        """Validated (threads, order, the C arguments order, n, samples_before, seed) of a
+        training call."""
         self._check_model(model)
         self._check_rows(rows, need_y=True)
         threads = self._threads(threads)
@@ -473,14 +513,18 @@ class Network:
             raise ValueError(f"order must hold row indices in [0, {rows.n_rows})")
         if samples_before < 0:
             raise ValueError("samples_before must be >= 0")
-        keep = []
-        stats = ffi.new("h2o_train_stats *")
-        rc = lib.h2o_train(self._c, ffi.cast("float *", model.ctypes.data), self._workspace(threads)[0],
-                           threads, rows.to_c(keep, threads), ffi.cast("int64_t *", order.ctypes.data),
-                           order.size, int(samples_before), int(seed) & 0xFFFFFFFFFFFFFFFF, stats)
-        _check(rc, "h2o_train", allow=(lib.H2O_ENONFINITE,))   # reported as stats.nonfinite
-        return TrainStats(int(stats.trained), int(stats.skipped), float(stats.loss_sum),
-                          bool(stats.nonfinite))
+        return threads, order, (ffi.cast("int64_t *", order.ctypes.data), order.size, int(samples_before),
+                                int(seed) & 0xFFFFFFFFFFFFFFFF)
+
+    def _replicas(self, threads):
+        """The network's replica buffer for `threads` threads (replica_bytes), grown when short."""
+        if self._reps.shape[0] < threads:
+            need, avail = replica_bytes(self.config, threads), memory_available()
+            if avail is not None and need > avail:
+                raise ValueError(f"the replicas of {threads} threads ({threads} x the model buffer, "
+                                 f"{size_text(need)}) are more than the {size_text(avail)} of memory available")
+            self._reps = np.zeros((threads, self.n_total), dtype=np.float32)
+        return self._reps[:threads]
 
     def predict(self, model, rows, what="output", layer=None, threads=None):
         """Forward-only scoring with the full network, in blocks of rows as matrix products

@@ -123,6 +123,8 @@ SPEC = {
     "overwrite_with_best_model": (bool, True, None, "keep the best scored model"),
     "quiet_mode": (bool, False, None, "no progress lines"),
     "threads": (int, 0, (0, INF, False, False), "kernel threads per rank (0: the cores this process may use)"),
+    "thread_scheme": (str, "auto", ("auto", "hogwild", "replicas"), "how a rank's threads train: hogwild (one shared "
+                      "model, H2O's), replicas (a model each, averaged after every kernel call), auto (hogwild)"),
     "model_out": (str, None, None, "write the final model to this HDF5 file"),
     "summary_json": (str, None, None, "write a run summary (JSON) to this file"),
     "scoring_history": (str, None, None, "write the scoring history (CSV) to this file"),
@@ -264,7 +266,7 @@ GROUPS = tuple((title, tuple(names.split())) for title, names in (
              "missing_values_handling balance_classes class_sampling_factors max_after_balance_size"),
     ("network", "hidden activation initial_weight_distribution initial_weight_scale autoencoder "
                 "pretrained_autoencoder"),
-    ("training and epochs", "epochs seed reproducible threads mini_batch_size fast_mode shuffle_training_data"),
+    ("training and epochs", "epochs seed reproducible threads thread_scheme mini_batch_size fast_mode shuffle_training_data"),
     ("adaptive learning rate and learning rate", "adaptive_rate rho epsilon rate rate_annealing rate_decay "
                                                  "momentum_start momentum_ramp momentum_stable "
                                                  "nesterov_accelerated_gradient"),
@@ -412,8 +414,7 @@ def check_range(name, value, check):
         lo, hi, lo_open, hi_open = check
         ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
         if not ok or (isinstance(value, float) and math.isnan(value)):
-            lb = "(" if lo_open else "["
-            rb = ")" if hi_open else "]"
+            lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
             raise UserError(f"{name} = {value} is out of range {lb}{lo}, {hi}{rb}")
     elif isinstance(check, tuple) and value in REFUSED_CHOICES.get(name, {}):
         raise UserError(f"{name}={value!r} is not supported: {REFUSED_CHOICES[name][value]}")
@@ -579,8 +580,8 @@ def validate(params):
                         f"got {p['train_samples_per_iteration']}")
     if not p["autoencoder"] and p["train"] is not None and not p["response"]:
         raise UserError("response is required (the response column name) unless autoencoder is true")
-    if p["reproducible"]:
-        p["threads"] = 1
+    if p["reproducible"]:  # (one thread on one model: the bits of a seed)
+        p["threads"], p["thread_scheme"] = 1, "hogwild"
     parse_interval(p["checkpoint_interval"])
     if p["checkpoint"] and p["resume"]:
         raise UserError("checkpoint and resume exclude each other (resume picks the checkpoint)")

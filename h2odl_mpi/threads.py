@@ -1,5 +1,6 @@
 """How many kernel threads a rank runs: --threads, else the environment's (OMP_NUM_THREADS,
-the batch system's cpus per task), else this process's cores shared among the node's ranks."""
+the batch system's cpus per task), else this process's cores shared among the node's ranks;
+and how they share the model (--thread_scheme: hogwild or replicas)."""
 import os
 
 from h2odl_mpi.collectives import node_communicator, parallel
@@ -29,3 +30,16 @@ def rank_threads(threads, comm=None):
     batch system's, or the node's cores divided among its ranks (threads_per_rank;
     collective over `comm`)."""
     return int(threads) if threads else threads_per_rank({}, comm)
+
+
+# what --thread_scheme auto runs (docs/training.md, "Threads in a rank": measured with
+# benchmarks/thread_scaling.py)
+AUTO_SCHEME = "hogwild"
+
+
+def thread_scheme(params):
+    """The scheme a rank's threads run: "hogwild" (every thread updates the one model, as
+    H2O) or "replicas" (each its own copy, averaged after every kernel call); auto is
+    AUTO_SCHEME.  (validate() makes reproducible runs hogwild on one thread.)"""
+    scheme = params.get("thread_scheme") or "auto"
+    return AUTO_SCHEME if scheme == "auto" else scheme

@@ -60,13 +60,13 @@ class TrainingInterrupted(Exception):
 
 # what a --resume may change: it continues the same run (a requeued job), so only epochs
 # (upward), the stopping and scoring settings that H2O lets a continued model change, and
-# where the run writes and how many threads it runs; any other difference is a new
+# where the run writes and how many threads it runs (and how); any other difference is a new
 # experiment, refused (resume_differences)
 RESUME_MAY_CHANGE = frozenset((
     "epochs", "stopping_rounds", "stopping_metric", "stopping_tolerance", "max_runtime_secs",
     "classification_stop", "regression_stop", "score_interval", "score_training_samples",
     "score_validation_samples", "score_validation_sampling", "score_duty_cycle", "overwrite_with_best_model",
-    "variable_importances", "quiet_mode", "threads", "model_out", "summary_json", "scoring_history",
+    "variable_importances", "quiet_mode", "threads", "thread_scheme", "model_out", "summary_json", "scoring_history",
     "export_weights_and_biases", "checkpoint", "resume", "checkpoint_dir", "checkpoint_interval",
     "checkpoint_keep", "keep_cross_validation_models", "keep_cross_validation_predictions",
     "keep_cross_validation_fold_assignment", "stall_timeout"))

@@ -1,5 +1,6 @@
-"""This rank's rows trained by the kernel's Hogwild! threads: the rows of an iteration cut
-into blocks so that a stop signal is answered within seconds (how many threads: h2odl_mpi.threads)."""
+"""This rank's rows trained by the kernel's threads, Hogwild! on one model or a replica each
+(--thread_scheme): the rows of an iteration cut into blocks so that a stop signal is answered
+within seconds (how many threads, which scheme: h2odl_mpi.threads)."""
 import time
 
 import numpy as np
@@ -23,12 +24,16 @@ class Blocks:
     so calls are cut at whole mini-batches: with one thread after a multiple of B usable
     rows (skipped rows -- NaN target, weight 0 -- do not count), which keeps the bit-identity
     above; with T threads at a multiple of B x T rows, a whole number of mini-batches per
-    thread when no row is skipped."""
+    thread when no row is skipped.
 
-    def __init__(self, network, threads, flag, seconds=2.0):
+    scheme "replicas": each call trains a replica a thread and leaves their mean in the model
+    (Network.train_replicas), so the threads' models are combined once a call."""
+
+    def __init__(self, network, threads, flag, seconds=2.0, scheme="hogwild"):
         self.network, self.threads, self.flag, self.seconds = network, threads, flag, seconds
         self.block = 256
         self.batch = int(getattr(network.config, "mini_batch_size", 1))
+        self.kernel = network.train_replicas if scheme == "replicas" else network.train
 
     def train(self, model, rows, order, samples_before, seed):
         """(rows done, non-finite seen); fewer rows than len(order) only after a signal."""
@@ -37,8 +42,8 @@ class Blocks:
         while done < n and not self.flag.signum:
             k = cut(done, min(self.block, n - done))
             t = time.perf_counter()
-            st = self.network.train(model, rows, order[done:done + k], samples_before=samples_before + done,
-                                    seed=seed, threads=self.threads)
+            st = self.kernel(model, rows, order[done:done + k], samples_before=samples_before + done,
+                             seed=seed, threads=self.threads)
             dt = time.perf_counter() - t
             done += k
             if st.nonfinite:

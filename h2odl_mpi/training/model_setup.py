@@ -23,13 +23,14 @@ _SAME_NAME = ("input_dropout_ratio", "adaptive_rate", "rho", "epsilon", "rate", 
               "fast_mode", "mini_batch_size")
 
 
-def net_config(params, info, comm=None):
+def net_config(params, info, comm=None, replicas=0):
     """The kernel's NetConfig for validated params and a data description, refused (on every
-    rank of `comm`) when its model buffers cannot fit in memory.  Collective."""
+    rank of `comm`) when its model buffers (MODEL_COPIES, and `replicas` more: the threads'
+    own with thread_scheme replicas) cannot fit in memory.  Collective."""
     check_stopping_metric(params, info)
     check_offset(params, info)
     config = _config(params, info)
-    check_size(params, config, comm)
+    check_size(params, config, comm, replicas)
     return config
 
 
@@ -58,22 +59,25 @@ def check_offset(params, info):
                         f"regression, and response {info.response!r} makes this a classification")
 
 
-def check_size(params, config, comm):
+def check_size(params, config, comm, replicas=0):
     """Refuse a network whose model buffers (weights, biases, optimizer state; MODEL_COPIES
-    of them a rank) do not fit in the memory available to the ranks of one node: counted
-    from the units before anything is allocated; the same error on every rank."""
+    of them a rank, and `replicas` more: one a thread with thread_scheme replicas) do not fit
+    in the memory available to the ranks of one node: counted from the units before
+    anything is allocated; the same error on every rank."""
     hosts = allgather_obj(comm, socket.gethostname())
     local = max(1, sum(h == socket.gethostname() for h in hosts))
     error = None
     try:
         n_params, n_total = buffer_floats(config)
-        need, avail = 4 * n_total * MODEL_COPIES * local, memory_available()
+        copies = MODEL_COPIES + replicas
+        need, avail = 4 * n_total * copies * local, memory_available()
         if avail is not None and need > avail:
             ranks = f" for each of {local} ranks on this node" if local > 1 else ""
+            reps = f", {replicas} of them the threads' replicas" if replicas else ""
             error = UserError(
                 f"hidden {params['hidden']}: the network {list(config.units)} (inputs, hidden, outputs) has "
-                f"{n_params:,} weights and biases; with the optimizer state and {MODEL_COPIES} copies while "
-                f"training it needs {size_text(need // local)}{ranks}, more than the {size_text(avail)} "
+                f"{n_params:,} weights and biases; with the optimizer state and {copies} copies while "
+                f"training{reps} it needs {size_text(need // local)}{ranks}, more than the {size_text(avail)} "
                 f"of memory available on {socket.gethostname()}")
     except ValueError as e:
         error = UserError(f"hidden {params['hidden']}: {e}")

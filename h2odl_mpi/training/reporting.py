@@ -16,9 +16,10 @@ class Reporter:
         if self.on:
             print(msg, flush=True)
 
-    def start(self, size, threads, network, params, n_total, info, layout="flat"):
+    def start(self, size, threads, network, params, n_total, info, layout="flat", scheme="hogwild"):
+        """The run's first line: ranks, threads and their scheme (hogwild or replicas), network, rows."""
         nodes = f" (combining {layout})" if layout != "flat" else ""
-        self.say(f"h2odl_mpi: {size} rank(s){nodes} x {threads} thread(s); network "
+        self.say(f"h2odl_mpi: {size} rank(s){nodes} x {threads} thread(s) ({scheme}); network "
                  f"{'-'.join(map(str, network.units))} {params['activation']}; "
                  f"{n_total:,} training rows, {len(info.input_names)} inputs"
                  f"{', classes: ' + str(info.n_classes) if info.classification else ''}")
@@ -58,6 +59,7 @@ def summary_of(run, clock, end):
         "iterations": end.iteration,
         "n_ranks": run.size,
         "threads_per_rank": run.threads,
+        "thread_scheme": run.scheme,
         "comm_fraction": clock.comm / train_time if train_time > 0 else 0.0,
         # the combining rule's own arithmetic (part of comm_fraction), rank 0's
         "combining_rule": run.combiner.name,

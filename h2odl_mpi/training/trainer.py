@@ -32,7 +32,7 @@ from h2odl_mpi.collectives import agreed_sum, allgather_counts, allreduce_scalar
 from h2odl_mpi.training.combine import combiner_for
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.data.frame import Frame
-from h2odl_mpi.threads import threads_per_rank
+from h2odl_mpi.threads import thread_scheme, threads_per_rank
 from h2odl_mpi.training.hogwild import Blocks, row_seed
 from h2odl_mpi.training.iteration_rows import RowPicker, RowsPerIteration, row_shares, rows_for
 from h2odl_mpi.kernel import Network
@@ -253,14 +253,15 @@ class Session:
             check_checkpoint_levels(self.info, frame)
         self.info.check_data(frame, vframe, fitted=not self.restored)  # Inf, overflow: refused
         self.data = training_rows(params, comm, frame, vframe, self.info, holdout)
-        self.network = Network(net_config(params, self.info, comm))  # (sizes checked on every rank)
-        self.threads = self._threads()
+        self.threads, self.scheme = self._threads(), thread_scheme(params)
+        replicas = self.threads if self.scheme == "replicas" else 0
+        self.network = Network(net_config(params, self.info, comm, replicas))  # (sizes checked on every rank)
         self.seed = run_seed(params, comm, self.restored)
         self.model = starting_model(params, comm, self.network, self.info, self.seed, self.restored)
         combiner.start(comm, self.model, self.network.n_params,
                        ckpt.combiner_state(self.restored, combiner, self.report.say))
         self.report.start(self.size, self.threads, self.network, params, self.data.n_total, self.info,
-                          getattr(combiner, "layout", "flat"))
+                          getattr(combiner, "layout", "flat"), self.scheme)
         self._make_scorers()
         self._place_start()
         self.tspi = RowsPerIteration(params, comm, self.data, combiner,
@@ -268,7 +269,8 @@ class Session:
                                      self.restored["state"] if self.restored else None)
         if self.tspi.warning:
             self.report.say(f"warning: {self.tspi.warning}")
-        self.blocks = Blocks(self.network, self.threads, watch.beating(self.flag) if watch else self.flag)
+        self.blocks = Blocks(self.network, self.threads, watch.beating(self.flag) if watch else self.flag,
+                             scheme=self.scheme)
         self.history = list(self.restored["history"]) if self.restored else []
         self.best = BestModel(self.info.kind, params["overwrite_with_best_model"], params["stopping_metric"])
         self.stop_rules = StopRules(params, self.info)

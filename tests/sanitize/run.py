@@ -44,12 +44,12 @@ ASAN_OPTIONS = ["detect_leaks=0", "halt_on_error=1", "verify_asan_link_order=0",
 UBSAN_OPTIONS = ["halt_on_error=1", "print_stacktrace=1"]
 
 # The kernel's tests, whole: every row kind, activation, loss, optimizer, mini-batch size,
-# thread count and ISA variant they cover (the ISA tests rerun parts of the first two, and
+# thread count, thread scheme and ISA variant they cover (the ISA tests rerun parts of the first two, and
 # test_frame_rows.py itself, in a subprocess per variant, on the same sanitized extension),
 # less DESELECT
 TESTS = ["tests/test_kernel_math.py", "tests/test_kernel_minibatch.py", "tests/sanitize/row_path_check.py",
          "tests/test_kernel_behaviour.py", "tests/test_frame_rows.py", "tests/test_kernel_isa.py",
-         "tests/test_kernel_scoring.py"]
+         "tests/test_kernel_scoring.py", "tests/test_kernel_replicas.py"]
 DESELECT = [
     # its bit-for-bit digests are those of the vectorised build: see row_path_check.py
     "tests/test_kernel_minibatch.py::test_mini_batch_size_1_is_the_one_row_path_bit_for_bit",

@@ -27,7 +27,7 @@ STRATEGIES = ("Cartesian", "RandomDiscrete", "Evolutionary", "Halving")
 NOT_HYPER = ("train", "validation", "replicate_training_data", "model_out", "summary_json",
              "scoring_history", "checkpoint", "resume", "checkpoint_dir", "checkpoint_interval",
              "checkpoint_keep", "export_weights_and_biases", "quiet_mode", "threads", "na_strings",
-             "stall_timeout")
+             "stall_timeout", "thread_scheme")
 # name: (type, default, lower bound)
 CRITERIA = {
     "strategy": (str, "Cartesian", None),

@@ -42,8 +42,8 @@ from h2odl_mpi.training.outputs import existing_ancestor, new_directories
 from h2odl_mpi.workflows.search.leaderboard import json_value
 
 # fixed parameters that do not change which models a search trains (a rerun may change them)
-IDENTITY_EXCLUDES = ("threads", "quiet_mode", "checkpoint_interval", "checkpoint_keep", "max_runtime_secs",
-                     "stall_timeout")
+IDENTITY_EXCLUDES = ("threads", "thread_scheme", "quiet_mode", "checkpoint_interval", "checkpoint_keep",
+                     "max_runtime_secs", "stall_timeout")
 
 
 SUBDIRS = ("claims", "results", "models", "rungs", "promoted")
