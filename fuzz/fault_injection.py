@@ -273,7 +273,8 @@ def trial(a, k, rng, data, response, env, calibrated):
     t0 = time.time()
     while not p.started() and p.poll() is None and time.time() - t0 < LAUNCH_TIMEOUT:
         time.sleep(0.02)
-    delay = rng.uniform(0.0, a.window * calibrated.get(f"{workflow}/{ranks}", 5.0))
+    span = calibrated.get(f"{workflow}/{ranks}", 5.0)
+    delay = rng.uniform(a.window_start * span, a.window * span)
     rec["delay_s"] = round(delay, 2)
     time.sleep(delay)
     pids = ranks_of(p.pid)
@@ -433,6 +434,9 @@ def main(argv=None):
     ap.add_argument("--hidden", default="32,32")
     ap.add_argument("--tspi", type=int, default=300)
     ap.add_argument("--checkpoint_interval", default="5it")
+    ap.add_argument("--window_start", type=float, default=0.0,
+                    help="faults are drawn from window_start to window x the fault-free run's time (0.9 to 1.1: "
+                         "around the job's end, after its last agreement)")
     ap.add_argument("--window", type=float, default=0.6,
                     help="faults fall in this fraction of a fault-free run's time after it takes its directory")
     ap.add_argument("--launcher_args", default="", help="more mpirun arguments, e.g. -disable-auto-cleanup "
