@@ -5,7 +5,7 @@ then meaningless, the statistics are not), with the data replicated and sharded,
 seeds, in two settings:
 
   fixed     rows between combines fixed for a rank count at the most BlockMomentum asks for
-            (about 1.5 x ranks combines an epoch), for each combining rule (Average,
+            (about 3 x ranks combines an epoch), for each combining rule (Average,
             BlockMomentum, ElasticAveraging); the test error is taken after 0.5, 1, 1.5, 2, 3
             and 4 epochs (each a resume of the last checkpoint: the same bits as a straight run);
   defaults  everything H2O's and this program's default (train_samples_per_iteration -2,

@@ -17,7 +17,7 @@ published figures below; the reduction arithmetic, the combining rule's own arit
 contention in the fabric are left out (the projection is optimistic about them).
 
 Rows between combines at P ranks: "fixed" runs the benchmark's fixed setting (BlockMomentum's
-cap, about 1.5 P combines an epoch); "defaults" runs the auto-tuner's rule
+cap, about 3 P combines an epoch); "defaults" runs the auto-tuner's rule
 (h2odl_mpi.training.iteration_rows.AutoTuner with the cap of the default combining rule, fed
 the modelled combine time and the measured compute time per row), so the projection uses the
 code's own rule, not a copy of it.
