@@ -411,14 +411,13 @@ static int train_result(h2o_train_stats *stats, int64_t trained, int64_t skipped
     return stop ? H2O_ENONFINITE : H2O_OK;
 }
 
-/* ------------------------------------------------------------------------------------ */
-/* entry points                                                                         */
-
-int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int n_threads,
-              const h2o_rows *d, const int64_t *order, int64_t n, int64_t samples_before,
-              uint64_t seed, h2o_train_stats *stats) {
-    h2o_layout lay;
-    if (!train_args_ok(c, &lay, model, workspace, n_threads, d, order, n, stats)) return H2O_EARG;
+/* The threads' shares of order[0, n): all into `model` (Hogwild!), or with `replicas` each
+ * thread into its own copy of it, their mean then written into `model` (REPLICAS). */
+static int train_on_threads(const h2o_config *c, const h2o_layout *lay, float *model,
+                            float *replicas, float *workspace, int n_threads, const h2o_rows *d,
+                            const int64_t *order, int64_t n, int64_t samples_before,
+                            uint64_t seed, h2o_train_stats *stats) {
+    const int64_t N = lay->n_total;
     int64_t trained = 0, skipped = 0;
     double loss_sum = 0.0;
     int stop = 0; /* set by a thread that meets a non-finite value; read racily by others */
@@ -429,10 +428,28 @@ int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int 
         tid = omp_get_thread_num();
         T = omp_get_num_threads();
 #endif
-        train_thread(c, &lay, model, workspace, d, order, n, T, tid, samples_before, seed, &stop,
+        float *own = replicas ? replicas + (size_t)tid * N : model;
+        if (replicas) memcpy(own, model, sizeof(float) * (size_t)N);
+        train_thread(c, lay, own, workspace, d, order, n, T, tid, samples_before, seed, &stop,
                      &trained, &skipped, &loss_sum);
+        if (replicas) { /* (the same branch on every thread: each meets the barrier) */
+#pragma omp barrier
+            replicas_mean(replicas, N, T, N * tid / T, N * (tid + 1) / T, model);
+        }
     }
     return train_result(stats, trained, skipped, loss_sum, stop);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* entry points                                                                         */
+
+int H2O_SYM(h2o_train)(const h2o_config *c, float *model, float *workspace, int n_threads,
+              const h2o_rows *d, const int64_t *order, int64_t n, int64_t samples_before,
+              uint64_t seed, h2o_train_stats *stats) {
+    h2o_layout lay;
+    if (!train_args_ok(c, &lay, model, workspace, n_threads, d, order, n, stats)) return H2O_EARG;
+    return train_on_threads(c, &lay, model, NULL, workspace, n_threads, d, order, n,
+                            samples_before, seed, stats);
 }
 
 int H2O_SYM(h2o_train_replicas)(const h2o_config *c, float *model, float *replicas,
@@ -442,28 +459,11 @@ int H2O_SYM(h2o_train_replicas)(const h2o_config *c, float *model, float *replic
     h2o_layout lay;
     if (!train_args_ok(c, &lay, model, workspace, n_threads, d, order, n, stats) || !replicas)
         return H2O_EARG;
-    const int64_t N = lay.n_total;
+    const size_t bytes = sizeof(float) * (size_t)lay.n_total;
     const uintptr_t m0 = (uintptr_t)model, r0 = (uintptr_t)replicas; /* no overlap */
-    if (m0 + sizeof(float) * (size_t)N > r0 && r0 + sizeof(float) * (size_t)n_threads * N > m0)
-        return H2O_EARG;
-    int64_t trained = 0, skipped = 0;
-    double loss_sum = 0.0;
-    int stop = 0; /* as in h2o_train: a non-finite value stops every thread's share */
-#pragma omp parallel num_threads(n_threads) reduction(+ : trained, skipped, loss_sum)
-    {
-        int tid = 0, T = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        float *own = replicas + (size_t)tid * N;
-        memcpy(own, model, sizeof(float) * (size_t)N);
-        train_thread(c, &lay, own, workspace, d, order, n, T, tid, samples_before, seed, &stop,
-                     &trained, &skipped, &loss_sum);
-#pragma omp barrier
-        replicas_mean(replicas, N, T, N * tid / T, N * (tid + 1) / T, model);
-    }
-    return train_result(stats, trained, skipped, loss_sum, stop);
+    if (m0 + bytes > r0 && r0 + bytes * (size_t)n_threads > m0) return H2O_EARG;
+    return train_on_threads(c, &lay, model, replicas, workspace, n_threads, d, order, n,
+                            samples_before, seed, stats);
 }
 
 static float response_value(const h2o_config *c, float y) {
