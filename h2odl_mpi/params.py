@@ -124,7 +124,7 @@ SPEC = {
     "quiet_mode": (bool, False, None, "no progress lines"),
     "threads": (int, 0, (0, INF, False, False), "kernel threads per rank (0: the cores this process may use)"),
     "thread_scheme": (str, "auto", ("auto", "hogwild", "replicas"), "how a rank's threads train: hogwild (one shared "
-                      "model, H2O's), replicas (a model each, averaged after every kernel call), auto (hogwild)"),
+                      "model, H2O's), replicas (a model each, averaged after every kernel call), auto (replicas on 2 or more threads)"),
     "model_out": (str, None, None, "write the final model to this HDF5 file"),
     "summary_json": (str, None, None, "write a run summary (JSON) to this file"),
     "scoring_history": (str, None, None, "write the scoring history (CSV) to this file"),

@@ -32,14 +32,18 @@ def rank_threads(threads, comm=None):
     return int(threads) if threads else threads_per_rank({}, comm)
 
 
-# what --thread_scheme auto runs (docs/training.md, "Threads in a rank": measured with
-# benchmarks/thread_scaling.py)
-AUTO_SCHEME = "hogwild"
+# what --thread_scheme auto runs on 2 or more threads (docs/training.md, "Threads in a
+# rank": measured with benchmarks/thread_scaling.py); one thread runs hogwild (the same bits,
+# no replica's memory)
+AUTO_SCHEME = "replicas"
 
 
-def thread_scheme(params):
-    """The scheme a rank's threads run: "hogwild" (every thread updates the one model, as
-    H2O) or "replicas" (each its own copy, averaged after every kernel call); auto is
-    AUTO_SCHEME.  (validate() makes reproducible runs hogwild on one thread.)"""
+def thread_scheme(params, threads):
+    """The scheme a rank's `threads` threads run: "hogwild" (every thread updates the one
+    model, as H2O) or "replicas" (each its own copy, averaged after every kernel call); auto
+    is AUTO_SCHEME on 2 or more threads, hogwild on one.  (validate() makes reproducible runs
+    hogwild on one thread.)"""
     scheme = params.get("thread_scheme") or "auto"
-    return AUTO_SCHEME if scheme == "auto" else scheme
+    if scheme != "auto":
+        return scheme
+    return AUTO_SCHEME if threads > 1 else "hogwild"

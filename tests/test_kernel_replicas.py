@@ -176,10 +176,11 @@ def test_the_block_loop_calls_the_scheme():
 def test_thread_scheme_parameter():
     base = {"train": "d.csv", "response": "y"}
     assert P.validate(base)["thread_scheme"] == "auto"
-    assert thread_params.thread_scheme(P.validate(base)) == thread_params.AUTO_SCHEME
+    assert thread_params.thread_scheme(P.validate(base), 2) == thread_params.AUTO_SCHEME == "replicas"
+    assert thread_params.thread_scheme(P.validate(base), 1) == "hogwild"   # (one thread: no replica to pay for)
     for given, want in (("replicas", "replicas"), ("Replicas", "replicas"), ("HOGWILD", "hogwild")):
         p = P.validate(dict(base, thread_scheme=given))
-        assert p["thread_scheme"] == want and thread_params.thread_scheme(p) == want
+        assert p["thread_scheme"] == want and thread_params.thread_scheme(p, 2) == want
     p = P.validate(dict(base, thread_scheme="replicas", reproducible=True, threads=2))
     assert (p["threads"], p["thread_scheme"]) == (1, "hogwild")   # one thread, one model: a seed's bits
     with pytest.raises(UserError, match="thread_scheme = 'threads' is not one of auto, hogwild, replicas"):

@@ -253,7 +253,8 @@ class Session:
             check_checkpoint_levels(self.info, frame)
         self.info.check_data(frame, vframe, fitted=not self.restored)  # Inf, overflow: refused
         self.data = training_rows(params, comm, frame, vframe, self.info, holdout)
-        self.threads, self.scheme = self._threads(), thread_scheme(params)
+        self.threads = self._threads()
+        self.scheme = thread_scheme(params, self.threads)
         replicas = self.threads if self.scheme == "replicas" else 0
         self.network = Network(net_config(params, self.info, comm, replicas))  # (sizes checked on every rank)
         self.seed = run_seed(params, comm, self.restored)
