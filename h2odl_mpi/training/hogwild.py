@@ -72,11 +72,12 @@ class Blocks:
         return cut
 
 
-def probe_row_time(network, model, rows, threads, seed, n=200):
-    """Measured seconds per row of the kernel on a scratch copy of the model."""
+def probe_row_time(train, model, rows, threads, seed, n=200):
+    """Measured seconds per row of `train` (the kernel call the run trains with: Blocks.kernel,
+    Hogwild! or replicas) on a scratch copy of the model."""
     scratch = model.copy()
     n = min(n, rows.n_rows)
     order = np.arange(n, dtype=np.int64)
     t = time.perf_counter()
-    network.train(scratch, rows, order, seed=seed, threads=threads)
+    train(scratch, rows, order, seed=seed, threads=threads)
     return (time.perf_counter() - t) / max(n, 1)

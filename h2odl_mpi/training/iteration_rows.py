@@ -71,7 +71,7 @@ class RowsPerIteration:
     explicit TSPI above it is kept but said (`warning`)."""
 
     def __init__(self, params, comm, data, combiner, probe, restored_state=None):
-        """data: the run's TrainingData; probe: (network, model, threads, seed) for the
+        """data: the run's TrainingData; probe: (train, model, threads, seed) for the
         first guess of an auto-tuned run."""
         _, size = rank_and_size(comm)
         tspi = params["train_samples_per_iteration"]
@@ -103,8 +103,8 @@ class RowsPerIteration:
         size = comm.Get_size()
         if state.get("n_ranks") == size and state.get("tspi", 0) > 0 and state.get("tuned_for") == target:
             return int(state["tspi"])
-        network, model, threads, seed, combiner = probe
-        t_row = allreduce_scalar(comm, probe_row_time(network, model, data.rows, threads, seed), "max")
+        train, model, threads, seed, combiner = probe
+        t_row = allreduce_scalar(comm, probe_row_time(train, model, data.rows, threads, seed), "max")
         t_comm = combiner.time(comm, model)
         return min(100_000 * size, int(t_comm * (1 - target) / (max(target, 1e-6) * t_row / size)))
 

@@ -265,13 +265,13 @@ class Session:
                           getattr(combiner, "layout", "flat"), self.scheme)
         self._make_scorers()
         self._place_start()
+        self.blocks = Blocks(self.network, self.threads, watch.beating(self.flag) if watch else self.flag,
+                             scheme=self.scheme)
         self.tspi = RowsPerIteration(params, comm, self.data, combiner,
-                                     (self.network, self.model, self.threads, self.seed),
+                                     (self.blocks.kernel, self.model, self.threads, self.seed),
                                      self.restored["state"] if self.restored else None)
         if self.tspi.warning:
             self.report.say(f"warning: {self.tspi.warning}")
-        self.blocks = Blocks(self.network, self.threads, watch.beating(self.flag) if watch else self.flag,
-                             scheme=self.scheme)
         self.history = list(self.restored["history"]) if self.restored else []
         self.best = BestModel(self.info.kind, params["overwrite_with_best_model"], params["stopping_metric"])
         self.stop_rules = StopRules(params, self.info)
