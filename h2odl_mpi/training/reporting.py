@@ -60,6 +60,7 @@ def summary_of(run, clock, end):
         "n_ranks": run.size,
         "threads_per_rank": run.threads,
         "thread_scheme": run.scheme,
+        "decoded_rows_bytes": run.decode.used,  # rows kept decoded (decoded_rows.DecodeBudget), rank 0's
         "comm_fraction": clock.comm / train_time if train_time > 0 else 0.0,
         # the combining rule's own arithmetic (part of comm_fraction), rank 0's
         "combining_rule": run.combiner.name,

@@ -45,9 +45,10 @@ class Scorer:
     them.  Each rank scores its own rows (its share of the sample, which keeps every rank's
     share of the usable rows; of a replicated frame, every size-th usable row from its rank
     on, so no row counts twice) and the metrics are combined exactly over `comm`, so every
-    rank holds the same numbers.  A sample is decoded once into sparse rows."""
+    rank holds the same numbers.  A sample is decoded once into sparse rows; all of a frame's
+    rows, once into dense rows where `budget` (decoded_rows.DecodeBudget) allows."""
 
-    def __init__(self, frame, rows, info, params, n_max, seed, comm=None, stratified=False):
+    def __init__(self, frame, rows, info, params, n_max, seed, comm=None, stratified=False, budget=None):
         rank, size = rank_and_size(comm)
         usable = rows.usable_rows()
         replicated = getattr(frame, "replicated", False) and size > 1
@@ -61,7 +62,8 @@ class Scorer:
             classes = rows.y[usable] if stratified and info.classification else None
             pick = usable[sample_rows(len(usable), k, seed + rank, classes)]
             rows = _sparse_sample(info, frame, rows, pick)
-        self.rows, self.info, self.params, self.comm = rows, info, params, comm
+        self.rows = budget.decoded(rows) if budget is not None else rows
+        self.info, self.params, self.comm = info, params, comm
 
     def score(self, network, model, threads):
         info, comm, rows = self.info, self.comm, self.rows

@@ -34,6 +34,7 @@ from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.data.frame import Frame
 from h2odl_mpi.threads import thread_scheme, threads_per_rank
 from h2odl_mpi.training.hogwild import Blocks, row_seed
+from h2odl_mpi.training.decoded_rows import DecodeBudget
 from h2odl_mpi.training.iteration_rows import RowPicker, RowsPerIteration, row_shares, rows_for
 from h2odl_mpi.kernel import Network
 from h2odl_mpi.training.model_setup import check_checkpoint_levels, net_config, run_seed, starting_model
@@ -69,7 +70,7 @@ class TrainingData:
     """This rank's training rows: the compressed store and the kernel's view of it."""
     frame: Frame
     vframe: Frame
-    rows: object               # kernel.Rows (FRAME kind) of this rank's rows
+    rows: object               # kernel.Rows of this rank's rows: FRAME, or DENSE once decoded (decoded_rows)
     usable: np.ndarray         # indices of rows with a response and a non-zero weight
     n_total: int               # rows of an epoch over all ranks (balanced, with balance_classes)
     local_counts: list         # usable rows of every rank
@@ -257,6 +258,8 @@ class Session:
         self.scheme = thread_scheme(params, self.threads)
         replicas = self.threads if self.scheme == "replicas" else 0
         self.network = Network(net_config(params, self.info, comm, replicas))  # (sizes checked on every rank)
+        self.decode = DecodeBudget(comm)  # the rows read every iteration, decoded once where they fit
+        self.data.rows = self.decode.decoded(self.data.rows)
         self.seed = run_seed(params, comm, self.restored)
         self.model = starting_model(params, comm, self.network, self.info, self.seed, self.restored)
         combiner.start(comm, self.model, self.network.n_params,
@@ -318,11 +321,12 @@ class Session:
 
     def _make_scorers(self):
         p, d, info = self.params, self.data, self.info
-        self.train_scorer = Scorer(d.frame, d.rows, info, p, p["score_training_samples"], self.seed + 1, self.comm)
         self.valid_scorer = (Scorer(d.vframe, self._validation_rows(), info, p,
                                     p["score_validation_samples"], self.seed + 2, self.comm,
-                                    stratified=p["score_validation_sampling"] == "Stratified")
+                                    stratified=p["score_validation_sampling"] == "Stratified", budget=self.decode)
                              if d.vframe is not None else None)
+        self.train_scorer = Scorer(d.frame, d.rows, info, p, p["score_training_samples"], self.seed + 1, self.comm,
+                                   budget=self.decode)
         if self.network.config.loss == "Huber" and not self.restored:  # the initial model's residuals
             self.train_scorer.estimate_huber_delta(self.network, self.model, self.threads, p["huber_alpha"])
 
