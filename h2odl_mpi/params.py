@@ -112,8 +112,9 @@ SPEC = {
     "block_momentum": (float, -1.0, None, "BlockMomentum: the block momentum in [0, 1) (-1: 1 - 1/ranks)"),
     "block_learning_rate": (float, 1.0, (0.0, INF, True, False), "BlockMomentum: the block learning rate"),
     "block_nesterov": (bool, True, None, "BlockMomentum: ranks train from the Nesterov look-ahead"),
-    "combine_precision": (str, "float32", ("float32", "bfloat16"),
-                          "how the ranks' changes travel when combined (bfloat16: half the bytes)"),
+    "combine_precision": (str, "float32", ("float32", "bfloat16", "bfloat16_fp8"),
+                          "how the ranks' changes travel when combined (bfloat16: half the bytes; bfloat16_fp8: "
+                          "the optimizer state as FP8 E4M3, a third of the bytes with ADADELTA)"),
     "elastic_averaging": (bool, False, None, "H2O's elastic averaging (combining_rule ElasticAveraging)"),
     "elastic_averaging_moving_rate": (float, 0.9, (0.0, 1.0, True, False),
                                       "ElasticAveraging: weight of the ranks' mean in the consensus model"),
