@@ -1,4 +1,4 @@
-"""Bytes per combine against accuracy: combine_precision float32 against bfloat16 (not a timed test).
+"""Bytes per combine against accuracy: combine_precision float32, bfloat16 and bfloat16_fp8 (not a timed test).
 
 The MNIST pair (784-200-200-10 Rectifier, ADADELTA), every other setting H2O's default and
 this program's (the auto-tuned rows per iteration, BlockMomentum), 1 thread a rank, N ranks
@@ -7,10 +7,16 @@ not), scored on the 10,000 test rows after every iteration (score_each_iteration
 precision and seed: the epochs to reach 12% and 11% test error (linear interpolation in the
 scoring history), the error after the last epoch, and the bytes each rank sends per combine
 (Reduce_scatter + Allgatherv of float32 values, or Alltoallv + Allgatherv of bfloat16 ones:
-2 (N - 1) / N values each way, 4 or 2 bytes a value).  One rank's run, the same seeds, is the
-reference.
+2 (N - 1) / N values each way, 4 or 2 bytes a value; bfloat16_fp8: the weights and biases as
+bfloat16, ADADELTA's two accumulators as 1-byte FP8 codes, and 2 (N - 1) float32 scales).
+One rank's run, the same seeds, is the reference.
 
-    .venv/bin/python benchmarks/combine_precision.py [--ranks 8] [--seeds 1 2 3] [--epochs 4]
+With `--tspi cap` the rows between combines are fixed at BlockMomentum's cap, n / (3 N) rows
+over all ranks (what the auto-tuner settles at from 8 ranks on), so that the precisions
+differ in nothing else; `--tspi auto` leaves the auto-tuner to choose (then the faster
+combine of fewer bytes may also combine more often).
+
+    .venv/bin/python benchmarks/combine_precision.py [--ranks 8] [--seeds 1 2 3] [--epochs 4] [--tspi cap]
 
 Writes benchmarks/results/combine_precision.json and .md.
 """
@@ -29,9 +35,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT / "h2odl_mpi" / "datasets" / "mnist"
 BIN = Path(sys.executable).parent
 TARGETS = (0.12, 0.11)
+PRECISIONS = ("float32", "bfloat16", "bfloat16_fp8")
+N_TRAIN = 10000   # the MNIST pair's training rows
 
 
-def run(ranks, seed, precision, epochs, work):
+def run(ranks, seed, precision, epochs, work, tspi="auto"):
     """One training run: its summary and its scoring history (a list of dicts)."""
     summary = Path(work) / f"s_{ranks}_{seed}_{precision}.json"
     history = Path(work) / f"h_{ranks}_{seed}_{precision}.csv"
@@ -40,6 +48,8 @@ def run(ranks, seed, precision, epochs, work):
            "--hidden", "200,200", "--epochs", str(epochs), "--threads", "1", "--seed", str(seed),
            "--score_each_iteration", "true", "--score_training_samples", "1000", "--quiet_mode", "true",
            "--combine_precision", precision, "--summary_json", str(summary), "--scoring_history", str(history)]
+    if tspi == "cap" and ranks > 1:
+        cmd += ["--train_samples_per_iteration", str(N_TRAIN // (3 * ranks))]
     subprocess.run(cmd, check=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
     with open(history, newline="") as f:
         rows = [{k: float(v) if v not in ("", None) else None for k, v in r.items()} for r in csv.DictReader(f)]
@@ -61,38 +71,45 @@ def epochs_to(history, target):
 
 
 def bytes_per_combine(summary, ranks, precision):
-    """What each rank sends in one combine: 2 (N - 1) / N of the buffer's values."""
-    return int(2 * (ranks - 1) / ranks * buffer_values(summary) * (4 if precision == "float32" else 2))
+    """What each rank sends in one combine: 2 (N - 1) / N of the buffer's values, at 4
+    bytes a value (float32), 2 (bfloat16), or 2 for a weight or bias and 1 for each of its
+    two accumulators, with a float32 scale for each of the N - 1 other ranks each way
+    (bfloat16_fp8)."""
+    params = n_params(summary)
+    share = 2 * (ranks - 1) / ranks
+    if precision == "bfloat16_fp8":
+        return int(share * (2 * params + 2 * params)) + 2 * (ranks - 1) * 4
+    return int(share * 3 * params * (4 if precision == "float32" else 2))
 
 
-def buffer_values(summary):
-    """Weights, biases and ADADELTA's two accumulators a weight or bias: 3 values each."""
+def n_params(summary):
+    """The weights and biases; ADADELTA keeps two accumulators for each (3 values each in
+    the buffer)."""
     units = summary["network"]
-    params = sum(a * b + b for a, b in zip(units[:-1], units[1:]))
-    return 3 * params
+    return sum(a * b + b for a, b in zip(units[:-1], units[1:]))
 
 
 def measure(args, work):
     rows = []
     for seed in args.seeds:
-        for ranks, precision in [(1, "float32")] + [(args.ranks, p) for p in ("float32", "bfloat16")]:
-            s, h = run(ranks, seed, precision, args.epochs, work)
+        for ranks, precision in [(1, "float32")] + [(args.ranks, p) for p in args.precisions]:
+            s, h = run(ranks, seed, precision, args.epochs, work, args.tspi)
             rows.append({"ranks": ranks, "seed": seed, "precision": precision,
                          "epochs_to": {str(t): epochs_to(h, t) for t in TARGETS},
                          "final_error": h[-1].get("validation_classification_error"),
                          "bytes_per_combine": bytes_per_combine(s, ranks, precision) if ranks > 1 else 0,
-                         "iterations": s["iterations"]})
+                         "iterations": s["iterations"], "tspi": args.tspi})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def table(rows, ranks):
+def table(rows, ranks, precisions):
     def mean(xs):
         xs = [x for x in xs if x is not None]
         return statistics.mean(xs) if xs else float("nan")
     lines = ["| ranks | precision | epochs to 12% (per seed) | epochs to 11% (mean) | error after the last epoch "
              "(mean, %) | bytes a rank sends per combine |", "|---|---|---|---|---|---|"]
-    for r, p in [(1, "float32"), (ranks, "float32"), (ranks, "bfloat16")]:
+    for r, p in [(1, "float32")] + [(ranks, p) for p in precisions]:
         sel = [x for x in rows if x["ranks"] == r and x["precision"] == p]
         e12 = [x["epochs_to"]["0.12"] for x in sel]
         lines.append(f"| {r} | {p} | {' / '.join('-' if e is None else f'{e:.2f}' for e in e12)} "
@@ -106,13 +123,17 @@ def main():
     ap.add_argument("--ranks", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--epochs", type=float, default=4.0)
+    ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    ap.add_argument("--tspi", choices=("auto", "cap"), default="auto",
+                    help="rows between combines: the auto-tuner's (default) or BlockMomentum's cap")
+    ap.add_argument("--out", default="combine_precision", help="results file name under benchmarks/results")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         rows = measure(args, work)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "combine_precision.json").write_text(json.dumps(rows, indent=1))
-    text = table(rows, args.ranks)
-    (RESULTS / "combine_precision.md").write_text(text + "\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(rows, indent=1))
+    text = table(rows, args.ranks, args.precisions)
+    (RESULTS / f"{args.out}.md").write_text(text + "\n")
     print(text)
 
 

@@ -3,6 +3,7 @@ pre-expanded float32 matrix, and the memory training from the store needs.
 
     .venv/bin/python benchmarks/feeding.py                 # MNIST pair, 2 threads
     .venv/bin/python benchmarks/feeding.py --reps 5 --threads 2 --airlines
+    .venv/bin/python benchmarks/feeding.py --mini_batch_size 32 --threads 1 --out /tmp/f.csv
 
 The MNIST training file is read into the store (Frame.read), described by
 Preprocess.fit (response C785, H2O defaults: standardise, drop constant columns), and the
@@ -49,7 +50,7 @@ def rss_bytes():
     return 0
 
 
-def measure(name, path, params, hidden, threads, reps, rows_per_run, shuffled, seed=7):
+def measure(name, path, params, hidden, threads, reps, rows_per_run, shuffled, seed=7, mini_batch_size=1):
     frame = Frame.read(str(path))
     pre = Preprocess.fit(frame, params)
     store = pre.rows(frame)
@@ -61,7 +62,7 @@ def measure(name, path, params, hidden, threads, reps, rows_per_run, shuffled, s
         order = np.sort(order)
     n_out = pre.n_classes if pre.classification else 1
     cfg = NetConfig(units=[pre.n_inputs, *hidden, n_out], activation="Rectifier",
-                    output="softmax" if pre.classification else "linear")
+                    output="softmax" if pre.classification else "linear", mini_batch_size=mini_batch_size)
     net = Network(cfg)
     model0 = net.new_model(seed=seed)
 
@@ -95,7 +96,8 @@ def measure(name, path, params, hidden, threads, reps, rows_per_run, shuffled, s
     rss_growth = max(0, rss_bytes() - rss0)
     workspace = threads * net._layout.workspace_per_thread * 4
     row = dict(
-        dataset=name, order="shuffled" if shuffled else "sorted", threads=threads, isa=_isa(),
+        dataset=name, order="shuffled" if shuffled else "sorted", threads=threads, mini_batch_size=mini_batch_size,
+        isa=_isa(),
         layers="-".join(map(str, net.units)), rows_per_run=int(order.size), reps=reps,
         block_rows=store.frame.block_rows,
         t_frame_s=round(t_frame, 4), t_dense_s=round(t_dense, 4),
@@ -122,6 +124,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--mini_batch_size", type=int, default=1, help="the kernel's mini-batch (1: H2O's)")
     ap.add_argument("--rows", type=int, default=10000, help="rows trained per run")
     ap.add_argument("--airlines", action="store_true", help="also the airlines file (categorical)")
     ap.add_argument("--no-shuffled", action="store_true",
@@ -136,10 +139,12 @@ def main(argv=None):
     rows = []
     for (name, path, params, hidden), shuffled in [(r, s) for r in runs
                                                     for s in ((False,) if args.no_shuffled else (False, True))]:
-        row = measure(name, path, params, hidden, args.threads, args.reps, args.rows, shuffled)
+        row = measure(name, path, params, hidden, args.threads, args.reps, args.rows, shuffled,
+                      mini_batch_size=args.mini_batch_size)
         rows.append(row)
         mib = 1 / 2 ** 20
-        print(f"{name} ({row['order']} rows): {row['layers']} Rectifier, {args.threads} threads, {row['rows_per_run']} rows/run, "
+        print(f"{name} ({row['order']} rows): {row['layers']} Rectifier, {args.threads} threads, "
+              f"mini_batch_size {args.mini_batch_size}, {row['rows_per_run']} rows/run, "
               f"block {row['block_rows']} rows, isa {row['isa']}")
         print(f"  store {row['t_frame_s']:.3f} s ({row['frame_rows_per_s']:.0f} rows/s), "
               f"dense {row['t_dense_s']:.3f} s ({row['dense_rows_per_s']:.0f} rows/s): "
