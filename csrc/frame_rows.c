@@ -345,6 +345,7 @@ static int frame_ok(const h2o_frame *f, int n_cols, int64_t n_rows, int threads)
 
 #ifndef H2O_FRAME_ROWS_INCLUDED
 /* ---- exported once (this file compiled on its own) ---------------------------------- */
+#include <omp.h>
 
 uint32_t h2o_hash(uint32_t key, uint32_t seed) { return fr_hash(key, seed); }
 
@@ -357,13 +358,18 @@ int h2o_rows_expand(const h2o_rows *d, const int64_t *rows, int64_t n, float *ou
     if (d->kind < 0 || d->kind >= H2O_N_ROW_KINDS) return H2O_EARG;
     for (int64_t k = 0; k < n; k++)
         if (rows[k] < 0 || rows[k] >= d->n_rows) return H2O_EARG;
-    if (d->kind == H2O_ROWS_FRAME) { /* thread 0's scratch; the list goes to its unit slots' */
+    if (d->kind == H2O_ROWS_FRAME) { /* blocks of rows on the frame's threads, each with its
+                                      * own scratch; the list goes to its unit slots' */
         const h2o_frame *f = d->frame;
-        float *val = fr_block_val(f, 0);
-        int32_t *unit = fr_block_unit(f, 0);
-        for (int64_t k0 = 0; k0 < n; k0 += f->block_rows) {
+        const int64_t n_blocks = (n + f->block_rows - 1) / f->block_rows;
+#pragma omp parallel for num_threads(f->threads) schedule(static)
+        for (int64_t blk = 0; blk < n_blocks; blk++) {
+            const int tid = omp_get_thread_num();
+            const int64_t k0 = blk * f->block_rows;
             const int nb = (int)(n - k0 < f->block_rows ? n - k0 : f->block_rows);
-            frame_block(f, rows + k0, nb, fr_hint(f, 0), val, unit);
+            float *val = fr_block_val(f, tid);
+            int32_t *unit = fr_block_unit(f, tid);
+            frame_block(f, rows + k0, nb, fr_hint(f, tid), val, unit);
             for (int b = 0; b < nb; b++) {
                 float *o = out + (size_t)(k0 + b) * C;
                 memset(o, 0, sizeof(float) * (size_t)C);

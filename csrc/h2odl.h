@@ -408,8 +408,9 @@ int h2o_gradient(const h2o_config *cfg, const float *model, float *workspace,
                  const h2o_rows *data, int64_t row, float *grad);
 
 /* Write rows rows[0..n) of data as the dense float32 inputs the kernel sees (before input
- * dropout): out (n, n_cols), out[k * n_cols + c].  Any row format; single-threaded (FRAME:
- * thread 0's scratch). */
+ * dropout): out (n, n_cols), out[k * n_cols + c].  Any row format; FRAME rows are decoded in
+ * blocks on the frame's threads (h2o_frame.threads, each with its own scratch), the others
+ * on one. */
 int h2o_rows_expand(const h2o_rows *data, const int64_t *rows, int64_t n, float *out);
 
 /* The hash of HASHED frame columns (murmur3's 32-bit finaliser of key * golden ^ seed). */

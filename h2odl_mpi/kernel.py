@@ -239,16 +239,17 @@ class Rows:
             keep &= self.weight != 0
         return np.flatnonzero(keep)
 
-    def expand(self, rows=None):
+    def expand(self, rows=None, threads=1):
         """The inputs the kernel sees for `rows` (default all) as a dense float32 matrix,
-        written by C (h2o_rows_expand): for FRAME rows, the decoded, transformed row."""
+        written by C (h2o_rows_expand): for FRAME rows, the decoded, transformed row, decoded
+        on `threads` threads."""
         rows = np.arange(self.n_rows, dtype=np.int64) if rows is None else \
             np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_rows):
             raise ValueError(f"rows must be in [0, {self.n_rows})")
         out = np.empty((rows.size, self.n_cols), dtype=np.float32)
         keep = []
-        _check(lib.h2o_rows_expand(self.to_c(keep), ffi.cast("int64_t *", rows.ctypes.data),
+        _check(lib.h2o_rows_expand(self.to_c(keep, max(1, int(threads))), ffi.cast("int64_t *", rows.ctypes.data),
                                    rows.size, ffi.cast("float *", out.ctypes.data)),
                "h2o_rows_expand")
         return out

@@ -115,3 +115,15 @@ def test_a_run_with_its_rows_decoded_gives_the_bits_of_one_without(tmp_path, mon
         assert any("weight" in n for n in names)
         for n in names:
             np.testing.assert_array_equal(a["network"][n][()], b["network"][n][()], err_msg=n)
+
+
+def test_rows_decode_to_the_same_bits_on_any_number_of_threads():
+    """h2o_rows_expand decodes FRAME rows in blocks on the frame's threads: any thread count
+    and any row order give one thread's rows."""
+    rows = mixed_rows(n=517)
+    one = rows.expand()
+    assert one.shape == (517, rows.n_cols) and np.count_nonzero(one) > 0
+    for threads in (2, 3, 8):
+        np.testing.assert_array_equal(rows.expand(threads=threads), one)
+    pick = np.random.default_rng(2).permutation(517)[:200]
+    np.testing.assert_array_equal(rows.expand(pick, threads=3), one[pick])

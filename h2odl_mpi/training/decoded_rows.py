@@ -51,9 +51,9 @@ class DecodeBudget:
             nbytes = 0 if avail is None else avail // (MEMORY_SHARE * ranks_on_node(comm))
         self.left, self.used = int(nbytes), 0
 
-    def decoded(self, rows):
-        """FRAME `rows` as dense rows when they fit what is left (then counted), else
-        `rows` as they are; rows of other kinds as they are."""
+    def decoded(self, rows, threads=1):
+        """FRAME `rows` as dense rows (decoded on `threads` threads) when they fit what is
+        left (then counted), else `rows` as they are; rows of other kinds as they are."""
         if rows.kind != "frame":
             return rows
         need = 4 * rows.n_rows * rows.n_cols
@@ -61,4 +61,4 @@ class DecodeBudget:
             return rows
         self.left -= need
         self.used += need
-        return Rows.dense(rows.expand(), rows.y, rows.weight, rows.offset)
+        return Rows.dense(rows.expand(threads=threads), rows.y, rows.weight, rows.offset)

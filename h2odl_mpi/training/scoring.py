@@ -46,9 +46,11 @@ class Scorer:
     share of the usable rows; of a replicated frame, every size-th usable row from its rank
     on, so no row counts twice) and the metrics are combined exactly over `comm`, so every
     rank holds the same numbers.  A sample is decoded once into sparse rows; all of a frame's
-    rows, once into dense rows where `budget` (decoded_rows.DecodeBudget) allows."""
+    rows, once into dense rows (on `threads` threads) where `budget`
+    (decoded_rows.DecodeBudget) allows."""
 
-    def __init__(self, frame, rows, info, params, n_max, seed, comm=None, stratified=False, budget=None):
+    def __init__(self, frame, rows, info, params, n_max, seed, comm=None, stratified=False, budget=None,
+                 threads=1):
         rank, size = rank_and_size(comm)
         usable = rows.usable_rows()
         replicated = getattr(frame, "replicated", False) and size > 1
@@ -62,7 +64,7 @@ class Scorer:
             classes = rows.y[usable] if stratified and info.classification else None
             pick = usable[sample_rows(len(usable), k, seed + rank, classes)]
             rows = _sparse_sample(info, frame, rows, pick)
-        self.rows = budget.decoded(rows) if budget is not None else rows
+        self.rows = budget.decoded(rows, threads) if budget is not None else rows
         self.info, self.params, self.comm = info, params, comm
 
     def score(self, network, model, threads):

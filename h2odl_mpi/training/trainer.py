@@ -259,7 +259,7 @@ class Session:
         replicas = self.threads if self.scheme == "replicas" else 0
         self.network = Network(net_config(params, self.info, comm, replicas))  # (sizes checked on every rank)
         self.decode = DecodeBudget(comm)  # the rows read every iteration, decoded once where they fit
-        self.data.rows = self.decode.decoded(self.data.rows)
+        self.data.rows = self.decode.decoded(self.data.rows, self.threads)
         self.seed = run_seed(params, comm, self.restored)
         self.model = starting_model(params, comm, self.network, self.info, self.seed, self.restored)
         combiner.start(comm, self.model, self.network.n_params,
@@ -323,10 +323,11 @@ class Session:
         p, d, info = self.params, self.data, self.info
         self.valid_scorer = (Scorer(d.vframe, self._validation_rows(), info, p,
                                     p["score_validation_samples"], self.seed + 2, self.comm,
-                                    stratified=p["score_validation_sampling"] == "Stratified", budget=self.decode)
+                                    stratified=p["score_validation_sampling"] == "Stratified",
+                                    budget=self.decode, threads=self.threads)
                              if d.vframe is not None else None)
         self.train_scorer = Scorer(d.frame, d.rows, info, p, p["score_training_samples"], self.seed + 1, self.comm,
-                                   budget=self.decode)
+                                   budget=self.decode, threads=self.threads)
         if self.network.config.loss == "Huber" and not self.restored:  # the initial model's residuals
             self.train_scorer.estimate_huber_delta(self.network, self.model, self.threads, p["huber_alpha"])
 
