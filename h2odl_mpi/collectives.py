@@ -280,87 +280,78 @@ def weighted_mean_bf16(comm, model, origin, weight=1.0, total=None):
     return model
 
 
-def _fp8_magnitudes():
-    """The 127 finite non-negative values of FP8 E4M3 (OCP 8-bit floating point: 4 exponent
-    bits, bias 7, 3 mantissa bits, subnormals, no infinity, 0x7F NaN), by code, ascending."""
-    codes = np.arange(127)
-    e, m = codes >> 3, (codes & 7).astype(np.float64)
-    return np.where(e == 0, m / 8.0 * 2.0 ** -6, (1.0 + m / 8.0) * 2.0 ** (e - 7)).astype(np.float32)
+# 8-bit logarithmic codes of non-negative values against a scale `top` (their largest):
+# code 254 is top, each code below it 2^(-1/LOG8_STEPS) of the one above, down to code 1
+# (top * 2^(-253/8), about 3e-10 top); code 0 is 0, code 255 NaN.
+LOG8_STEPS = 8
+_LOG8_MULT = np.concatenate([[0.0], 2.0 ** ((np.arange(1, 255) - 254) / LOG8_STEPS), [np.nan]]).astype(np.float32)
 
 
-FP8_MAX = 448.0
-_FP8 = _fp8_magnitudes()
-_FP8_MIDS = (_FP8[:-1].astype(np.float64) + _FP8[1:]) / 2.0
-_FP8_VALUES = np.concatenate([_FP8, [np.nan], -_FP8, [np.nan]]).astype(np.float32)  # by code
+def to_log8(v, top):
+    """Non-negative float32 values `v` (at most `top`, a positive float32) as 8-bit
+    logarithmic codes (uint8), rounded to the nearest code in the logarithm (a relative
+    error of at most 2^(1/16) - 1, 4.4%); values below code 1's are 0; NaN, infinities and
+    negative values are the NaN code, as is everything against a top that is not finite."""
+    v = np.asarray(v, dtype=np.float32)
+    if not (np.isfinite(top) and top > 0):
+        return np.where(v == 0, np.uint8(0), np.uint8(255)).astype(np.uint8) if np.isfinite(top) \
+            else np.full(v.shape, 255, dtype=np.uint8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = np.rint(LOG8_STEPS * np.log2(v.astype(np.float64) / float(top)))
+    codes = np.clip(254 + np.nan_to_num(steps, nan=0.0, neginf=-1e9), 0, 254).astype(np.uint8)
+    return np.where((v >= 0) & np.isfinite(v), codes, np.uint8(255)).astype(np.uint8)
 
 
-def to_fp8(x):
-    """float32 values as FP8 E4M3 codes (uint8), rounded to the nearest (ties to the smaller
-    magnitude); finite values beyond 448 saturate at +-448, NaN and infinities are the NaN
-    code."""
-    x = np.asarray(x, dtype=np.float32)
-    mag = np.abs(x)
-    codes = np.searchsorted(_FP8_MIDS, mag, side="left").astype(np.uint8)
-    codes |= np.signbit(x).astype(np.uint8) << np.uint8(7)
-    return np.where(np.isfinite(mag), codes, np.uint8(0x7F)).astype(np.uint8)
+def from_log8(codes, top):
+    """8-bit logarithmic codes (uint8) against `top` as float32 values."""
+    return _LOG8_MULT[np.asarray(codes, dtype=np.uint8)] * np.float32(top)
 
 
-def from_fp8(codes):
-    """FP8 E4M3 codes (uint8) as float32 values (exact)."""
-    return _FP8_VALUES[np.asarray(codes, dtype=np.uint8)]
-
-
-def _fp8_scale(x):
-    """The float32 scale that puts the largest |x| at FP8's largest value (1 for all zeros,
-    NaN for a non-finite x: its values then travel as NaN)."""
-    top = float(np.max(np.abs(x))) if x.size else 0.0
-    return np.float32(top / FP8_MAX) if top > 0.0 else np.float32(1.0)
-
-
-def _fp8_pieces(x, counts, displs):
-    """x as FP8 codes, each piece (counts, displs) scaled on its own: (codes, scales)."""
-    scales = np.array([_fp8_scale(x[d:d + c]) for c, d in zip(counts, displs)], dtype=np.float32)
-    codes = np.empty(x.size, dtype=np.uint8)
-    for s, c, d in zip(scales, counts, displs):
-        codes[d:d + c] = to_fp8(x[d:d + c] / s)
-    return codes, scales
+def _log8_top(x):
+    """A piece's scale: its largest value (1 for an empty or all-zero piece; NaN where a
+    value is not finite, so that the piece travels as NaN)."""
+    if not x.size:
+        return np.float32(1.0)
+    top = np.float32(np.max(x)) if np.isfinite(x).all() else np.float32(np.nan)
+    return top if top != 0 else np.float32(1.0)
 
 
 @_collective
-def weighted_mean_fp8(comm, model, origin, weight=1.0, total=None):
-    """weighted_mean_bf16 at one byte a value: the changes travel as FP8 E4M3 codes, each
-    rank's piece for each rank scaled by its own float32 (its largest |change| at 448; the
-    scales travel beside the codes, 4 bytes a piece): an Alltoallv of the codes and an
-    Alltoall of the scales, each piece summed in rank order on its rank, the mean change
-    coded and scaled again, an Allgatherv and an Allgather back.  Every rank ends with the
-    same bits.  The rounding keeps 4 significant bits of each change (a relative error of
-    at most 1/16), down to 2^-15 of a piece's largest change."""
+def weighted_mean_log8(comm, values, weight=1.0, total=None):
+    """In place: a float32 buffer of non-negative values (ADADELTA's accumulators) becomes
+    sum_r weight_r * values_r / total, the values travelling as 8-bit logarithmic codes
+    (to_log8: 1 byte a value, 4.4% relative error at most, over 31 octaves below each
+    piece's largest value): an Alltoallv of each rank's codes for each piece and an
+    Alltoall of their scales (4 bytes a piece), each piece summed in rank order in float32
+    on its rank, coded again against its own largest value, an Allgatherv and an Allgather
+    back.  Every rank ends with the same bits; no value comes back negative."""
     if not parallel(comm):
-        return model
+        return values
     MPI = _mpi()
     size, rank = comm.Get_size(), comm.Get_rank()
     total = size if total is None else total
-    change = model - origin
-    if weight != 1.0:
-        change *= np.float32(weight)
-    counts, displs = _split(model.size, size)
+    mine_values = values * np.float32(weight) if weight != 1.0 else values.copy()
+    counts, displs = _split(values.size, size)
     mine = counts[rank]
-    codes, scales = _fp8_pieces(change, counts, displs)
+    tops = np.array([_log8_top(mine_values[d:d + c]) for c, d in zip(counts, displs)], dtype=np.float32)
+    codes = np.empty(values.size, dtype=np.uint8)
+    for t, c, d in zip(tops, counts, displs):
+        codes[d:d + c] = to_log8(mine_values[d:d + c], t)
     pieces, their = np.empty(size * mine, dtype=np.uint8), np.empty(size, dtype=np.float32)
     comm.Alltoallv([codes, (counts, displs), MPI.UINT8_T],
                    [pieces, ([mine] * size, [k * mine for k in range(size)]), MPI.UINT8_T])
-    comm.Alltoall([scales, MPI.FLOAT], [their, MPI.FLOAT])
+    comm.Alltoall([tops, MPI.FLOAT], [their, MPI.FLOAT])
     part = np.zeros(mine, dtype=np.float32)
     for k in range(size):
-        part += from_fp8(pieces[k * mine:(k + 1) * mine]) * their[k]
+        part += from_log8(pieces[k * mine:(k + 1) * mine], their[k])
     part *= np.float32(1.0 / total)
-    own = _fp8_scale(part)
-    mean, every = np.empty(model.size, dtype=np.uint8), np.empty(size, dtype=np.float32)
-    comm.Allgatherv([to_fp8(part / own), MPI.UINT8_T], [mean, (counts, displs), MPI.UINT8_T])
+    own = _log8_top(part)
+    mean, every = np.empty(values.size, dtype=np.uint8), np.empty(size, dtype=np.float32)
+    comm.Allgatherv([to_log8(part, own), MPI.UINT8_T], [mean, (counts, displs), MPI.UINT8_T])
     comm.Allgather([np.array([own], dtype=np.float32), MPI.FLOAT], [every, MPI.FLOAT])
-    for s, c, d in zip(every, counts, displs):
-        model[d:d + c] = origin[d:d + c] + from_fp8(mean[d:d + c]) * s
-    return model
+    for t, c, d in zip(every, counts, displs):
+        values[d:d + c] = from_log8(mean[d:d + c], t)
+    return values
 
 
 class NodeGroups:

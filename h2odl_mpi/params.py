@@ -112,9 +112,9 @@ SPEC = {
     "block_momentum": (float, -1.0, None, "BlockMomentum: the block momentum in [0, 1) (-1: 1 - 1/ranks)"),
     "block_learning_rate": (float, 1.0, (0.0, INF, True, False), "BlockMomentum: the block learning rate"),
     "block_nesterov": (bool, True, None, "BlockMomentum: ranks train from the Nesterov look-ahead"),
-    "combine_precision": (str, "float32", ("float32", "bfloat16", "bfloat16_fp8"),
-                          "how the ranks' changes travel when combined (bfloat16: half the bytes; bfloat16_fp8: "
-                          "the optimizer state as FP8 E4M3, a third of the bytes with ADADELTA)"),
+    "combine_precision": (str, "float32", ("float32", "bfloat16", "bfloat16_log8"),
+                          "how the ranks' changes travel when combined (bfloat16: half the bytes; bfloat16_log8: "
+                          "ADADELTA's state as 8-bit logarithms, a third of the bytes)"),
     "elastic_averaging": (bool, False, None, "H2O's elastic averaging (combining_rule ElasticAveraging)"),
     "elastic_averaging_moving_rate": (float, 0.9, (0.0, 1.0, True, False),
                                       "ElasticAveraging: weight of the ranks' mean in the consensus model"),
@@ -463,6 +463,9 @@ def _resolve_combining_rule(p):
     bm = p["block_momentum"]
     if not (bm == -1.0 or 0.0 <= bm < 1.0):
         raise UserError(f"block_momentum = {bm} must be -1 (1 - 1/ranks) or in [0, 1)")
+    if p["combine_precision"] == "bfloat16_log8" and not p["adaptive_rate"]:
+        raise UserError("combine_precision = bfloat16_log8 sends ADADELTA's state (never negative) as logarithms: "
+                        "with adaptive_rate = false the state is momenta; use bfloat16")
 
 
 def _check_sizes(p):

@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from h2odl_mpi.collectives import (node_groups, parallel, time_collective, weighted_mean, weighted_mean_bf16,
-                                   weighted_mean_fp8)
+                                   weighted_mean_log8)
 
 
 class ModelAverage:
@@ -44,19 +44,18 @@ class ModelAverage:
 
     `precision` "bfloat16" (combine_precision): the mean is taken of each rank's change
     since the block's start (`origin`, the buffer every rank trained from, kept here), sent
-    as bfloat16 (collectives.weighted_mean_bf16): half the bytes of float32.  "bfloat16_fp8":
-    the weights' and biases' changes as bfloat16, the optimizer state's as FP8 E4M3
-    (collectives.weighted_mean_fp8): a third of the bytes of float32 with ADADELTA's two
-    accumulators; ADADELTA's state (`nonnegative_state`) is then kept at 0 or above."""
+    as bfloat16 (collectives.weighted_mean_bf16): half the bytes of float32.  "bfloat16_log8"
+    (ADADELTA only: params.validate refuses it with momenta): the weights' and biases' changes
+    as bfloat16, ADADELTA's two accumulators, which are never negative, as 8-bit logarithms of
+    their values (collectives.weighted_mean_log8): a third of the bytes of float32."""
 
     name = "Average"
     own_seconds = 0.0
     node_color = None   # (tests: an int per rank that stands for its node; None: MPI's nodes)
     nodes = None        # collectives.NodeGroups, or None: the flat mean
     precision = "float32"
-    origin = None       # (bfloat16, bfloat16_fp8: the buffer the ranks started the block from)
+    origin = None       # (bfloat16, bfloat16_log8: the buffer the ranks started the block from)
     n_params = None     # the weights and biases at the start of the buffer; then the state
-    nonnegative_state = False  # (ADADELTA's accumulators: no FP8 rounding takes them below 0)
 
     def start(self, comm, model, n_params, state=None):
         self.n_params = n_params
@@ -109,8 +108,8 @@ class ModelAverage:
 
     def _mean(self, comm, buf, weight=1.0, total=None):
         """In place: the weighted mean of `buf` over the ranks, as this combiner sends it
-        (float32 values, node-aware or flat; or changes from the origin: bfloat16, or
-        bfloat16 for the weights and biases and FP8 for the optimizer state)."""
+        (float32 values, node-aware or flat; or changes from the origin as bfloat16; or
+        those of the weights and biases, and the optimizer state's values as 8-bit logarithms)."""
         if self.origin is None:
             weighted_mean(comm, buf, weight=weight, total=total, nodes=self.nodes)
         elif self.precision == "bfloat16":
@@ -119,9 +118,7 @@ class ModelAverage:
             n = self.n_params
             weighted_mean_bf16(comm, buf[:n], self.origin[:n], weight=weight, total=total)
             if buf.size > n:
-                weighted_mean_fp8(comm, buf[n:], self.origin[n:], weight=weight, total=total)
-                if self.nonnegative_state:
-                    np.maximum(buf[n:], np.float32(0), out=buf[n:])
+                weighted_mean_log8(comm, buf[n:], weight=weight, total=total)
 
 
 class BlockMomentum(ModelAverage):
@@ -273,5 +270,4 @@ def combiner_for(params):
     else:
         out = ModelAverage()
     out.precision = params.get("combine_precision", "float32")
-    out.nonnegative_state = bool(params.get("adaptive_rate", True))  # ADADELTA's E[g^2], E[dx^2]
     return out
