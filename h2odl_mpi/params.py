@@ -113,8 +113,7 @@ SPEC = {
     "block_learning_rate": (float, 1.0, (0.0, INF, True, False), "BlockMomentum: the block learning rate"),
     "block_nesterov": (bool, True, None, "BlockMomentum: ranks train from the Nesterov look-ahead"),
     "combine_precision": (str, "float32", ("float32", "bfloat16", "bfloat16_log8"),
-                          "how the ranks' changes travel when combined (bfloat16: half the bytes; bfloat16_log8: "
-                          "ADADELTA's state as 8-bit logarithms, a third of the bytes)"),
+                          "how the ranks' changes travel when combined (bfloat16: 1/2 the bytes, bfloat16_log8: 1/3)"),
     "elastic_averaging": (bool, False, None, "H2O's elastic averaging (combining_rule ElasticAveraging)"),
     "elastic_averaging_moving_rate": (float, 0.9, (0.0, 1.0, True, False),
                                       "ElasticAveraging: weight of the ranks' mean in the consensus model"),
@@ -220,10 +219,8 @@ H2O_PARAMETERS.update({
     "max_confusion_matrix_size": (MEANINGLESS, "deprecated in H2O-3; it sized matrices in H2O's logs", (int, 20, ANY)),
     "checkpoint": (DIFFERENT, "a model file (--model_out's, or a checkpoint); in Python also a model or its "
                               "model_id", None),
-    "pretrained_autoencoder": (DIFFERENT, "an autoencoder's model file; in Python also the model or its model_id",
-                               None),
-    "hidden": (DIFFERENT, f"at most {MAX_HIDDEN_LAYERS} hidden layers (the kernel's limit); [] none, as H2O-3",
-               None),
+    "pretrained_autoencoder": (DIFFERENT, "an autoencoder's model file; in Python also the model or its model_id", None),
+    "hidden": (DIFFERENT, f"at most {MAX_HIDDEN_LAYERS} hidden layers (the kernel's limit); [] none, as H2O-3", None),
     "max_w2": (DIFFERENT, "inf, as H2O-3's default 3.4028235e+38 (the largest float), means no limit", None),
     "initial_weights": (NOT_SUPPORTED, f"they are {_INIT}", (list, None, (None, []))),
     "initial_biases": (NOT_SUPPORTED, f"they are {_INIT}", (list, None, (None, []))),
@@ -464,8 +461,7 @@ def _resolve_combining_rule(p):
     if not (bm == -1.0 or 0.0 <= bm < 1.0):
         raise UserError(f"block_momentum = {bm} must be -1 (1 - 1/ranks) or in [0, 1)")
     if p["combine_precision"] == "bfloat16_log8" and not p["adaptive_rate"]:
-        raise UserError("combine_precision = bfloat16_log8 sends ADADELTA's state (never negative) as logarithms: "
-                        "with adaptive_rate = false the state is momenta; use bfloat16")
+        raise UserError("combine_precision = bfloat16_log8 needs ADADELTA (adaptive_rate = true); with momenta use bfloat16")
 
 
 def _check_sizes(p):

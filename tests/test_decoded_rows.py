@@ -85,7 +85,8 @@ def test_the_default_budget_shares_memory_among_the_nodes_ranks(monkeypatch):
 
 def test_a_run_with_its_rows_decoded_gives_the_bits_of_one_without(tmp_path, monkeypatch):
     """The same training run (validation frame, scored every iteration) with no budget for
-    decoded rows and with one: the same model and metrics; the summary counts the bytes."""
+    decoded rows and with one: the same model and metrics; the summary counts the bytes.
+    A run of one epoch decodes nothing."""
     from h2odl_mpi.training import trainer
     csv = tmp_path / "d.csv"
     rng = np.random.default_rng(1)
@@ -107,7 +108,12 @@ def test_a_run_with_its_rows_decoded_gives_the_bits_of_one_without(tmp_path, mon
                          "--model_out", str(model), "--summary-json", str(summary), "--quiet_mode", "true"]) == 0
         runs[name] = (model, json.loads(summary.read_text()))
     assert runs["frame"][1]["decoded_rows_bytes"] == 0
-    assert runs["decoded"][1]["decoded_rows_bytes"] > 0
+    # training and validation rows: 300 each of 9 inputs (5 numbers; 3 levels and a missing unit)
+    assert runs["decoded"][1]["decoded_rows_bytes"] == 2 * 300 * 9 * 4
+    one_epoch = tmp_path / "one.json"
+    assert cli.main(["train", "--train", str(csv), "--validation", str(csv), "--response", "y", "--hidden", "8",
+                     "--epochs", "1", "--threads", "1", "--summary-json", str(one_epoch), "--quiet_mode", "true"]) == 0
+    assert json.loads(one_epoch.read_text())["decoded_rows_bytes"] == 0   # each row read once: not decoded
     assert runs["frame"][1]["metrics"] == runs["decoded"][1]["metrics"]
     with h5py.File(runs["frame"][0]) as a, h5py.File(runs["decoded"][0]) as b:
         names = []

@@ -9,7 +9,8 @@ h2o_rows_expand are the inputs the kernel would decode, and the kernel reads DEN
 reads the equal FRAME rows (csrc/workspace.c, load_row: the same inputs in the same order,
 the same input-dropout draws), so a run gives the same bits either way.  Dense rows take 4
 bytes a value where the store takes one or less, so they are kept only within a
-DecodeBudget: 1/MEMORY_SHARE of the memory available, shared among the ranks of the node.
+DecodeBudget: 1/MEMORY_SHARE of the memory available, shared among the ranks of the node
+(the trainer gives none to a run with an epoch or less left: each row is read once).
 """
 import os
 

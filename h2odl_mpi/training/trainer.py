@@ -258,16 +258,16 @@ class Session:
         self.scheme = thread_scheme(params, self.threads)
         replicas = self.threads if self.scheme == "replicas" else 0
         self.network = Network(net_config(params, self.info, comm, replicas))  # (sizes checked on every rank)
-        self.decode = DecodeBudget(comm)  # the rows read every iteration, decoded once where they fit
-        self.data.rows = self.decode.decoded(self.data.rows, self.threads)
         self.seed = run_seed(params, comm, self.restored)
         self.model = starting_model(params, comm, self.network, self.info, self.seed, self.restored)
         combiner.start(comm, self.model, self.network.n_params,
                        ckpt.combiner_state(self.restored, combiner, self.report.say))
         self.report.start(self.size, self.threads, self.network, params, self.data.n_total, self.info,
                           getattr(combiner, "layout", "flat"), self.scheme)
-        self._make_scorers()
         self._place_start()
+        self.decode = self._decode_budget()  # the rows read every iteration, decoded once where it pays
+        self.data.rows = self.decode.decoded(self.data.rows, self.threads)
+        self._make_scorers()
         self.blocks = Blocks(self.network, self.threads, watch.beating(self.flag) if watch else self.flag,
                              scheme=self.scheme)
         self.tspi = RowsPerIteration(params, comm, self.data, combiner,
@@ -311,6 +311,13 @@ class Session:
             err = e
         agree(self.comm, err)
         return threads
+
+    def _decode_budget(self):
+        """What the rows read every iteration may take decoded (decoded_rows.DecodeBudget):
+        nothing unless more than an epoch is left to train, so that each is read more than
+        once (collective: every rank knows what is left)."""
+        left = (self.target_samples - self.progress.samples) / self.data.n_total
+        return DecodeBudget(self.comm) if left > 1 else DecodeBudget(nbytes=0)
 
     def _validation_rows(self):
         """The validation frame's rows; a fold model's: the rows of its fold it scores."""
