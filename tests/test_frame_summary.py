@@ -51,6 +51,17 @@ def test_numeric_summaries_match_pandas(pair):
         assert s.type == ("int" if np.array_equal(present, np.rint(present)) else "real")
 
 
+@pytest.mark.parametrize("kept", [0, 40_000])
+def test_values_kept_for_the_second_pass_give_the_same_bits(pair, monkeypatch, kept):
+    """Pass 2 (the sd) reads the values pass 1 decoded, up to KEPT_BYTES, and decodes the
+    rest again: nothing kept, some kept and all kept give the same summaries, bit for bit."""
+    from h2odl_mpi.data.frame import summary
+    frame, _ = pair
+    everything = [s.to_dict() for s in summary.summarize(frame.columns, None)]
+    monkeypatch.setattr(summary, "KEPT_BYTES", kept)
+    assert [s.to_dict() for s in summary.summarize(frame.columns, None)] == everything
+
+
 def test_categorical_summaries_match_pandas(pair):
     frame, expected = pair
     for s in frame.summary():

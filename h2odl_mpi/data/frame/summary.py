@@ -3,7 +3,8 @@
 Counts, NA counts, zero counts, minimum, maximum, level counts and byte sizes are exact.
 The mean is the global sum over the global count; the standard deviation is the sample sd
 (n - 1 in the denominator, as H2O) from a second pass over the data around the global mean,
-so it does not suffer from the cancellation of a one-pass sum of squares.  Sums are added
+so it does not suffer from the cancellation of a one-pass sum of squares; the values pass 1
+decoded are kept for pass 2 up to KEPT_BYTES (the same values: the same bits).  Sums are added
 in a different order with a different number of ranks, so mean and sd may differ in the
 last bits between runs on different rank counts.
 """
@@ -17,6 +18,8 @@ from h2odl_mpi.collectives import allgather_obj, allreduce
 from h2odl_mpi.data.frame.column import CATEGORICAL
 
 SHOWN_LEVELS = 10
+# the decoded values pass 1 keeps for pass 2, at most (beyond them pass 2 decodes again)
+KEPT_BYTES = 64 << 20
 
 
 @dataclass
@@ -60,11 +63,15 @@ def summarize(columns, comm):
     sums = np.zeros(k, dtype=np.float64)
     lows = np.full(k, np.inf)
     highs = np.full(k, -np.inf)
+    kept, kept_bytes = {}, 0   # (column, chunk) -> its present values, for pass 2
     for j, col in enumerate(columns):
         counts[j, 0] = col.n_rows
         for chunk_index in range(col.n_chunks):
             values = col.chunk(chunk_index).decode()
             present = values[~np.isnan(values)]
+            if col.kind != CATEGORICAL and kept_bytes + present.nbytes <= KEPT_BYTES:
+                kept[j, chunk_index] = present
+                kept_bytes += present.nbytes
             counts[j, 1] += values.size - present.size
             counts[j, 2] += np.count_nonzero(present == 0)
             if present.size:
@@ -88,8 +95,11 @@ def summarize(columns, comm):
         if col.kind == CATEGORICAL or not np.isfinite(means[j]):
             continue
         for chunk_index in range(col.n_chunks):
-            values = col.chunk(chunk_index).decode()
-            deviations = values[~np.isnan(values)] - means[j]
+            present = kept.get((j, chunk_index))
+            if present is None:
+                values = col.chunk(chunk_index).decode()
+                present = values[~np.isnan(values)]
+            deviations = present - means[j]
             with np.errstate(over="ignore", invalid="ignore"):
                 squares[j] += np.dot(deviations, deviations)
     squares = allreduce(comm, squares, "sum")
