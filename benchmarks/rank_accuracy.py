@@ -38,6 +38,7 @@ housing (RMSE) at 1 and 8 ranks in the fixed setting as well.
     .venv/bin/python benchmarks/rank_accuracy.py [--data mnist|teacher] [--rows N]
         [--modes fixed defaults] [--ranks 1 2 4 8 16] [--seeds 1 2 3]
         [--rules BlockMomentum Average ElasticAveraging] [--network hdr200|edr100] [--quick]
+        [--precision float32|bfloat16|bfloat16_log8] [--stem NAME]
     .venv/bin/python benchmarks/rank_accuracy.py --from-json benchmarks/results/rank_accuracy_teacher.json
 
 Writes benchmarks/results/rank_accuracy[_teacher][_quick].json, .md and (with matplotlib) .png.
@@ -162,8 +163,8 @@ def configurations(args):
     return out
 
 
-def params_for(dset, mode, rule, replicated, ranks, seed):
-    p = dict(dset["params"], seed=seed, replicate_training_data=replicated)
+def params_for(dset, mode, rule, replicated, ranks, seed, precision="float32"):
+    p = dict(dset["params"], seed=seed, replicate_training_data=replicated, combine_precision=precision)
     if mode != "defaults":
         p.update(combining_rule=rule or "BlockMomentum",
                  train_samples_per_iteration=rank_projection.fixed_rows(dset["n_rows"], ranks))
@@ -174,7 +175,7 @@ def sweep(args, dset, tmp):
     rows = []
     for seed in args.seeds:
         for mode, rule, replicated, ranks in configurations(args):
-            cfg = {"params": params_for(dset, mode, rule, replicated, ranks, seed), "marks": args.marks,
+            cfg = {"params": params_for(dset, mode, rule, replicated, ranks, seed, args.precision), "marks": args.marks,
                    "straight": mode == "defaults"}
             out, wall = launch(ranks, cfg, tmp)
             rows.append({"mode": mode, "rule": rule, "replicated": replicated, "ranks": ranks, "seed": seed,
@@ -412,6 +413,10 @@ def parse():
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--rules", nargs="+", default=["BlockMomentum", "Average", "ElasticAveraging"])
     ap.add_argument("--targets", type=float, nargs="+", help="test errors to reach (fractions)")
+    ap.add_argument("--precision", choices=["float32", "bfloat16", "bfloat16_log8"], default="float32",
+                    help="combine_precision of every run (what a combine sends)")
+    ap.add_argument("--stem", help="the results' name under benchmarks/results (default: from --data, --quick, "
+                                   "--precision)")
     ap.add_argument("--network", choices=sorted(rank_projection.INTERCONNECTS), default="hdr200")
     ap.add_argument("--quick", action="store_true", help="1, 2 and 4 ranks, one seed, no other data sets")
     ap.add_argument("--no-other-sets", action="store_true", help="only the main sweep")
@@ -433,7 +438,9 @@ def main():
     if args.from_json:
         return rereport(args)
     dset = (teacher_set if args.data == "teacher" else mnist_set)(args)
-    stem = "rank_accuracy" + ("" if args.data == "mnist" else f"_{args.data}") + ("_quick" if args.quick else "")
+    stem = args.stem or ("rank_accuracy" + ("" if args.data == "mnist" else f"_{args.data}") +
+                         ("_quick" if args.quick else "") +
+                         ("" if args.precision == "float32" else f"_{args.precision}"))
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = sweep(args, dset, tmp)
