@@ -254,9 +254,18 @@ def resolve_targets(dset, rows):
     return [mean(error_at(e, r["points"]) for r in one) for e in (1, 2)] if one else []
 
 
+# bytes a value of the buffer travels as: bfloat16_log8 sends a weight or bias as bfloat16 and
+# its two ADADELTA accumulators as a byte each, 4 bytes for the 3 values
+BYTES_A_VALUE = {"float32": 4, "bfloat16": 2, "bfloat16_log8": 4 / 3}
+
+
 def bytes_per_combine(n_values, ranks, precision):
-    """What a rank sends per combine (Reduce_scatter + Allgatherv, or their bfloat16 twins)."""
-    return int(2 * (ranks - 1) / ranks * n_values * (2 if precision == "bfloat16" else 4)) if ranks > 1 else 0
+    """What a rank sends per combine (Reduce_scatter + Allgatherv, or their bfloat16 twins;
+    bfloat16_log8: and a float32 scale for each other rank, each way)."""
+    if ranks < 2:
+        return 0
+    scales = 2 * (ranks - 1) * 4 if precision == "bfloat16_log8" else 0
+    return int(2 * (ranks - 1) / ranks * n_values * BYTES_A_VALUE[precision]) + scales
 
 
 def groups(rows):
@@ -301,7 +310,7 @@ def projection_inputs(rows, mode, target, n_rows):
         return None
     st = many[0]["stats"]
     return {"t_row_s": mean(r["stats"]["training_time_s"] / r["stats"]["samples"] for r in one),
-            "n_rows": n_rows, "model_bytes": st["n_values"] * (2 if st["precision"] == "bfloat16" else 4),
+            "n_rows": n_rows, "model_bytes": int(st["n_values"] * BYTES_A_VALUE[st["precision"]]),
             "epochs_one_rank": e1, "epochs_many": em, "many_ranks": top, "target": target, "epochs": MARKS[-1]}
 
 
