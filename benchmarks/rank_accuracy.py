@@ -205,7 +205,7 @@ def other_sets(args, tmp):
         n, epochs = s.pop("n"), s.pop("epochs")
         for rule in args.rules:
             for ranks in (1, 8):
-                params = dict(s, seed=1, combining_rule=rule,
+                params = dict(s, seed=1, combining_rule=rule, combine_precision=args.precision,
                               train_samples_per_iteration=rank_projection.fixed_rows(n, ranks))
                 out, _ = launch(ranks, {"params": params, "marks": [epochs], "straight": False}, tmp)
                 rows.append({"set": name, "rule": rule, "ranks": ranks, "epochs": epochs, **out["final"]})
