@@ -3,7 +3,7 @@ pre-expanded float32 matrix, and the memory training from the store needs.
 
     .venv/bin/python benchmarks/feeding.py                 # MNIST pair, 2 threads
     .venv/bin/python benchmarks/feeding.py --reps 5 --threads 2 --airlines
-    .venv/bin/python benchmarks/feeding.py --mini_batch_size 32 --threads 1 --out /tmp/f.csv
+    .venv/bin/python benchmarks/feeding.py --mini_batch_size 32 --threads 1 --out benchmarks/results/feeding_b32.csv
 
 The MNIST training file is read into the store (Frame.read), described by
 Preprocess.fit (response C785, H2O defaults: standardise, drop constant columns), and the
