@@ -87,6 +87,55 @@ def test_round_trip_is_exact_over_every_range(name):
 
 
 @pytest.mark.parametrize("name", list(CASES))
+def test_bounds_from_the_descriptor_enclose_the_values(name):
+    """Chunk.bounds: (lo, hi) around every non-NA value from the descriptor alone, (inf,
+    -inf) for all NA; None exactly where values are stored as floats."""
+    values, _ = CASES[name]
+    chunk = encode(values)
+    floats = (Encoding.FLOAT32, Encoding.FLOAT64)
+    stored_as_floats = chunk.encoding in floats or (
+        chunk.encoding in (Encoding.SPARSE, Encoding.MASKED) and chunk.value_encoding in floats and chunk.nnz)
+    b = chunk.bounds()
+    assert (b is None) == bool(stored_as_floats), chunk.label
+    if b is not None:
+        present = values[~np.isnan(values)]
+        if present.size:
+            assert b[0] <= present.min() and present.max() <= b[1], (chunk.label, b)
+        else:
+            assert b == (np.inf, -np.inf)
+
+
+def test_column_bounds_combine_the_chunks_or_say_none():
+    ints = [CASES["int8 offsets"][0][:100], CASES["masked pixels"][0][:300]]
+    column = Column("x", NUMERIC, [encode(p) for p in ints])
+    lo, hi = column.bounds()
+    assert lo <= np.concatenate(ints).min() and np.concatenate(ints).max() <= hi
+    assert Column("y", NUMERIC, [encode(ints[0]), encode(CASES["float64"][0][:57])]).bounds() is None
+
+
+def test_the_finite_check_skips_columns_their_encoding_bounds():
+    """finite.refuse without summaries does not decode a column whose chunk encodings bound
+    its values within what the network takes, and still finds a value that overflows once
+    standardised in an integer column, and an Inf in a float one."""
+    from h2odl_mpi.data.frame import Frame
+    from h2odl_mpi.data.frame.finite import Use, refuse
+    from h2odl_mpi.errors import UserError
+    frame = Frame.from_arrays({"px": np.arange(300.0) % 256, "f": RNG.normal(size=300)})
+    frame.source = "d.csv"
+    decoded = []
+
+    def values(name):
+        return lambda: decoded.append(name) or frame.column(name).decode()
+    refuse(frame, [Use("px", "input", values("px"), 100.0, 0.01), Use("f", "input", values("f"))])
+    assert decoded == ["f"]                     # the integer column was not decoded
+    with pytest.raises(UserError, match="'px'.*too large"):
+        refuse(frame, [Use("px", "input", values("px"), 0.0, 1e37)])   # 255e37 overflows float32
+    inf = Frame.from_arrays({"g": np.r_[RNG.normal(size=20), np.inf]})
+    with pytest.raises(UserError, match="'g'.*not a finite number"):
+        refuse(inf, [Use("g", "input", inf.column("g").decode)])
+
+
+@pytest.mark.parametrize("name", list(CASES))
 def test_encoding_is_no_larger_than_float64(name):
     values, _ = CASES[name]
     chunk = encode(values)

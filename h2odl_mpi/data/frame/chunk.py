@@ -156,6 +156,19 @@ class Chunk:
             out[:] = _decode_values(self._value_plan(), self.data, start, stop)
         return out
 
+    def bounds(self):
+        """(lo, hi) enclosing every non-NA value, read from the descriptor alone: (inf, -inf)
+        when every row is NA; None where only decoding can tell (FLOAT32 and FLOAT64 values)."""
+        if self.encoding == Encoding.BITS:
+            return (0.0, 1.0)
+        if self.encoding not in (Encoding.SPARSE, Encoding.MASKED):
+            return _plan_bounds(self._value_plan())
+        stored = _plan_bounds(self._value_plan()) if self.nnz else (np.inf, -np.inf)
+        if stored is None:
+            return None
+        fill = (np.inf, -np.inf) if np.isnan(self.fill) or self.nnz == self.n_rows else (self.fill, self.fill)
+        return (min(stored[0], fill[0]), max(stored[1], fill[1]))
+
     def _value_plan(self):
         own = self.encoding if self.encoding not in (Encoding.SPARSE, Encoding.MASKED) \
             else self.value_encoding
@@ -169,6 +182,16 @@ def _value_label(encoding, width, scale):
 
 
 # ----------------------------------------------------------------------------------- decode
+
+def _plan_bounds(plan):
+    """(lo, hi) of the values a plan can hold (its widest offsets for INT), or None."""
+    if plan.encoding == Encoding.CONST:
+        return (np.inf, -np.inf) if np.isnan(plan.value) else (plan.value, plan.value)
+    if plan.encoding != Encoding.INT:
+        return None
+    top = float(plan.base + (1 << (8 * plan.width)) - 1)
+    return (plan.base / POW10[plan.scale], top / POW10[plan.scale])
+
 
 def _decode_values(plan, data, start, stop):
     enc = plan.encoding

@@ -55,6 +55,17 @@ class Column:
             table[i] = c.descriptor()
         return table
 
+    def bounds(self):
+        """(lo, hi) enclosing this rank's non-NA values, from the chunk descriptors alone
+        (Chunk.bounds); None where a chunk's values can only be known by decoding it."""
+        lo, hi = np.inf, -np.inf
+        for c in self.chunks:
+            b = c.bounds()
+            if b is None:
+                return None
+            lo, hi = min(lo, b[0]), max(hi, b[1])
+        return (lo, hi)
+
     def encoding_counts(self):
         """Number of local chunks per representation label ('int8', 'masked:int8', ...)."""
         return Counter(c.label for c in self.chunks)

@@ -46,8 +46,9 @@ class Use:
 def refuse(frame, uses, summaries=None):
     """UserError (the same on every rank) for a value of `uses` the network cannot take,
     naming the frame's file, the column and the row.  `summaries` ({name:
-    ColumnSummary}, global): only columns whose minimum or maximum is bad are scanned.
-    Collective over the frame's ranks."""
+    ColumnSummary}, global): only columns whose minimum or maximum is bad are scanned;
+    without them, a rank does not scan a column whose chunk encodings bound its values
+    within what the network takes.  Collective over the frame's ranks."""
     if summaries is not None:
         uses = [u for u in uses if not u.fits(summaries[u.name].min, summaries[u.name].max)]
         if not uses:
@@ -56,6 +57,8 @@ def refuse(frame, uses, summaries=None):
     rank, _ = rank_and_size(comm)
     mine = None
     for j, use in enumerate(uses):
+        if summaries is None and _fine_by_encoding(frame, use):
+            continue
         mine = _culprit(use, use.values(), j, rank)
         if mine is not None:
             break
@@ -68,6 +71,17 @@ def refuse(frame, uses, summaries=None):
     j, kind, _, r, i, value = min(found)
     row = sum(frame.rank_rows[:r]) + i + 1 if _rows_in_order(frame) else None
     raise UserError(_message(frame, uses[j], row, value))
+
+
+def _fine_by_encoding(frame, use):
+    """Whether this rank's values of `use` are fine without decoding them: every chunk's
+    encoding bounds its values (integers, bits, constants: Column.bounds) and the bounds
+    fit.  Local: each rank skips only its own scan, the culprits are still gathered."""
+    bounds = frame.column(use.name).bounds() if use.name in frame.names else None
+    if bounds is None:
+        return False
+    lo, hi = bounds
+    return lo > hi or use.fits(lo, hi)   # (lo > hi: every value NA)
 
 
 def _culprit(use, v, j, rank):
