@@ -90,6 +90,16 @@ def node_communicator(comm):
     return comm.Split_type(_mpi().COMM_TYPE_SHARED)
 
 
+def node_size(comm):
+    """How many ranks of `comm` are on this node (1 without a parallel `comm`; collective)."""
+    if not parallel(comm):
+        return 1
+    node = node_communicator(comm)
+    size = node.Get_size()
+    node.Free()
+    return size
+
+
 # ---------------------------------------------------------------------------- numbers
 _OPS = ("sum", "min", "max")
 

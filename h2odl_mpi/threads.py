@@ -3,7 +3,7 @@ the batch system's cpus per task), else this process's cores shared among the no
 and how they share the model (--thread_scheme: hogwild or replicas)."""
 import os
 
-from h2odl_mpi.collectives import node_communicator, parallel
+from h2odl_mpi.collectives import node_size
 from h2odl_mpi.kernel import available_cores
 from h2odl_mpi.params import check_threads
 
@@ -17,12 +17,7 @@ def threads_per_rank(params, comm):
         v = os.environ.get(var, "")
         if v.isdigit() and int(v) > 0:
             return check_threads(var, int(v))  # within the limit of --threads, naming the variable
-    local = 1
-    if parallel(comm):
-        node = node_communicator(comm)
-        local = node.Get_size()
-        node.Free()
-    return max(1, available_cores() // local)
+    return max(1, available_cores() // node_size(comm))
 
 
 def rank_threads(threads, comm=None):

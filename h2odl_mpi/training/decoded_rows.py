@@ -14,7 +14,7 @@ DecodeBudget: 1/MEMORY_SHARE of the memory available, shared among the ranks of 
 """
 import os
 
-from h2odl_mpi.collectives import node_communicator, parallel
+from h2odl_mpi.collectives import node_size
 from h2odl_mpi.kernel import Rows
 from h2odl_mpi.sizes import memory_available
 
@@ -28,11 +28,7 @@ _LOCAL_RANKS_VARS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTA
 def ranks_on_node(comm=None):
     """The ranks sharing this node's memory: the larger of `comm`'s ranks on this node and
     the launcher's count of the job's ranks here (collective over `comm`)."""
-    local = 1
-    if parallel(comm):
-        node = node_communicator(comm)
-        local = node.Get_size()
-        node.Free()
+    local = node_size(comm)
     for var in _LOCAL_RANKS_VARS:
         v = os.environ.get(var, "")
         if v.isdigit():
