@@ -77,7 +77,10 @@ def _fine_by_encoding(frame, use):
     """Whether this rank's values of `use` are fine without decoding them: every chunk's
     encoding bounds its values (integers, bits, constants: Column.bounds) and the bounds
     fit.  Local: each rank skips only its own scan, the culprits are still gathered."""
-    bounds = frame.column(use.name).bounds() if use.name in frame.names else None
+    try:
+        bounds = frame.column(use.name).bounds()
+    except KeyError:
+        return False
     if bounds is None:
         return False
     lo, hi = bounds
