@@ -20,17 +20,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rank_projection  # noqa: E402
 from h2odl_mpi.training.combine import ModelAverage  # noqa: E402
 
-PRECISIONS = ("float32", "bfloat16", "bfloat16_log8")
-
-
-def sent_bytes(n_weights, ranks, precision):
-    """What a rank sends in one combine (benchmarks/combine_precision.py counts the same)."""
-    share = 2 * (ranks - 1) / ranks
-    if precision == "bfloat16_log8":
-        return int(share * 4 * n_weights) + 2 * (ranks - 1) * 4
-    return int(share * 3 * n_weights * (4 if precision == "float32" else 2))
+PRECISIONS = rank_projection.PRECISIONS
 
 
 def main(argv=None):
@@ -62,7 +56,7 @@ def main(argv=None):
         if comm.rank == 0:
             times = times[1:]
             print(f"{precision:14s} median {1e3 * statistics.median(times):7.2f} ms   slowest "
-                  f"{1e3 * max(times):7.2f} ms   {sent_bytes(n, comm.size, precision):>12,} bytes a rank sends")
+                  f"{1e3 * max(times):7.2f} ms   {rank_projection.bytes_per_combine(3 * n, comm.size, precision):>12,} bytes a rank sends")
 
 
 if __name__ == "__main__":

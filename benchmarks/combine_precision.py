@@ -31,12 +31,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rank_projection  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT / "h2odl_mpi" / "datasets" / "mnist"
 BIN = Path(sys.executable).parent
 TARGETS = (0.12, 0.11)
-PRECISIONS = ("float32", "bfloat16", "bfloat16_log8")
+PRECISIONS = rank_projection.PRECISIONS
 N_TRAIN = 10000   # the MNIST pair's training rows
 
 
@@ -73,15 +76,9 @@ def epochs_to(history, target):
 
 
 def bytes_per_combine(summary, ranks, precision):
-    """What each rank sends in one combine: 2 (N - 1) / N of the buffer's values, at 4
-    bytes a value (float32), 2 (bfloat16), or 2 for a weight or bias and 1 for each of its
-    two accumulators, with a float32 scale for each of the N - 1 other ranks each way
-    (bfloat16_log8)."""
-    params = n_params(summary)
-    share = 2 * (ranks - 1) / ranks
-    if precision == "bfloat16_log8":
-        return int(share * (2 * params + 2 * params)) + 2 * (ranks - 1) * 4
-    return int(share * 3 * params * (4 if precision == "float32" else 2))
+    """What each rank sends in one combine (rank_projection.bytes_per_combine) of the
+    buffer of weights, biases and ADADELTA's two accumulators for each."""
+    return rank_projection.bytes_per_combine(3 * n_params(summary), ranks, precision)
 
 
 def n_params(summary):

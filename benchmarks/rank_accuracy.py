@@ -254,20 +254,6 @@ def resolve_targets(dset, rows):
     return [mean(error_at(e, r["points"]) for r in one) for e in (1, 2)] if one else []
 
 
-# bytes a value of the buffer travels as: bfloat16_log8 sends a weight or bias as bfloat16 and
-# its two ADADELTA accumulators as a byte each, 4 bytes for the 3 values
-BYTES_A_VALUE = {"float32": 4, "bfloat16": 2, "bfloat16_log8": 4 / 3}
-
-
-def bytes_per_combine(n_values, ranks, precision):
-    """What a rank sends per combine (Reduce_scatter + Allgatherv, or their bfloat16 twins;
-    bfloat16_log8: and a float32 scale for each other rank, each way)."""
-    if ranks < 2:
-        return 0
-    scales = 2 * (ranks - 1) * 4 if precision == "bfloat16_log8" else 0
-    return int(2 * (ranks - 1) / ranks * n_values * BYTES_A_VALUE[precision]) + scales
-
-
 def groups(rows):
     """{(label, replicated, ranks): [rows of the seeds]}, the one-rank runs under both layouts."""
     out = {}
@@ -288,7 +274,7 @@ def summarize(rows, targets):
         out.append({"label": name, "replicated": rep, "ranks": ranks, "seeds": len(sel),
                     "error": {e: mean(error_at(e, r["points"]) for r in sel) for e in (1, 2, MARKS[-1])},
                     "epochs_to": to, "ratio": [t / o if t and o else None for t, o in zip(to, one_to)],
-                    "bytes_per_combine": bytes_per_combine(s[0]["n_values"], ranks, s[0]["precision"]),
+                    "bytes_per_combine": rank_projection.bytes_per_combine(s[0]["n_values"], ranks, s[0]["precision"]),
                     "combines_per_epoch": mean(x["iterations"] / x["epochs"] for x in s) if ranks > 1 else None,
                     "comm_fraction": mean(x["comm_fraction"] for x in s),
                     "wait_fraction": mean(x["wait_fraction"] for x in s)})
@@ -310,7 +296,7 @@ def projection_inputs(rows, mode, target, n_rows):
         return None
     st = many[0]["stats"]
     return {"t_row_s": mean(r["stats"]["training_time_s"] / r["stats"]["samples"] for r in one),
-            "n_rows": n_rows, "model_bytes": int(st["n_values"] * BYTES_A_VALUE[st["precision"]]),
+            "n_rows": n_rows, "model_bytes": rank_projection.buffer_bytes(st["n_values"], st["precision"]),
             "epochs_one_rank": e1, "epochs_many": em, "many_ranks": top, "target": target, "epochs": MARKS[-1]}
 
 
@@ -422,7 +408,7 @@ def parse():
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--rules", nargs="+", default=["BlockMomentum", "Average", "ElasticAveraging"])
     ap.add_argument("--targets", type=float, nargs="+", help="test errors to reach (fractions)")
-    ap.add_argument("--precision", choices=["float32", "bfloat16", "bfloat16_log8"], default="float32",
+    ap.add_argument("--precision", choices=rank_projection.PRECISIONS, default="float32",
                     help="combine_precision of every run (what a combine sends)")
     ap.add_argument("--stem", help="the results' name under benchmarks/results (default: from --data, --quick, "
                                    "--precision)")

@@ -38,6 +38,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from h2odl_mpi.params import SPEC  # noqa: E402
 from h2odl_mpi.training.combine import BlockMomentum  # noqa: E402
 from h2odl_mpi.training.iteration_rows import AutoTuner  # noqa: E402
 
@@ -54,6 +55,30 @@ INTERCONNECTS = {
 PROJECTED_RANKS = (64, 1024)
 GOALS = {64: 1 / 32, 1024: 1 / 256}  # issue 22's targets: a fraction of one rank's time
 TARGET_RATIO_COMM_TO_COMP = 0.05     # params.SPEC's default, which the defaults runs use
+
+
+# the bytes a value of the combine buffer travels as, a fraction (numerator, denominator):
+# float32 4, bfloat16 2; bfloat16_log8 sends a weight or bias as bfloat16 and its two ADADELTA
+# accumulators as a byte each, 4 bytes for 3 values
+BYTES_A_VALUE = {"float32": (4, 1), "bfloat16": (2, 1), "bfloat16_log8": (4, 3)}
+PRECISIONS = SPEC["combine_precision"][2]   # (params.SPEC's choices, the order above)
+
+
+def buffer_bytes(n_values, precision):
+    """The bytes a buffer of `n_values` float32 values travels as at `precision`."""
+    num, den = BYTES_A_VALUE[precision]
+    return n_values * num // den
+
+
+def bytes_per_combine(n_values, ranks, precision):
+    """What a rank sends in one combine of a buffer of `n_values` values: 2 (N - 1) / N of
+    it (a Reduce_scatter and an Allgatherv, or their coded twins), and bfloat16_log8's
+    float32 scale for each other rank, each way."""
+    if ranks < 2:
+        return 0
+    num, den = BYTES_A_VALUE[precision]
+    scales = 2 * (ranks - 1) * 4 if precision == "bfloat16_log8" else 0
+    return 2 * (ranks - 1) * n_values * num // (ranks * den) + scales
 
 
 def combine_seconds(nbytes, ranks, net):
