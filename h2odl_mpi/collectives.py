@@ -400,6 +400,72 @@ def node_groups(comm, node_color=None):
     return groups
 
 
+class InFlight:
+    """One collective at a time on a thread of its own, while the calling thread goes on
+    (combine_overlap: the mean of an iteration's change while the next iteration trains).
+
+    `launch(fn, *args)` runs fn(side, *args) on the thread, where `side` is a duplicate of
+    `comm` that nothing else uses: the calling thread keeps `comm` for its own collectives
+    (MPI_THREAD_MULTIPLE, which `open` checks).  `wait()` returns what fn returned, or raises
+    what it raised; the stall watchdog sees the caller waiting in it.  The blocking collective
+    on the thread progresses by itself, where a non-blocking one would move only inside MPI
+    calls (MPICH without its progress thread).  `free()` waits for the thread and frees the
+    duplicate."""
+
+    def __init__(self, side):
+        from concurrent.futures import ThreadPoolExecutor
+        self.side = side
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="h2odl_mpi-combine")
+        self.future = None
+        self.seconds = 0.0   # spent by the collectives on the thread, summed
+
+    @classmethod
+    def open(cls, comm):
+        """Collective over `comm`: an InFlight of its ranks, or a ValueError (the same on
+        every rank) where MPI was started without MPI_THREAD_MULTIPLE."""
+        MPI = _mpi()
+        level = allreduce_scalar(comm, MPI.Query_thread(), "min")
+        if level < MPI.THREAD_MULTIPLE:
+            raise ValueError(f"MPI runs at thread level {level}, without MPI_THREAD_MULTIPLE")
+        return cls(duplicate(comm))
+
+    def launch(self, fn, *args):
+        if self.future is not None:
+            raise RuntimeError("InFlight: one collective at a time (wait() first)")
+        self.future = self.pool.submit(self._timed, fn, *args)
+
+    def _timed(self, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(self.side, *args)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+    @property
+    def busy(self):
+        return self.future is not None
+
+    def wait(self):
+        future, self.future = self.future, None
+        return None if future is None else _wait_for(self.side, future)
+
+    def free(self):
+        try:
+            if self.future is not None:
+                self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+            if self.side is not None:
+                self.side.Free()
+                self.side = None
+
+
+@_collective
+def _wait_for(comm, future):
+    """What `future` (a collective over `comm` on another thread) returns, once it has."""
+    return future.result()
+
+
 def _split(n, parts):
     """Counts and offsets of n elements cut into `parts` nearly equal pieces."""
     counts = [n // parts + (1 if r < n % parts else 0) for r in range(parts)]
