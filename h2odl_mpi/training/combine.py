@@ -110,9 +110,6 @@ class ModelAverage:
         np.add(begin, g, out=model[:self.n_params])
         self.rule(model)
 
-    def late_start(self, model):
-        """combine_overlap: where the ranks train from at the start (here: where start() put them)."""
-
     def settle(self):
         """Nothing in flight: every combine ends where it starts (see Overlapped)."""
 
@@ -216,25 +213,21 @@ class BlockMomentum(ModelAverage):
         self.w += self.d                # W = W + D
         self._start_point(a)
 
+    # combine_overlap: each G arrives one iteration late, and the ranks meanwhile train from a
+    # start that lacks it.  With the full block learning rate the filter overshoots: 8 ranks
+    # ended 3.3 points worse than in line on the MNIST pair (seed 1); predicting the step in
+    # flight in the start (W + (m + m^2) D) was worse still, and r / 2 came within 0.6 points
+    # (3 seeds; docs/training.md, "Combining behind compute").
+    LATE_RATE = 0.5
+
     def late(self, model, begin, g):
-        """combine_overlap: G = g arrives one iteration late, while the ranks train from a
-        start that lacks it: D = m D + r G; W = W + D, and the next start predicts the step
-        still in flight as m D (its G unknown): W + (m + m^2) D (Nesterov; W + m D without).
-        Without the prediction the ranks start every iteration a block behind, and 8 ranks
-        ended 3 points worse than one rank on the MNIST pair (docs/training.md)."""
+        """combine_overlap: D = m D + (r / 2) G; W = W + D; the ranks go on from W + m D (W)."""
         if not self.active:
             return
         self.d *= self.m
-        self.d += self.r * g
+        self.d += (self.r * np.float32(self.LATE_RATE)) * g
         self.w += self.d
-        self.late_start(model)
-
-    def late_start(self, model):
-        if not self.active:
-            return
-        ahead = self.m + self.m * self.m if self.nesterov else self.m
-        np.multiply(self.d, np.float32(ahead), out=model[:self.n_params])
-        model[:self.n_params] += self.w
+        self._start_point(model[:self.n_params])
 
     def current(self, model):
         return _with_weights(model, self.w) if self.active else model
@@ -305,14 +298,16 @@ class ElasticAverage(ModelAverage):
 class Overlapped:
     """combine_overlap: a rule's combine behind compute, one iteration late (overlap local SGD,
     Wang et al. 2020; delayed averaging).  At the end of iteration k every rank hands its
-    change since the iteration's start B (the buffer every rank started it from, weights and
-    optimizer state) to a collective on a thread of its own (collectives.InFlight: the exact
-    rows-weighted mean), and trains iteration k+1 while it travels.  At the end of k+1 that
-    mean change G_k is applied as the rule applies a mean, A = B + G_k, and the rule's next
-    start point is where every rank trains k+2 from:
+    weights' change since the iteration's start B (the buffer every rank started it from) and
+    its optimizer state to a collective on a thread of its own (collectives.InFlight: the
+    exact rows-weighted mean), and trains iteration k+1 while it travels.  At the end of k+1
+    that mean change G_k is applied by the rule's `late` step (plain averaging and elastic
+    averaging: as the mean model B + G_k; block momentum: at half its block learning rate),
+    the state becomes the mean state, and the rule's next start point is where every rank
+    trains k+2 from:
 
-        end of iteration k:   G_k = mean(model - B), started;   wait for G_(k-1)
-                              model = rule(B + G_(k-1));   B = model
+        end of iteration k:   G_k = mean(weights - B), started;   wait for G_(k-1)
+                              model = rule.late(B, G_(k-1));   B = model
 
     so every iteration's rows count, one iteration late (the first iteration's start is also
     the second's).  Every rank holds the same B and rule state after every combine, bit for
@@ -336,7 +331,6 @@ class Overlapped:
 
     def start(self, comm, model, n_params, state=None):
         self.rule.start(comm, model, n_params, state)
-        self.rule.late_start(model)
         self.active, self.n = parallel(comm), n_params
         if not self.active:
             return

@@ -45,14 +45,14 @@ def _rule_reference(rule, combiner, a, s, w, d):
 
 def _late_reference(rule, combiner, begin, g, w, d):
     """One late step (combine_overlap) in float64 from the mean change `g` since `begin`:
-    block momentum predicts the step in flight (the start W + (m + m^2) D, or W + m D); the
-    other rules take the mean model begin + g."""
+    block momentum filters it at half its block learning rate; the other rules take the
+    mean model begin + g."""
     if not rule.startswith("block_momentum"):
         return _rule_reference(rule, combiner, begin + g, begin, w, d)
     m = 1 - 1 / comm.size if combiner.momentum_param < 0 else combiner.momentum_param
-    d = m * d + combiner.rate * g
+    d = m * d + combiner.rate * 0.5 * g
     w = w + d
-    return w + (m + m * m if combiner.nesterov else m) * d, w, w, d
+    return (w + m * d if combiner.nesterov else w), w, w, d
 
 
 def _fake_nodes():
@@ -268,7 +268,7 @@ def test_combining_behind_compute_applies_each_mean_change_one_iteration_late(ru
     """combine_overlap (Overlapped): the rows-weighted mean change of the weights since the
     iteration's start B, and the mean of the optimizer state, go out at the end of an
     iteration and are applied at the end of the next one (Overlapped.late: block momentum
-    predicts the step still in flight); drain applies the last at once.  Checked with numpy on the gathered inputs; every rank
+    at half its block learning rate); drain applies the last at once.  Checked with numpy on the gathered inputs; every rank
     holds the same bits after every combine."""
     from h2odl_mpi.training.combine import Overlapped
     inner = RULES[rule]()
