@@ -38,7 +38,7 @@ housing (RMSE) at 1 and 8 ranks in the fixed setting as well.
     .venv/bin/python benchmarks/rank_accuracy.py [--data mnist|teacher] [--rows N]
         [--modes fixed defaults] [--ranks 1 2 4 8 16] [--seeds 1 2 3]
         [--rules BlockMomentum Average ElasticAveraging] [--network hdr200|edr100] [--quick]
-        [--precision float32|bfloat16|bfloat16_log8] [--overlap] [--stem NAME]
+        [--precision float32|bfloat16|bfloat16_log8] [--stem NAME]
     .venv/bin/python benchmarks/rank_accuracy.py --from-json benchmarks/results/rank_accuracy_teacher.json
 
 Writes benchmarks/results/rank_accuracy[_teacher][_quick].json, .md and (with matplotlib) .png.
@@ -133,9 +133,7 @@ def run_stats(runs):
             "precision": last.params["combine_precision"], "rule": last["combining_rule"],
             "layout": last["combine_layout"], "tspi_median": statistics.median(tspi) if tspi else None,
             "comm_fraction": sum(r["comm_fraction"] * r["training_time_s"] for r in runs) / total if total else 0.0,
-            "wait_fraction": sum(r["wait_fraction"] * r["training_time_s"] for r in runs) / total if total else 0.0,
-            "behind_fraction": sum(r["combine_behind_fraction"] * r["training_time_s"] for r in runs) / total
-            if total else 0.0}
+            "wait_fraction": sum(r["wait_fraction"] * r["training_time_s"] for r in runs) / total if total else 0.0}
 
 
 def final_metrics(run):
@@ -165,9 +163,8 @@ def configurations(args):
     return out
 
 
-def params_for(dset, mode, rule, replicated, ranks, seed, precision="float32", overlap=False):
-    p = dict(dset["params"], seed=seed, replicate_training_data=replicated, combine_precision=precision,
-             combine_overlap=overlap)
+def params_for(dset, mode, rule, replicated, ranks, seed, precision="float32"):
+    p = dict(dset["params"], seed=seed, replicate_training_data=replicated, combine_precision=precision)
     if mode != "defaults":
         p.update(combining_rule=rule or "BlockMomentum",
                  train_samples_per_iteration=rank_projection.fixed_rows(dset["n_rows"], ranks))
@@ -178,8 +175,7 @@ def sweep(args, dset, tmp):
     rows = []
     for seed in args.seeds:
         for mode, rule, replicated, ranks in configurations(args):
-            cfg = {"params": params_for(dset, mode, rule, replicated, ranks, seed, args.precision, args.overlap),
-                   "marks": args.marks,
+            cfg = {"params": params_for(dset, mode, rule, replicated, ranks, seed, args.precision), "marks": args.marks,
                    "straight": mode == "defaults"}
             out, wall = launch(ranks, cfg, tmp)
             rows.append({"mode": mode, "rule": rule, "replicated": replicated, "ranks": ranks, "seed": seed,
@@ -210,7 +206,6 @@ def other_sets(args, tmp):
         for rule in args.rules:
             for ranks in (1, 8):
                 params = dict(s, seed=1, combining_rule=rule, combine_precision=args.precision,
-                              combine_overlap=args.overlap,
                               train_samples_per_iteration=rank_projection.fixed_rows(n, ranks))
                 out, _ = launch(ranks, {"params": params, "marks": [epochs], "straight": False}, tmp)
                 rows.append({"set": name, "rule": rule, "ranks": ranks, "epochs": epochs, **out["final"]})
@@ -417,8 +412,6 @@ def parse():
                     help="combine_precision of every run (what a combine sends)")
     ap.add_argument("--stem", help="the results' name under benchmarks/results (default: from --data, --quick, "
                                    "--precision)")
-    ap.add_argument("--overlap", action="store_true", help="combine_overlap true in every run (combines behind "
-                    "compute, applied one iteration late)")
     ap.add_argument("--network", choices=sorted(rank_projection.INTERCONNECTS), default="hdr200")
     ap.add_argument("--quick", action="store_true", help="1, 2 and 4 ranks, one seed, no other data sets")
     ap.add_argument("--no-other-sets", action="store_true", help="only the main sweep")
@@ -442,8 +435,7 @@ def main():
     dset = (teacher_set if args.data == "teacher" else mnist_set)(args)
     stem = args.stem or ("rank_accuracy" + ("" if args.data == "mnist" else f"_{args.data}") +
                          ("_quick" if args.quick else "") +
-                         ("" if args.precision == "float32" else f"_{args.precision}") +
-                         ("_overlap" if args.overlap else ""))
+                         ("" if args.precision == "float32" else f"_{args.precision}"))
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = sweep(args, dset, tmp)

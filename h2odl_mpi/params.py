@@ -116,8 +116,6 @@ SPEC = {
     "block_nesterov": (bool, True, None, "BlockMomentum: ranks train from the Nesterov look-ahead"),
     "combine_precision": (str, "float32", ("float32", "bfloat16", "bfloat16_log8"),
                           "how the ranks' changes travel when combined (bfloat16: 1/2 the bytes, bfloat16_log8: 1/3)"),
-    "combine_overlap": (bool, False, None, "combine each iteration's change while the next one trains, and "
-                        "apply it one iteration late (float32 only)"),
     "elastic_averaging": (bool, False, None, "H2O's elastic averaging (combining_rule ElasticAveraging)"),
     "elastic_averaging_moving_rate": (float, 0.9, (0.0, 1.0, True, False),
                                       "ElasticAveraging: weight of the ranks' mean in the consensus model"),
@@ -204,9 +202,8 @@ GROUPS = tuple((title, tuple(names.split())) for title, names in (
                                 "checkpoint_dir checkpoint_interval checkpoint_keep stall_timeout"),
     ("distributed training and combining", "replicate_training_data train_samples_per_iteration "
                                            "target_ratio_comm_to_comp combining_rule block_momentum "
-                                           "block_learning_rate block_nesterov combine_precision combine_overlap "
-                                           "elastic_averaging elastic_averaging_moving_rate "
-                                           "elastic_averaging_regularization"),
+                                           "block_learning_rate block_nesterov combine_precision elastic_averaging "
+                                           "elastic_averaging_moving_rate elastic_averaging_regularization"),
 ))
 
 
@@ -387,9 +384,6 @@ def _resolve_combining_rule(p):
         raise UserError(f"block_momentum = {bm} must be -1 (1 - 1/ranks) or in [0, 1)")
     if p["combine_precision"] == "bfloat16_log8" and not p["adaptive_rate"]:
         raise UserError("combine_precision = bfloat16_log8 needs ADADELTA (adaptive_rate = true); with momenta use bfloat16")
-    if p["combine_overlap"] and p["combine_precision"] != "float32":
-        raise UserError(f"combine_overlap = true sends float32 changes: combine_precision = {p['combine_precision']} "
-                        "is for slow networks, combine_overlap for fast ones; choose one")
 
 
 def _check_sizes(p):

@@ -69,20 +69,3 @@ def test_combine_precision_bfloat16_log8_is_accepted_and_checked():
         validate(dict(train="x.csv", response="y", combine_precision="fp8"))
     with pytest.raises(UserError, match="bfloat16_log8 needs ADADELTA"):
         validate(dict(train="x.csv", response="y", combine_precision="bfloat16_log8", adaptive_rate=False))
-
-
-def test_combine_overlap_is_checked_and_changes_nothing_on_one_rank(data):
-    from mpi4py import MPI
-    from h2odl_mpi.training.combine import BlockMomentum, Overlapped, combiner_for
-    assert validate({})["combine_overlap"] is False
-    with pytest.raises(UserError, match="combine_overlap = true sends float32 changes"):
-        validate(dict(combine_overlap=True, combine_precision="bfloat16"))
-    c = combiner_for(validate(dict(combine_overlap=True)))
-    assert isinstance(c, Overlapped) and isinstance(c.rule, BlockMomentum) and c.name == "BlockMomentum"
-    p = dict(train=data, response="y", hidden=[4], epochs=2, seed=2, threads=1, quiet_mode=True,
-             train_samples_per_iteration=50, variable_importances=False)
-    plain = train(validate(p), None)
-    for comm in (None, MPI.COMM_SELF):
-        run = train(validate(dict(p, combine_overlap=True)), comm)
-        assert np.array_equal(run.model, plain.model) and run["combine_behind_fraction"] == 0.0
-        assert run.state["combiner_arrays"] == {}

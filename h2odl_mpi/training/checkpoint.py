@@ -267,11 +267,7 @@ def combiner_state(restored, combiner, say):
         say(f"combining_rule: the checkpoint used {st['combining_rule']}, now {combiner.name}: "
             "its state starts afresh")
         return None
-    arrays = st.get("combiner_arrays") or {}
-    if "pending_change" in arrays and not getattr(combiner, "overlap", False):
-        say("combine_overlap: the checkpoint's last iteration was still to be combined; with combine_overlap "
-            "false its change is dropped")
-    return arrays or None
+    return st.get("combiner_arrays") or None
 
 
 def restore_rng(rng, restored, seed, rank, size):

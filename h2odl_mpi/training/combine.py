@@ -11,9 +11,6 @@ The training loop calls, on every rank:
     combiner.rows_cap(n_total, ranks)   the most rows between combines (over all ranks) the
                               rule needs to stay accurate, or None; the tuner keeps below it
     combiner.own_seconds      seconds spent in the rule's own arithmetic (beyond the mean)
-    combiner.settle()         before a checkpoint: the combine in flight, if any, has arrived
-    combiner.drain(comm, model)   the last iteration: the combine in flight, if any, applied
-                              (True where the model moved)
     combiner.finish()         once, when the run ends (frees its communicators)
 
 `model` is the rank's float32 buffer: the weights and biases (`model[:n_params]`) and then the
@@ -29,10 +26,6 @@ The mean is node-aware where the run spans several nodes with several ranks on a
 (collectives.node_groups: a Reduce to each node's leader through shared memory, the flat mean
 among the leaders, a Bcast back), else flat; `layout` says which (the run's first lines).
 
-With combine_overlap (Overlapped, wrapping any rule) the combine of an iteration runs behind the
-next iteration's training and is applied one iteration late; without it, settle and drain
-have nothing to do.
-
 To add a rule: a class with these methods, an entry in COMBINERS under its name, and the name
 among the choices of `combining_rule` in params.SPEC.
 """
@@ -40,9 +33,8 @@ import time
 
 import numpy as np
 
-from h2odl_mpi.collectives import (InFlight, node_groups, parallel, time_collective, weighted_mean,
-                                   weighted_mean_bf16, weighted_mean_log8)
-from h2odl_mpi.errors import UserError
+from h2odl_mpi.collectives import (node_groups, parallel, time_collective, weighted_mean, weighted_mean_bf16,
+                                   weighted_mean_log8)
 
 
 class ModelAverage:
@@ -100,23 +92,6 @@ class ModelAverage:
     def rule(self, model):
         """The rule's step after the mean (`model` holds the mean): none for plain averaging."""
 
-    overlap = False  # (Overlapped: the combine runs behind compute)
-
-    def late(self, model, begin, g):
-        """combine_overlap (Overlapped): the rule's step for the mean change `g` of the weights
-        and biases since `begin`, the point the ranks trained that iteration from, one
-        iteration late; model[:n_params] becomes where they train from next.  Here: the rule
-        applied to the mean model begin + g."""
-        np.add(begin, g, out=model[:self.n_params])
-        self.rule(model)
-
-    def settle(self):
-        """Nothing in flight: every combine ends where it starts (see Overlapped)."""
-
-    def drain(self, comm, model):
-        """Nothing in flight to apply: False (see Overlapped)."""
-        return False
-
     def current(self, model):
         return model
 
@@ -131,17 +106,12 @@ class ModelAverage:
         scratch = np.zeros_like(model)
         return time_collective(comm, lambda: self._mean(comm, scratch))
 
-    def mean_of(self, comm, buf, weight=1.0, total=None):
-        """In place: the weighted mean of `buf` over `comm`'s ranks, in float32 values, node-aware
-        where this rule's mean is (combine_overlap's changes)."""
-        return weighted_mean(comm, buf, weight=weight, total=total, nodes=self.nodes)
-
     def _mean(self, comm, buf, weight=1.0, total=None):
         """In place: the weighted mean of `buf` over the ranks, as this combiner sends it
         (float32 values, node-aware or flat; or changes from the origin as bfloat16; or
         those of the weights and biases, and the optimizer state's values as 8-bit logarithms)."""
         if self.origin is None:
-            self.mean_of(comm, buf, weight, total)
+            weighted_mean(comm, buf, weight=weight, total=total, nodes=self.nodes)
         elif self.precision == "bfloat16":
             weighted_mean_bf16(comm, buf, self.origin, weight=weight, total=total)
         else:
@@ -213,22 +183,6 @@ class BlockMomentum(ModelAverage):
         self.w += self.d                # W = W + D
         self._start_point(a)
 
-    # combine_overlap: each G arrives one iteration late, and the ranks meanwhile train from a
-    # start that lacks it.  With the full block learning rate the filter overshoots: 8 ranks
-    # ended 3.3 points worse than in line on the MNIST pair (seed 1); predicting the step in
-    # flight in the start (W + (m + m^2) D) was worse still, and r / 2 came within 0.6 points
-    # (3 seeds; docs/training.md, "Combining behind compute").
-    LATE_RATE = 0.5
-
-    def late(self, model, begin, g):
-        """combine_overlap: D = m D + (r / 2) G; W = W + D; the ranks go on from W + m D (W)."""
-        if not self.active:
-            return
-        self.d *= self.m
-        self.d += (self.r * np.float32(self.LATE_RATE)) * g
-        self.w += self.d
-        self._start_point(model[:self.n_params])
-
     def current(self, model):
         return _with_weights(model, self.w) if self.active else model
 
@@ -295,135 +249,6 @@ class ElasticAverage(ModelAverage):
         return {"training_point": model[:self.n_params].copy()} if self.active else {}
 
 
-class Overlapped:
-    """combine_overlap: a rule's combine behind compute, one iteration late (overlap local SGD,
-    Wang et al. 2020; delayed averaging).  At the end of iteration k every rank hands its
-    weights' change since the iteration's start B (the buffer every rank started it from) and
-    its optimizer state to a collective on a thread of its own (collectives.InFlight: the
-    exact rows-weighted mean), and trains iteration k+1 while it travels.  At the end of k+1
-    that mean change G_k is applied by the rule's `late` step (plain averaging and elastic
-    averaging: as the mean model B + G_k; block momentum: at half its block learning rate),
-    the state becomes the mean state, and the rule's next start point is where every rank
-    trains k+2 from:
-
-        end of iteration k:   G_k = mean(weights - B), started;   wait for G_(k-1)
-                              model = rule.late(B, G_(k-1));   B = model
-
-    so every iteration's rows count, one iteration late (the first iteration's start is also
-    the second's).  Every rank holds the same B and rule state after every combine, bit for
-    bit.  `settle()` waits for the change in flight (a checkpoint holds it, `pending_change`,
-    and a resume gives a straight run's bits); `drain(model)` applies it (the last iteration:
-    the final model has every row).  One rank: the rule itself, nothing in flight."""
-
-    overlap = True
-
-    def __init__(self, rule):
-        self.rule = rule
-        self.flight = self.begin = self.pending = None
-        self.active = False
-
-    name = property(lambda self: self.rule.name)
-    own_seconds = property(lambda self: self.rule.own_seconds)
-
-    @property
-    def layout(self):
-        return self.rule.layout + ", behind compute (applied one iteration late)"
-
-    def start(self, comm, model, n_params, state=None):
-        self.rule.start(comm, model, n_params, state)
-        self.active, self.n = parallel(comm), n_params
-        if not self.active:
-            return
-        try:
-            self.flight = InFlight.open(comm)
-        except ValueError as e:
-            raise UserError(f"combine_overlap: {e}; set combine_overlap false, or build mpi4py "
-                            "on an MPI with threads") from None
-        self.begin = model.copy()
-        self.changes = [np.empty_like(model), np.empty_like(model)]  # (one in flight, one applied)
-        self.turn = 0
-        pending = (state or {}).get("pending_change")
-        if pending is not None:
-            if np.shape(pending) != model.shape:
-                raise ValueError(f"pending_change has {np.size(pending)} values for {model.size}")
-            self.pending = self.changes[1]
-            self.pending[...] = pending
-
-    def combine(self, comm, model, rows_mine, rows_all):
-        if not self.active:
-            return self.rule.combine(comm, model, rows_mine, rows_all)
-        if rows_all == 0:
-            return
-        self.settle()
-        out, n = self.changes[self.turn], self.n
-        np.subtract(model[:n], self.begin[:n], out=out[:n])
-        out[n:] = model[n:]
-        self.flight.launch(self.rule.mean_of, out, float(rows_mine), float(rows_all))
-        self.turn ^= 1
-        self._apply(model)
-
-    def settle(self):
-        """Wait for the change in flight (on every rank at the same point: a collective)."""
-        if self.active and self.flight.busy:
-            self.flight.wait()
-            self.pending = self.changes[self.turn ^ 1]
-
-    def drain(self, comm, model):
-        """Apply the change in flight now; True where there was one (the model moved)."""
-        if not self.active:
-            return False
-        self.settle()
-        moved = self.pending is not None
-        self._apply(model)
-        return moved
-
-    def _apply(self, model):
-        """model = rule(B + G) with the settled G (none: model = B); B = model."""
-        t = time.perf_counter()
-        n = self.n
-        if self.pending is None:
-            model[...] = self.begin
-        else:
-            model[n:] = self.pending[n:]
-            self.rule.late(model, self.begin[:n], self.pending[:n])
-            self.pending = None
-        self.begin[...] = model
-        self.rule.own_seconds += time.perf_counter() - t
-
-    def current(self, model):
-        return self.rule.current(model)
-
-    def state(self, model):
-        """The rule's arrays and, when settled, the mean change not yet applied (the stall
-        watchdog's copy, taken with it still in flight, goes without it: that iteration's
-        rows are then lost to a resume)."""
-        out = dict(self.rule.state(model))
-        if self.active and self.pending is not None:
-            out["pending_change"] = self.pending
-        return out
-
-    def rows_cap(self, n_total, ranks):
-        return self.rule.rows_cap(n_total, ranks)
-
-    rows_cap_reason = property(lambda self: getattr(self.rule, "rows_cap_reason", ""))
-
-    def time(self, comm, model):
-        return self.rule.time(comm, model)
-
-    @property
-    def seconds_behind(self):
-        """Seconds the collectives spent on their thread, behind compute."""
-        return self.flight.seconds if self.flight is not None else 0.0
-
-    def finish(self):
-        try:
-            if self.flight is not None:
-                self.flight.free()
-                self.flight = None
-        finally:
-            self.rule.finish()
-
-
 def _with_weights(model, weights):
     """A copy of `model` whose weights and biases (its first len(weights) values) are `weights`."""
     out = model.copy()
@@ -445,4 +270,4 @@ def combiner_for(params):
     else:
         out = ModelAverage()
     out.precision = params.get("combine_precision", "float32")
-    return Overlapped(out) if params.get("combine_overlap") else out
+    return out

@@ -67,8 +67,6 @@ def summary_of(run, clock, end):
         "combine_layout": getattr(run.combiner, "layout", "flat"),
         "combine_own_fraction": run.combiner.own_seconds / train_time if train_time > 0 else 0.0,
         "wait_fraction": clock.wait / train_time if train_time > 0 else 0.0,  # load imbalance
-        # combine_overlap: the combines' own time on their thread, behind compute (rank 0's)
-        "combine_behind_fraction": getattr(run.combiner, "seconds_behind", 0.0) / train_time if train_time > 0 else 0.0,
         "train_samples_per_iteration": end.tspi_used,
         "train_samples_per_iteration_param": run.params["train_samples_per_iteration"],
         "local_rows_per_iteration": end.local_used,  # this rank's share (rank 0's in the JSON)

@@ -413,14 +413,11 @@ class Session:
     def combine(self, trained):
         """Every rank's model combined: (rows trained over all ranks, wait s, combine s).
         Fewer rows than the shares only after a stop signal; the exact integer sum doubles
-        as the barrier that times waiting for slower ranks.  A combine behind compute
-        (combine_overlap) is applied at once in the last iteration."""
+        as the barrier that times waiting for slower ranks."""
         t1 = time.perf_counter()
         rows_all = int(sum_in_place(self.comm, np.array([trained], dtype=np.int64))[0])
         t2 = time.perf_counter()
         self.combiner.combine(self.comm, self.model, trained, rows_all)
-        if self.progress.samples + rows_all >= self.target_samples:
-            self.combiner.drain(self.comm, self.model)
         return rows_all, t2 - t1, time.perf_counter() - t2
 
     def agree(self, t_comp, t_comm, t_wait, nonfinite, rows_all):
@@ -513,7 +510,6 @@ class Session:
         if rows_all == 0:  # a signal before any row of this iteration: it did not happen
             p.iteration -= 1
             self.rng.bit_generator.state = rng_before
-        self.combiner.settle()  # (a combine in flight: the checkpoint holds its mean change)
         path = ckpt.write_checkpoint(self.params["checkpoint_dir"], self.comm, self.rank, self, self.current(),
                                      self.training_state())
         self.clock.last_ckpt = time.time()
@@ -533,12 +529,11 @@ class Session:
         if p.interrupted:
             agree(self.comm, None)  # rank 0 has written the checkpoint before anyone exits
             raise ckpt.TrainingInterrupted(p.interrupted, self.flag.signum or "?")
-        drained = not p.nonfinite and self.combiner.drain(self.comm, self.model)  # (an early stop's last rows)
         self.state = self.training_state()  # (the combining rule's state, before its model is taken)
         if not p.nonfinite:
             self.model = self.current()
-        if drained or p.iteration == self.start_iteration and (self.restored or not self.target_samples):
-            self._score_metrics(self.model)  # (nothing trained, or the model moved since it was scored)
+        if p.iteration == self.start_iteration and (self.restored or not self.target_samples):  # nothing to train
+            self._score_metrics(self.model)
         if not p.nonfinite and self.best.beats(p.valid_metrics or p.train_metrics):  # the same on every rank
             self.model[:] = self.best.model
             self._score_metrics(self.model)
