@@ -6,7 +6,7 @@ after the preprocessor-only lines are dropped.  Flags are portable by default
 is compiled for the baseline, AVX2 and AVX-512 by kernel_*.c and dispatch.c picks the
 widest the CPU has at run time; frame_rows.c, the column-store row decoder, is also
 compiled once more on its own for h2o_rows_expand and h2o_hash; exit_alarm.c is the
-process's exit alarm);
+process's exit alarm; codec.c the 8-bit logarithmic code of combine_precision bfloat16_log8);
 H2ODL_NATIVE=1 adds -march=native for a build on the cluster's own nodes.
 """
 import os
@@ -50,7 +50,7 @@ ffibuilder.set_source(
     '#include "h2odl.h"',
     sources=[os.path.relpath(os.path.join(HERE, f))
              for f in ("dispatch.c", "kernel_base.c", "kernel_avx2.c", "kernel_avx512.c",
-                       "frame_rows.c", "exit_alarm.c")],
+                       "frame_rows.c", "exit_alarm.c", "codec.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=compile_args(),
     extra_link_args=["-fopenmp"],

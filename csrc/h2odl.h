@@ -416,6 +416,14 @@ int h2o_rows_expand(const h2o_rows *data, const int64_t *rows, int64_t n, float 
 /* The hash of HASHED frame columns (murmur3's 32-bit finaliser of key * golden ^ seed). */
 uint32_t h2o_hash(uint32_t key, uint32_t seed);
 
+/* ---- combine_precision bfloat16_log8 (csrc/codec.c) ----------------------------------
+ * out[i] (n of them): the 8-bit logarithmic code of v[i] against the scale top: 254 for top,
+ * each code below 2^(-1/8) of the one above, the nearest in the logarithm; 0 for zero and for
+ * values below code 1's half step; 255 for NaN, infinities, negative values, and for every
+ * non-zero value when top is not a positive finite number (for every value when top is not
+ * finite).  Values above top take code 254. */
+void h2o_log8_encode(const float *v, int64_t n, float top, uint8_t *out);
+
 /* The instruction-set variant the entry points run ("baseline", "avx2", "avx512"). */
 const char *h2o_isa(void);
 

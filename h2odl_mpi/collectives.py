@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from h2odl_mpi._kernel import ffi, lib
+
 
 def _mpi():
     from mpi4py import MPI
@@ -301,15 +303,14 @@ def to_log8(v, top):
     """Non-negative float32 values `v` (at most `top`, a positive float32) as 8-bit
     logarithmic codes (uint8), rounded to the nearest code in the logarithm (a relative
     error of at most 2^(1/16) - 1, 4.4%); values below code 1's are 0; NaN, infinities and
-    negative values are the NaN code, as is everything against a top that is not finite."""
-    v = np.asarray(v, dtype=np.float32)
-    if not (np.isfinite(top) and top > 0):
-        return np.where(v == 0, np.uint8(0), np.uint8(255)).astype(np.uint8) if np.isfinite(top) \
-            else np.full(v.shape, 255, dtype=np.uint8)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        steps = np.rint(LOG8_STEPS * np.log2(v.astype(np.float64) / float(top)))
-    codes = np.clip(254 + np.nan_to_num(steps, nan=0.0, neginf=-1e9), 0, 254).astype(np.uint8)
-    return np.where((v >= 0) & np.isfinite(v), codes, np.uint8(255)).astype(np.uint8)
+    negative values are the NaN code, as is everything against a top that is not finite
+    (csrc/codec.c, h2o_log8_encode; tests/test_codec.py holds it to a numpy reference)."""
+    v = np.ascontiguousarray(v, dtype=np.float32)
+    out = np.empty(v.shape, dtype=np.uint8)
+    if v.size:  # (C, csrc/codec.c: a void function, its arguments checked here)
+        lib.h2o_log8_encode(ffi.cast("const float *", v.ctypes.data), v.size, float(np.float32(top)),
+                            ffi.cast("uint8_t *", out.ctypes.data))
+    return out
 
 
 def from_log8(codes, top):
