@@ -271,25 +271,54 @@ def weighted_mean_bf16(comm, model, origin, weight=1.0, total=None):
     lost to it."""
     if not parallel(comm):
         return model
-    MPI = _mpi()
-    size, rank = comm.Get_size(), comm.Get_rank()
-    total = size if total is None else total
     change = model - origin
     if weight != 1.0:
         change *= np.float32(weight)
-    counts, displs = _split(model.size, size)
-    mine = counts[rank]
-    pieces = np.empty(size * mine, dtype=np.uint16)
-    comm.Alltoallv([to_bfloat16(change), (counts, displs), MPI.UINT16_T],
-                   [pieces, ([mine] * size, [k * mine for k in range(size)]), MPI.UINT16_T])
+    mean = _coded_mean(comm, change, BFLOAT16, comm.Get_size() if total is None else total)
+    np.add(origin, mean, out=model)
+    return model
+
+
+class _Codec:
+    """How a coded mean (`_coded_mean`) sends float32 values: `code(x)` -> (codes, scale),
+    `value(codes, scale)` -> float32; `dtype` and `mpi` the codes' numpy and MPI types;
+    `scaled`: whether each piece travels with its scale (a float32)."""
+
+    def __init__(self, dtype, mpi, code, value, scaled):
+        self.dtype, self.mpi, self.code, self.value, self.scaled = dtype, mpi, code, value, scaled
+
+
+def _coded_mean(comm, x, codec, total):
+    """sum_r x_r / total over `comm`'s ranks (a new float32 array, the same bits on every
+    rank), each rank's values coded by `codec`: an Alltoallv of each rank's codes of each
+    piece (one nearly equal piece a rank) and, for a scaled code, an Alltoall of the
+    pieces' scales; each piece decoded and summed in rank order in float32 on its rank,
+    scaled by 1/total and coded again; an Allgatherv of the codes (and an Allgather of the
+    scales) back, decoded."""
+    MPI = _mpi()
+    size, rank = comm.Get_size(), comm.Get_rank()
+    counts, displs = _split(x.size, size)
+    mine, kind = counts[rank], getattr(MPI, codec.mpi)
+    codes, scales = np.empty(x.size, dtype=codec.dtype), np.empty(size, dtype=np.float32)
+    for k, (c, d) in enumerate(zip(counts, displs)):
+        codes[d:d + c], scales[k] = codec.code(x[d:d + c])
+    pieces, their = np.empty(size * mine, dtype=codec.dtype), np.empty(size, dtype=np.float32)
+    comm.Alltoallv([codes, (counts, displs), kind], [pieces, ([mine] * size, [k * mine for k in range(size)]), kind])
+    if codec.scaled:
+        comm.Alltoall([scales, MPI.FLOAT], [their, MPI.FLOAT])
     part = np.zeros(mine, dtype=np.float32)
     for k in range(size):
-        part += from_bfloat16(pieces[k * mine:(k + 1) * mine])
+        part += codec.value(pieces[k * mine:(k + 1) * mine], their[k])
     part *= np.float32(1.0 / total)
-    mean = np.empty(model.size, dtype=np.uint16)
-    comm.Allgatherv([to_bfloat16(part), MPI.UINT16_T], [mean, (counts, displs), MPI.UINT16_T])
-    np.add(origin, from_bfloat16(mean), out=model)
-    return model
+    own_codes, own = codec.code(part)
+    mean, every = np.empty(x.size, dtype=codec.dtype), np.empty(size, dtype=np.float32)
+    comm.Allgatherv([own_codes, kind], [mean, (counts, displs), kind])
+    if codec.scaled:
+        comm.Allgather([np.array([own], dtype=np.float32), MPI.FLOAT], [every, MPI.FLOAT])
+    out = np.empty(x.size, dtype=np.float32)
+    for k, (c, d) in enumerate(zip(counts, displs)):
+        out[d:d + c] = codec.value(mean[d:d + c], every[k])
+    return out
 
 
 # 8-bit logarithmic codes of non-negative values against a scale `top` (their largest):
@@ -338,31 +367,21 @@ def weighted_mean_log8(comm, values, weight=1.0, total=None):
     back.  Every rank ends with the same bits; no value comes back negative."""
     if not parallel(comm):
         return values
-    MPI = _mpi()
-    size, rank = comm.Get_size(), comm.Get_rank()
-    total = size if total is None else total
-    mine_values = values * np.float32(weight) if weight != 1.0 else values.copy()
-    counts, displs = _split(values.size, size)
-    mine = counts[rank]
-    tops = np.array([_log8_top(mine_values[d:d + c]) for c, d in zip(counts, displs)], dtype=np.float32)
-    codes = np.empty(values.size, dtype=np.uint8)
-    for t, c, d in zip(tops, counts, displs):
-        codes[d:d + c] = to_log8(mine_values[d:d + c], t)
-    pieces, their = np.empty(size * mine, dtype=np.uint8), np.empty(size, dtype=np.float32)
-    comm.Alltoallv([codes, (counts, displs), MPI.UINT8_T],
-                   [pieces, ([mine] * size, [k * mine for k in range(size)]), MPI.UINT8_T])
-    comm.Alltoall([tops, MPI.FLOAT], [their, MPI.FLOAT])
-    part = np.zeros(mine, dtype=np.float32)
-    for k in range(size):
-        part += from_log8(pieces[k * mine:(k + 1) * mine], their[k])
-    part *= np.float32(1.0 / total)
-    own = _log8_top(part)
-    mean, every = np.empty(values.size, dtype=np.uint8), np.empty(size, dtype=np.float32)
-    comm.Allgatherv([to_log8(part, own), MPI.UINT8_T], [mean, (counts, displs), MPI.UINT8_T])
-    comm.Allgather([np.array([own], dtype=np.float32), MPI.FLOAT], [every, MPI.FLOAT])
-    for t, c, d in zip(every, counts, displs):
-        values[d:d + c] = from_log8(mean[d:d + c], t)
+    mine = values * np.float32(weight) if weight != 1.0 else values
+    values[...] = _coded_mean(comm, mine, LOG8, comm.Get_size() if total is None else total)
     return values
+
+
+BFLOAT16 = _Codec(np.uint16, "UINT16_T", lambda x: (to_bfloat16(x), np.float32(1.0)),
+                  lambda codes, _scale: from_bfloat16(codes), scaled=False)
+
+
+def _log8_code(x):
+    top = _log8_top(x)
+    return to_log8(x, top), top
+
+
+LOG8 = _Codec(np.uint8, "UINT8_T", _log8_code, from_log8, scaled=True)
 
 
 class NodeGroups:
