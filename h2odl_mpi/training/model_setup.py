@@ -6,7 +6,7 @@ import socket
 import time
 
 from h2odl_mpi.training.checkpoint import load_everywhere
-from h2odl_mpi.collectives import allgather_obj, bcast_array, bcast_obj
+from h2odl_mpi.collectives import bcast_array, bcast_obj, node_size
 from h2odl_mpi.errors import UserError, agree
 from h2odl_mpi.kernel import NetConfig, buffer_floats
 from h2odl_mpi.params import LOSS_OF_DISTRIBUTION
@@ -64,8 +64,7 @@ def check_size(params, config, comm, replicas=0):
     of them a rank, and `replicas` more: one a thread with thread_scheme replicas) do not fit
     in the memory available to the ranks of one node: counted from the units before
     anything is allocated; the same error on every rank."""
-    hosts = allgather_obj(comm, socket.gethostname())
-    local = max(1, sum(h == socket.gethostname() for h in hosts))
+    local = node_size(comm)  # (collective: this node's ranks share its memory)
     error = None
     try:
         n_params, n_total = buffer_floats(config)
