@@ -299,9 +299,7 @@ def _coded_mean(comm, x, codec, total):
     size, rank = comm.Get_size(), comm.Get_rank()
     counts, displs = _split(x.size, size)
     mine, kind = counts[rank], getattr(MPI, codec.mpi)
-    codes, scales = np.empty(x.size, dtype=codec.dtype), np.empty(size, dtype=np.float32)
-    for k, (c, d) in enumerate(zip(counts, displs)):
-        codes[d:d + c], scales[k] = codec.code(x[d:d + c])
+    codes, scales = _code_pieces(codec, x, counts, displs)
     pieces, their = np.empty(size * mine, dtype=codec.dtype), np.empty(size, dtype=np.float32)
     comm.Alltoallv([codes, (counts, displs), kind], [pieces, ([mine] * size, [k * mine for k in range(size)]), kind])
     if codec.scaled:
@@ -315,10 +313,23 @@ def _coded_mean(comm, x, codec, total):
     comm.Allgatherv([own_codes, kind], [mean, (counts, displs), kind])
     if codec.scaled:
         comm.Allgather([np.array([own], dtype=np.float32), MPI.FLOAT], [every, MPI.FLOAT])
+    if not codec.scaled:
+        return codec.value(mean, None)
     out = np.empty(x.size, dtype=np.float32)
     for k, (c, d) in enumerate(zip(counts, displs)):
         out[d:d + c] = codec.value(mean[d:d + c], every[k])
     return out
+
+
+def _code_pieces(codec, x, counts, displs):
+    """(codes of x, a scale a piece): an unscaled code in one call, a scaled one piece by piece."""
+    scales = np.ones(len(counts), dtype=np.float32)
+    if not codec.scaled:
+        return codec.code(x)[0], scales
+    codes = np.empty(x.size, dtype=codec.dtype)
+    for k, (c, d) in enumerate(zip(counts, displs)):
+        codes[d:d + c], scales[k] = codec.code(x[d:d + c])
+    return codes, scales
 
 
 # 8-bit logarithmic codes of non-negative values against a scale `top` (their largest):
