@@ -46,3 +46,16 @@ def test_combine_precision_bfloat16_log8_is_accepted_and_checked():
         validate(dict(train="x.csv", response="y", combine_precision="fp8"))
     with pytest.raises(UserError, match="bfloat16_log8 needs ADADELTA"):
         validate(dict(train="x.csv", response="y", combine_precision="bfloat16_log8", adaptive_rate=False))
+
+
+def test_block_momentums_cap_on_rows_between_combines():
+    """At least 3 x ranks combines an epoch, and the ranks combines over which the momentum
+    builds up span at most WINDOW_ROWS rows; never below a row a rank; none for one rank."""
+    from h2odl_mpi.training.combine import BlockMomentum
+    bm = BlockMomentum()
+    assert bm.rows_cap(10_000, 1) is None
+    assert bm.rows_cap(10_000, 8) == 10_000 / 24                    # (MNIST: 3 N an epoch)
+    assert bm.rows_cap(200_000, 16) == 200_000 / 48
+    assert bm.rows_cap(1_000_000, 8) == 100_000 / 8                 # (the window: 10 N an epoch)
+    assert bm.rows_cap(1_000_000, 8) * 8 == bm.WINDOW_ROWS
+    assert bm.rows_cap(1_000_000, 1024) == 1024                     # (a row a rank at least)

@@ -189,18 +189,22 @@ class BlockMomentum(ModelAverage):
     def state(self, model):
         return {"block_update": self.d} if self.active else {}
 
-    # The block momentum 1 - 1/N takes about N combines to build up.  Measured with the
-    # defaults (benchmarks/results/rank_accuracy_defaults.md, MNIST pair, 3 seeds): at
-    # 1.5 N combines an epoch 16 ranks needed 1.40x one rank's epochs to 12% test error,
-    # at 3 N 1.03x (8 ranks: 1.10x and 0.92x); on a generated 200,000-row set 2 N was
-    # between the two.
+    # The block momentum 1 - 1/N takes about N combines to build up, and those N combines
+    # must not span too much training.  Measured with the defaults: on the MNIST pair (3
+    # seeds, benchmarks/results/rank_accuracy_defaults.md) at 1.5 N combines an epoch 16
+    # ranks needed 1.40x one rank's epochs to 12% test error, at 3 N 1.03x (8 ranks: 1.10x
+    # and 0.92x); on a generated 200,000-row set 2 N was between the two.  On 1,000,000
+    # rows (rank_accuracy_teacher_1m_defaults.md) 3 N left 8 ranks at 1.61x one rank's
+    # epochs to its error after one epoch (N combines spanning 333,000 rows), where 6 N and
+    # 12 N gave 0.83x and 0.79x (seed 1): so also at most WINDOW_ROWS rows over N combines.
     COMBINES_PER_EPOCH_PER_RANK = 3.0
-    rows_cap_reason = "about 3 x ranks combines an epoch, measured"
+    WINDOW_ROWS = 100_000
+    rows_cap_reason = "about 3 x ranks combines an epoch, and at most 100,000 rows over ranks combines, measured"
 
     def rows_cap(self, n_total, ranks):
         if ranks < 2:
             return None
-        return max(ranks, n_total / (self.COMBINES_PER_EPOCH_PER_RANK * ranks))
+        return max(ranks, min(n_total / (self.COMBINES_PER_EPOCH_PER_RANK * ranks), self.WINDOW_ROWS / ranks))
 
 
 class ElasticAverage(ModelAverage):
