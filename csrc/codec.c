@@ -22,9 +22,9 @@ void h2o_log8_encode(const float *v, int64_t n, float top, uint8_t *out)
             out[i] = (isfinite(top) && v[i] == 0.0f) ? 0 : 255;
         return;
     }
-    double half[8];
-    for (int j = 0; j < 8; j++)
-        half[j] = exp2((j + 0.5) / 8.0);
+    double half[H2O_LOG8_STEPS];   /* the half steps 2^((j + 1/2) / 8) */
+    for (int j = 0; j < H2O_LOG8_STEPS; j++)
+        half[j] = exp2((j + 0.5) / H2O_LOG8_STEPS);
     const double t = (double)top;
     for (int64_t i = 0; i < n; i++) {   /* (doubles and 64-bit lanes throughout: it vectorises) */
         const float x = v[i];
@@ -37,8 +37,8 @@ void h2o_log8_encode(const float *v, int64_t n, float top, uint8_t *out)
         memcpy(&m, &bits, sizeof m);
         memcpy(&e, &ebits, sizeof e);
         e -= 4503599627370496.0 + 1023.0;                    /* the exponent, as a double */
-        double code = 254.0 + 8.0 * e;
-        for (int j = 0; j < 8; j++)
+        double code = 254.0 + H2O_LOG8_STEPS * e;
+        for (int j = 0; j < H2O_LOG8_STEPS; j++)
             code += m >= half[j] ? 1.0 : 0.0;
         code = code < 0.0 ? 0.0 : (code > 254.0 ? 254.0 : code);
         const double special = x == 0.0f ? 0.0 : 255.0;

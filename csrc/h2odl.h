@@ -421,7 +421,8 @@ uint32_t h2o_hash(uint32_t key, uint32_t seed);
  * each code below 2^(-1/8) of the one above, the nearest in the logarithm; 0 for zero and for
  * values below code 1's half step; 255 for NaN, infinities, negative values, and for every
  * non-zero value when top is not a positive finite number (for every value when top is not
- * finite).  Values above top take code 254. */
+ * finite).  Values above top take code 254.  H2O_LOG8_STEPS codes an octave. */
+#define H2O_LOG8_STEPS 8
 void h2o_log8_encode(const float *v, int64_t n, float top, uint8_t *out);
 
 /* The instruction-set variant the entry points run ("baseline", "avx2", "avx512"). */

@@ -311,10 +311,9 @@ def _coded_mean(comm, x, codec, total):
     own_codes, own = codec.code(part)
     mean, every = np.empty(x.size, dtype=codec.dtype), np.empty(size, dtype=np.float32)
     comm.Allgatherv([own_codes, kind], [mean, (counts, displs), kind])
-    if codec.scaled:
-        comm.Allgather([np.array([own], dtype=np.float32), MPI.FLOAT], [every, MPI.FLOAT])
     if not codec.scaled:
         return codec.value(mean, None)
+    comm.Allgather([np.array([own], dtype=np.float32), MPI.FLOAT], [every, MPI.FLOAT])
     out = np.empty(x.size, dtype=np.float32)
     for k, (c, d) in enumerate(zip(counts, displs)):
         out[d:d + c] = codec.value(mean[d:d + c], every[k])
@@ -335,7 +334,7 @@ def _code_pieces(codec, x, counts, displs):
 # 8-bit logarithmic codes of non-negative values against a scale `top` (their largest):
 # code 254 is top, each code below it 2^(-1/LOG8_STEPS) of the one above, down to code 1
 # (top * 2^(-253/8), about 3e-10 top); code 0 is 0, code 255 NaN.
-LOG8_STEPS = 8
+LOG8_STEPS = lib.H2O_LOG8_STEPS  # (csrc/h2odl.h: the C code's own)
 _LOG8_MULT = np.concatenate([[0.0], 2.0 ** ((np.arange(1, 255) - 254) / LOG8_STEPS), [np.nan]]).astype(np.float32)
 
 
