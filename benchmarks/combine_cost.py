@@ -8,8 +8,9 @@ the MNIST pair's 758-200-200-10 network) and ADADELTA's two accumulators for eac
 combines it (ModelAverage.combine) --reps times for each precision, after a barrier each
 time, as the OSU benchmarks time a collective; rank 0 prints the median and the slowest
 (the slowest rank's time each repetition), and the bytes a rank sends.  float32 is a
-Reduce_scatter and an Allgatherv; bfloat16 and bfloat16_log8 code and decode in numpy
-before and after their Alltoallv and Allgatherv (h2odl_mpi/collectives.py).
+Reduce_scatter and an Allgatherv; bfloat16 and bfloat16_log8 code and decode before and
+after their Alltoallv and Allgatherv (h2odl_mpi/collectives.py: numpy, and the log8 code in C,
+csrc/codec.c).
 """
 import argparse
 import statistics

@@ -22,7 +22,6 @@ def numpy_log8(v, top):
 def test_log8_codes_round_to_the_nearest_logarithm():
     """Code c (1..254) is top * 2^((c - 254) / 8), 0 is 0, 255 NaN; a value's code is the
     nearest in the logarithm (brute force over every code)."""
-    from h2odl_mpi.collectives import from_log8, to_log8
     top = np.float32(3.7)
     codes = np.arange(256, dtype=np.uint8)
     values = from_log8(codes, top)
@@ -40,7 +39,6 @@ def test_log8_codes_round_to_the_nearest_logarithm():
     assert (to_log8(np.array([np.nan, np.inf, -1.0], dtype=np.float32), top) == 255).all()
     assert to_log8(np.array([1e-30], dtype=np.float32), top)[0] == 0                 # below code 1: 0
     assert (to_log8(np.array([0.0, 1.0], dtype=np.float32), np.float32(np.nan)) == 255).all()
-
 
 
 def test_the_c_code_is_the_numpy_reference_bit_for_bit():

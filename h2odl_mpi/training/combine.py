@@ -199,7 +199,8 @@ class BlockMomentum(ModelAverage):
     # 12 N gave 0.83x and 0.79x (seed 1): so also at most WINDOW_ROWS rows over N combines.
     COMBINES_PER_EPOCH_PER_RANK = 3.0
     WINDOW_ROWS = 100_000
-    rows_cap_reason = "about 3 x ranks combines an epoch, and at most 100,000 rows over ranks combines, measured"
+    rows_cap_reason = (f"about 3 x ranks combines an epoch, and at most {WINDOW_ROWS:,} rows over ranks "
+                       "combines, measured")
 
     def rows_cap(self, n_total, ranks):
         if ranks < 2:
